@@ -1,0 +1,2 @@
+//! Keel configuration (see the crate README).
+#![forbid(unsafe_code)]

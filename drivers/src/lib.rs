@@ -1,0 +1,23 @@
+//! Block devices for Keel.
+//!
+//! This crate owns everything that touches a storage device, and nothing else:
+//! it knows no tree, no journal and no protocol.
+//!
+//! - [`device`]: the contract every backend implements. It is NVMe's: one queue
+//!   pair per reactor; reads, writes (optionally FUA) and flushes; completions in
+//!   any order; a completed write is durable only after a later flush completes,
+//!   unless the device has no volatile write cache or the write carried FUA.
+//! - [`dma`]: the bounded pool of DMA-able buffers every request carries.
+//! - [`memory`]: a RAM-backed device for tests and CPU-path benchmarks.
+//!
+//! `unsafe` is allowed in this crate only, and only in the DMA pool and the
+//! io_uring and VFIO backends; every block carries a `// SAFETY:` comment.
+
+pub mod device;
+pub mod dma;
+pub mod error;
+pub mod memory;
+
+pub use device::{BlockDevice, Completion, DeviceInfo, Op, OpKind, QueuePair, Request, SubmitError};
+pub use dma::{DmaBuf, DmaPool, DmaPoolConfig, HugepagePolicy};
+pub use error::{DeviceError, IoError, IoErrorKind};

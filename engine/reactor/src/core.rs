@@ -1,0 +1,308 @@
+//! The reactor itself: its shared face (what other threads may touch), its
+//! local state, and the loop.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_task::Runnable;
+use crossbeam_queue::{ArrayQueue, SegQueue};
+
+use crate::io::Devices;
+use crate::net::Net;
+use crate::runtime::{IdlePolicy, ReactorStats};
+use crate::time::Timers;
+
+/// A closure run on the reactor that receives it.
+pub(crate) type Message = Box<dyn FnOnce() + Send>;
+
+/// How many tasks one turn runs before it looks at devices and messages again,
+/// so that a busy executor cannot starve I/O completions.
+const TASKS_PER_TURN_MAX: usize = 256;
+/// How many messages one turn drains.
+const MESSAGES_PER_TURN_MAX: usize = 256;
+
+static NEXT_UID: AtomicU64 = AtomicU64::new(1);
+
+/// The part of a reactor that other threads reach: where they put woken tasks
+/// and messages, and how they wake it from its idle sleep.
+pub(crate) struct Shared {
+    pub id: usize,
+    /// Unique across every reactor ever created in this process, so that
+    /// schedule functions can tell "my own thread" from "another reactor with the
+    /// same index in another runtime" (tests run many runtimes at once).
+    pub uid: u64,
+    pub injector: SegQueue<Runnable>,
+    pub mailbox: ArrayQueue<Message>,
+    pub waker: mio::Waker,
+    sleeping: AtomicBool,
+    stop: AtomicBool,
+    exited: AtomicBool,
+}
+
+impl Shared {
+    pub fn new(id: usize, mailbox_capacity: usize, waker: mio::Waker) -> Self {
+        Shared {
+            id,
+            uid: NEXT_UID.fetch_add(1, Ordering::Relaxed),
+            injector: SegQueue::new(),
+            mailbox: ArrayQueue::new(mailbox_capacity.max(1)),
+            waker,
+            sleeping: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            exited: AtomicBool::new(false),
+        }
+    }
+
+    /// Wakes the reactor if it is (about to be) asleep. Pairs with the fence in
+    /// `Core::sleep`: either the reactor sees our push when it re-checks its
+    /// queues, or we see its `sleeping` flag and wake it.
+    pub fn notify(&self) {
+        fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::SeqCst) {
+            if let Err(e) = self.waker.wake() {
+                tracing::error!(reactor = self.id, error = %e, "cannot wake reactor");
+            }
+        }
+    }
+
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+    }
+
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    pub fn has_exited(&self) -> bool {
+        self.exited.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Runnables of local tasks must be dropped by their own thread. Any that
+        // arrive after the reactor exited (a waker fired at process exit) are
+        // leaked on purpose rather than dropped here.
+        while let Some(runnable) = self.injector.pop() {
+            std::mem::forget(runnable);
+        }
+    }
+}
+
+/// Counters, updated by the reactor thread only.
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub turns: Cell<u64>,
+    pub sleeps: Cell<u64>,
+    pub tasks_run: Cell<u64>,
+    pub messages: Cell<u64>,
+    pub io_submitted: Cell<u64>,
+    pub io_completed: Cell<u64>,
+    pub busy_ns: Cell<u64>,
+    pub idle_ns: Cell<u64>,
+}
+
+impl Counters {
+    pub fn bump(cell: &Cell<u64>, by: u64) {
+        cell.set(cell.get() + by);
+    }
+
+    pub fn snapshot(&self) -> ReactorStats {
+        ReactorStats {
+            turns: self.turns.get(),
+            sleeps: self.sleeps.get(),
+            tasks_run: self.tasks_run.get(),
+            messages: self.messages.get(),
+            io_submitted: self.io_submitted.get(),
+            io_completed: self.io_completed.get(),
+            busy_ns: self.busy_ns.get(),
+            idle_ns: self.idle_ns.get(),
+        }
+    }
+}
+
+/// A reactor's local state. Lives on its thread only.
+pub(crate) struct Core {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    pub peers: Arc<[Arc<Shared>]>,
+    pub local: RefCell<VecDeque<Runnable>>,
+    pub devices: Devices,
+    pub timers: RefCell<Timers>,
+    pub net: Net,
+    pub idle: IdlePolicy,
+    pub stats: Counters,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<Core>>> = const { RefCell::new(None) };
+    static CURRENT_UID: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Runs `f` with the calling thread's reactor. Panics off a reactor: that is a
+/// programming error, not something input can cause.
+pub(crate) fn with_core<R>(f: impl FnOnce(&Rc<Core>) -> R) -> R {
+    try_with_core(f).expect("this function must be called on a Keel reactor thread")
+}
+
+pub(crate) fn try_with_core<R>(f: impl FnOnce(&Rc<Core>) -> R) -> Option<R> {
+    let core = CURRENT.with(|c| c.borrow().clone())?;
+    Some(f(&core))
+}
+
+/// The uid of the calling thread's reactor (0 off a reactor).
+pub(crate) fn current_uid() -> u64 {
+    CURRENT_UID.with(Cell::get)
+}
+
+/// Makes `core` the calling thread's reactor until the guard drops.
+pub(crate) fn enter(core: Rc<Core>) -> EnterGuard {
+    CURRENT_UID.with(|u| u.set(core.shared.uid));
+    CURRENT.with(|c| *c.borrow_mut() = Some(core));
+    EnterGuard
+}
+
+pub(crate) struct EnterGuard;
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        // Tear down while the core is still current: dropping tasks may wake
+        // others, whose schedule functions look for this core.
+        if let Some(core) = CURRENT.with(|c| c.borrow().clone()) {
+            core.shutdown_drop();
+        }
+        CURRENT.with(|c| c.borrow_mut().take());
+        CURRENT_UID.with(|u| u.set(0));
+    }
+}
+
+impl Core {
+    /// One pass over every source of work. Returns true when anything happened.
+    pub fn turn(&self) -> bool {
+        Counters::bump(&self.stats.turns, 1);
+        let mut worked = self.run_tasks();
+        worked |= self.devices.poll(&self.stats);
+        worked |= self.drain_mailbox();
+        worked |= self.timers.borrow_mut().fire(Instant::now());
+        worked |= self.net.poll(Some(Duration::ZERO), &self.devices);
+        worked
+    }
+
+    fn run_tasks(&self) -> bool {
+        let mut ran = 0usize;
+        while ran < TASKS_PER_TURN_MAX {
+            let next = self.local.borrow_mut().pop_front().or_else(|| self.shared.injector.pop());
+            let Some(runnable) = next else { break };
+            runnable.run();
+            ran += 1;
+        }
+        Counters::bump(&self.stats.tasks_run, ran as u64);
+        ran > 0
+    }
+
+    fn drain_mailbox(&self) -> bool {
+        let mut n = 0usize;
+        while n < MESSAGES_PER_TURN_MAX {
+            let Some(message) = self.shared.mailbox.pop() else {
+                break;
+            };
+            message();
+            n += 1;
+        }
+        Counters::bump(&self.stats.messages, n as u64);
+        n > 0
+    }
+
+    fn has_queued_work(&self) -> bool {
+        !self.local.borrow().is_empty() || !self.shared.injector.is_empty() || !self.shared.mailbox.is_empty()
+    }
+
+    /// Sleeps until a socket, the mailbox, a device or a timer needs us — if it
+    /// is safe to: a device without a completion descriptor that has requests in
+    /// flight must be polled, so then we do not sleep at all.
+    fn sleep(&self) {
+        if !self.devices.prepare_to_sleep() {
+            return;
+        }
+        self.shared.sleeping.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if self.has_queued_work() || self.shared.stop_requested() {
+            self.shared.sleeping.store(false, Ordering::SeqCst);
+            return;
+        }
+        let timeout = self.timers.borrow().next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+        Counters::bump(&self.stats.sleeps, 1);
+        self.net.poll(timeout, &self.devices);
+        self.shared.sleeping.store(false, Ordering::SeqCst);
+    }
+
+    /// Runs turns until `done()` says so, applying the idle policy between
+    /// turns that found nothing to do.
+    pub fn run_until(&self, mut done: impl FnMut() -> bool) {
+        let mut idle_since: Option<Instant> = None;
+        let mut last = Instant::now();
+        while !done() {
+            let worked = self.turn();
+            let now = Instant::now();
+            let elapsed_ns = now.duration_since(last).as_nanos() as u64;
+            last = now;
+            if worked {
+                Counters::bump(&self.stats.busy_ns, elapsed_ns);
+                idle_since = None;
+                continue;
+            }
+            Counters::bump(&self.stats.idle_ns, elapsed_ns);
+            match self.idle {
+                IdlePolicy::Poll => std::hint::spin_loop(),
+                IdlePolicy::Adaptive { spin_us } => {
+                    let since = *idle_since.get_or_insert(now);
+                    if now.duration_since(since) >= Duration::from_micros(u64::from(spin_us)) {
+                        self.sleep();
+                        let after = Instant::now();
+                        Counters::bump(&self.stats.idle_ns, after.duration_since(last).as_nanos() as u64);
+                        last = after;
+                        idle_since = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for every request in flight on every device to complete, so that
+    /// no buffer is released while a device may still write into it.
+    pub fn drain_io(&self) {
+        while self.devices.in_flight() > 0 {
+            self.turn();
+        }
+    }
+
+    /// Tears the reactor down on its own thread: tasks first (their futures may
+    /// hold I/O or sockets), then devices and sockets.
+    fn shutdown_drop(&self) {
+        self.drain_io();
+        self.shared.exited.store(true, Ordering::Release);
+        self.drop_queued();
+        self.timers.borrow_mut().clear();
+        self.net.clear_wakers();
+        // Dropping wakers may have rescheduled detached tasks one last time so
+        // that their futures are dropped here, on their own thread.
+        self.drop_queued();
+        self.devices.close();
+    }
+
+    fn drop_queued(&self) {
+        loop {
+            let next = self.local.borrow_mut().pop_front().or_else(|| self.shared.injector.pop());
+            let Some(runnable) = next else { break };
+            drop(runnable);
+        }
+        while let Some(message) = self.shared.mailbox.pop() {
+            drop(message);
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! keel-perf: Keel's benchmarks.
+#![forbid(unsafe_code)]
+fn main() {}

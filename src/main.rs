@@ -1,0 +1,3 @@
+//! The `keel` command.
+#![forbid(unsafe_code)]
+fn main() {}
