@@ -13,6 +13,8 @@
 //! `unsafe` is allowed in this crate only, and only in the DMA pool and the
 //! io_uring and VFIO backends; every block carries a `// SAFETY:` comment.
 
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+
 pub mod device;
 pub mod dma;
 pub mod error;

@@ -57,8 +57,8 @@ impl Layout {
             return Err(format!(
                 "a device of {capacity_bytes} bytes is too small for {} shards and a journal of {} MiB (each shard needs at least {} MiB)",
                 params.shard_count,
-                journal_pages * PAGE_BYTES as u64 >> 20,
-                SHARD_PAGES_MIN * PAGE_BYTES as u64 >> 20
+                (journal_pages * PAGE_BYTES as u64) >> 20,
+                (SHARD_PAGES_MIN * PAGE_BYTES as u64) >> 20
             ));
         }
         let layout = Layout {

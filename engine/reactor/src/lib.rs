@@ -25,6 +25,7 @@
 //! error and panics.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 mod core;
 mod executor;

@@ -90,10 +90,9 @@ impl<T> OneshotReceiver<T> {
     pub fn recv_blocking(self) -> Result<T, RecvError> {
         let thread = std::thread::current();
         let waker = Waker::from(Arc::new(ThreadWaker(thread)));
-        let mut this = self;
         loop {
             {
-                let mut state = this.shared.lock();
+                let mut state = self.shared.lock();
                 if let Some(v) = state.value.take() {
                     return Ok(v);
                 }
@@ -103,7 +102,6 @@ impl<T> OneshotReceiver<T> {
                 state.waker = Some(waker.clone());
             }
             std::thread::park();
-            let _ = &mut this;
         }
     }
 }

@@ -1,0 +1,353 @@
+//! Transactions: lock keys (in the global order), read them, write any keys on
+//! any shards, commit as one journal record.
+//!
+//! Commit protocol for a transaction whose writes touch shards S1 < S2 < ...:
+//!
+//! 1. wait, holding nothing, until no other transaction holds a key we write;
+//! 2. take the apply gate of each shard in order (and make room in its
+//!    store); if a key we write was locked meanwhile, give every gate back
+//!    and start again — never wait for a key lock while holding a gate, so a
+//!    key holder that wants one of our gates cannot deadlock with us;
+//! 3. assign the LSN (the record goes to the journal);
+//! 4. apply on every shard, releasing its gate and our key locks there. This
+//!    step runs in a detached task: once the LSN exists the changes must reach
+//!    the shards even if the caller stops waiting.
+//!
+//! A transaction whose writes touch only a shard of the calling reactor skips
+//! the gates: steps 2-4 happen in one synchronous step.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+
+use crate::engine::{Engine, Lsn};
+use crate::error::EngineError;
+use crate::locks::TxnId;
+use crate::merge::{apply_merge, MergeOp};
+use crate::record::{self, Op};
+use crate::route;
+use crate::shard;
+use crate::store::Message;
+
+/// An open transaction. Dropping it without committing releases its locks.
+pub struct Transaction {
+    engine: Engine,
+    id: TxnId,
+    /// Keys held, by shard, each list in key order.
+    locked: BTreeMap<u32, Vec<Vec<u8>>>,
+    ops: Vec<Op>,
+    finished: bool,
+}
+
+impl std::fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction").field("id", &self.id).field("ops", &self.ops.len()).finish()
+    }
+}
+
+impl Transaction {
+    pub(crate) fn new(engine: Engine, id: TxnId) -> Self {
+        Transaction { engine, id, locked: BTreeMap::new(), ops: Vec::new(), finished: false }
+    }
+
+    pub fn id(&self) -> TxnId {
+        self.id
+    }
+
+    fn locked_count(&self) -> usize {
+        self.locked.values().map(Vec::len).sum()
+    }
+
+    fn last_locked(&self) -> Option<(u32, &[u8])> {
+        self.locked.iter().next_back().and_then(|(s, keys)| keys.last().map(|k| (*s, k.as_slice())))
+    }
+
+    /// Locks `keys`. Keys may be locked in several calls only if each call's
+    /// keys all sort after every key already held, in the global order
+    /// (shard, key); otherwise `LockOrder`. Waits while others hold them.
+    pub async fn lock(&mut self, keys: &[&[u8]]) -> Result<(), EngineError> {
+        let limits = self.engine.limits().clone();
+        let mut wanted: Vec<(u32, Vec<u8>)> = Vec::with_capacity(keys.len());
+        for key in keys {
+            limits.check_key(key)?;
+            wanted.push((self.engine.shard_of(key), key.to_vec()));
+        }
+        wanted.sort();
+        wanted.dedup();
+        wanted.retain(|(s, k)| self.locked.get(s).is_none_or(|held| held.binary_search(k).is_err()));
+        if let (Some(last), Some(first)) = (self.last_locked(), wanted.first()) {
+            if (first.0, first.1.as_slice()) <= last {
+                return Err(EngineError::LockOrder);
+            }
+        }
+        if self.locked_count() + wanted.len() > limits.txn_locks_max {
+            return Err(EngineError::TooManyLocks { max: limits.txn_locks_max });
+        }
+        let mut by_shard: BTreeMap<u32, Vec<Vec<u8>>> = BTreeMap::new();
+        for (s, k) in wanted {
+            by_shard.entry(s).or_default().push(k);
+        }
+        let id = self.id;
+        for (s, keys) in by_shard {
+            // Record before waiting, so that a drop mid-wait releases them.
+            self.locked.entry(s).or_default().extend(keys.iter().cloned());
+            self.engine.on_shard(s, move |shard| async move { shard.lock_all(&keys, id).await }).await?;
+        }
+        Ok(())
+    }
+
+    /// The value of `key` as this transaction sees it: the store's, with this
+    /// transaction's own writes applied.
+    pub async fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        let mut value = self.engine.get(key).await?;
+        for op in &self.ops {
+            match op {
+                Op::Write { key: k, message, .. } if k.as_slice() == key => {
+                    value = match message {
+                        Message::Put(v) => Some(v.clone()),
+                        Message::Delete => None,
+                        Message::Merge(m) => apply_merge(value.as_deref(), m),
+                    };
+                }
+                Op::DeleteRange { start, end, .. } => {
+                    if key >= start.as_slice() && end.as_deref().is_none_or(|e| key < e) {
+                        value = None;
+                    }
+                }
+                Op::Write { .. } => {}
+            }
+        }
+        Ok(value)
+    }
+
+    fn push_write(&mut self, key: &[u8], message: Message) -> Result<(), EngineError> {
+        self.engine.limits().check_key(key)?;
+        self.ops.push(Op::Write { shard: self.engine.shard_of(key), key: key.to_vec(), message });
+        Ok(())
+    }
+
+    pub fn put(&mut self, key: &[u8], value: Vec<u8>) -> Result<(), EngineError> {
+        self.engine.limits().check_value(value.len())?;
+        self.push_write(key, Message::Put(value))
+    }
+
+    pub fn delete(&mut self, key: &[u8]) -> Result<(), EngineError> {
+        self.push_write(key, Message::Delete)
+    }
+
+    pub fn merge(&mut self, key: &[u8], op: MergeOp) -> Result<(), EngineError> {
+        self.engine.limits().check_merge(&op)?;
+        self.push_write(key, Message::Merge(op))
+    }
+
+    /// Deletes every key in `[start, end)` (`None`: to the end of the key space).
+    pub fn delete_range(&mut self, start: &[u8], end: Option<&[u8]>) -> Result<(), EngineError> {
+        let end_bound = end.map_or(Bound::Unbounded, |e| Bound::Excluded(e.to_vec()));
+        for shard in self.engine.shards_for_range(&Bound::Included(start.to_vec()), &end_bound) {
+            self.ops.push(Op::DeleteRange { shard, start: start.to_vec(), end: end.map(<[u8]>::to_vec) });
+        }
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Commits every write as one journal record and applies it on every
+    /// shard it touches. Returns the LSN to wait on for durability.
+    pub async fn commit(mut self) -> Result<Lsn, EngineError> {
+        if self.ops.is_empty() {
+            self.release_locks();
+            self.finished = true;
+            return Ok(self.engine.lsn_durable());
+        }
+        let payload = record::encode(&self.ops);
+        let max = self.engine.limits().txn_bytes_max;
+        if payload.len() > max {
+            return Err(EngineError::TransactionTooLarge { len_bytes: payload.len(), max_bytes: max });
+        }
+        let shards: BTreeSet<u32> = self.ops.iter().map(Op::shard).collect();
+        let here = keel_reactor::reactor_id();
+        let local_only =
+            shards.len() == 1 && shards.iter().all(|&s| route::reactor_of(s, self.engine.shared.reactor_count) == here);
+        let lsn =
+            if local_only { self.commit_local(&payload).await? } else { self.commit_gated(&payload, &shards).await? };
+        self.finished = true;
+        Ok(lsn)
+    }
+
+    /// Keys this transaction writes on `shard`.
+    fn write_keys(ops: &[Op], shard: u32) -> Vec<Vec<u8>> {
+        ops.iter()
+            .filter_map(|op| match op {
+                Op::Write { shard: s, key, .. } if *s == shard => Some(key.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    async fn commit_local(&mut self, payload: &[u8]) -> Result<Lsn, EngineError> {
+        let shard_id = self.ops[0].shard();
+        let shard = shard::local(self.engine.shared.uid, shard_id).expect("local shard registered");
+        let keys = Self::write_keys(&self.ops, shard_id);
+        let size_bytes: usize = self.ops.iter().map(Op::size_bytes).sum();
+        loop {
+            for key in &keys {
+                if shard.locks.locked_by_other(key, Some(self.id)) {
+                    shard.locks.wait_unlocked(key).await;
+                }
+            }
+            shard.gate.wait_free().await;
+            shard.store.make_room(size_bytes).await?;
+            let blocked = keys.iter().any(|k| shard.locks.locked_by_other(k, Some(self.id)));
+            if blocked || !shard.gate.is_free() || !shard.store.has_room(size_bytes) {
+                continue;
+            }
+            let lsn = self.engine.commit_record(payload);
+            shard.apply_ops(lsn, &self.ops);
+            if let Some(keys) = self.locked.remove(&shard_id) {
+                shard.unlock_all(&keys, self.id);
+            }
+            self.release_locks();
+            return Ok(lsn);
+        }
+    }
+
+    async fn commit_gated(&mut self, payload: &[u8], shards: &BTreeSet<u32>) -> Result<Lsn, EngineError> {
+        let gates = GateSet::acquire(&self.engine, self.id, &self.ops, shards).await?;
+        let lsn = self.engine.commit_record(payload);
+        // From here the changes must reach every shard whatever happens to us.
+        let ops = std::mem::take(&mut self.ops);
+        let locked = std::mem::take(&mut self.locked);
+        let (done_tx, done_rx) = keel_reactor::oneshot();
+        let engine = self.engine.clone();
+        let id = self.id;
+        let shard_list: Vec<u32> = shards.iter().copied().collect();
+        gates.disarm();
+        keel_reactor::spawn(async move {
+            apply_everywhere(&engine, id, lsn, ops, locked, &shard_list).await;
+            done_tx.send(());
+        })
+        .detach();
+        done_rx.await.map_err(|_| EngineError::Unavailable(keel_reactor::CallError::Cancelled))?;
+        Ok(lsn)
+    }
+
+    /// Releases every key lock still held (fire and forget).
+    fn release_locks(&mut self) {
+        let locked = std::mem::take(&mut self.locked);
+        if locked.is_empty() {
+            return;
+        }
+        let engine = self.engine.clone();
+        let id = self.id;
+        keel_reactor::spawn(async move {
+            for (s, keys) in locked {
+                let _ = engine.on_shard(s, move |shard| async move { shard.unlock_all(&keys, id) }).await;
+            }
+        })
+        .detach();
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        if !self.finished && keel_reactor::on_reactor() {
+            self.release_locks();
+        }
+    }
+}
+
+async fn apply_everywhere(
+    engine: &Engine,
+    id: TxnId,
+    lsn: Lsn,
+    ops: Vec<Op>,
+    mut locked: BTreeMap<u32, Vec<Vec<u8>>>,
+    shards: &[u32],
+) {
+    let ops = std::sync::Arc::new(ops);
+    for &s in shards {
+        let ops = std::sync::Arc::clone(&ops);
+        let keys = locked.remove(&s).unwrap_or_default();
+        let applied = engine
+            .on_shard(s, move |shard| async move {
+                shard.apply_ops(lsn, &ops);
+                shard.gate.release(id);
+                shard.unlock_all(&keys, id);
+            })
+            .await;
+        if let Err(e) = applied {
+            tracing::error!(shard = s, lsn, error = %e, "could not apply a committed transaction; the journal holds it for recovery");
+        }
+    }
+    for (s, keys) in locked {
+        let _ = engine.on_shard(s, move |shard| async move { shard.unlock_all(&keys, id) }).await;
+    }
+}
+
+/// The gates a committing transaction holds; released on drop unless the
+/// commit went through (then the apply step releases them).
+struct GateSet {
+    engine: Engine,
+    id: TxnId,
+    held: Vec<u32>,
+    armed: bool,
+}
+
+impl GateSet {
+    async fn acquire(engine: &Engine, id: TxnId, ops: &[Op], shards: &BTreeSet<u32>) -> Result<GateSet, EngineError> {
+        'retry: loop {
+            for &s in shards {
+                let keys = Transaction::write_keys(ops, s);
+                engine
+                    .on_shard(s, move |shard| async move {
+                        for key in &keys {
+                            if shard.locks.locked_by_other(key, Some(id)) {
+                                shard.locks.wait_unlocked(key).await;
+                            }
+                        }
+                    })
+                    .await?;
+            }
+            let mut set = GateSet { engine: engine.clone(), id, held: Vec::new(), armed: true };
+            for &s in shards {
+                let keys = Transaction::write_keys(ops, s);
+                let size_bytes: usize = ops.iter().filter(|op| op.shard() == s).map(Op::size_bytes).sum();
+                set.held.push(s);
+                let clear = engine
+                    .on_shard(s, move |shard| async move {
+                        shard.gate.acquire(id).await;
+                        shard.store.make_room(size_bytes).await?;
+                        Ok::<bool, EngineError>(!keys.iter().any(|k| shard.locks.locked_by_other(k, Some(id))))
+                    })
+                    .await??;
+                if !clear {
+                    drop(set);
+                    continue 'retry;
+                }
+            }
+            return Ok(set);
+        }
+    }
+
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for GateSet {
+    fn drop(&mut self) {
+        if !self.armed || self.held.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut self.held);
+        let engine = self.engine.clone();
+        let id = self.id;
+        keel_reactor::spawn(async move {
+            for s in held {
+                let _ = engine.on_shard(s, move |shard| async move { shard.gate.release(id) }).await;
+            }
+        })
+        .detach();
+    }
+}

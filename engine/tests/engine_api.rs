@@ -1,0 +1,226 @@
+//! The engine API across reactors: single-key operations against a BTreeMap
+//! oracle, atomic multi-shard transactions under concurrency, ordered scans
+//! across shards, range deletes, limits and lock discipline.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use keel_engine::{Engine, EngineError, Limits, MergeOp};
+use keel_reactor::{Runtime, RuntimeConfig};
+use rand::{Rng, SeedableRng};
+
+fn start(reactors: usize, shards: u32) -> (Runtime, Engine) {
+    let runtime = Runtime::start(&RuntimeConfig { reactors, ..RuntimeConfig::default() }, &[]).unwrap();
+    let engine = Engine::open(&runtime, shards, Limits::default()).unwrap();
+    (runtime, engine)
+}
+
+#[test]
+fn single_key_operations_match_a_btreemap() {
+    let (runtime, engine) = start(2, 5);
+    let oracle = runtime
+        .call_blocking(0, move || async move {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+            let mut oracle: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+            for i in 0..3000u32 {
+                let key = format!("k{:03}", rng.gen_range(0..200)).into_bytes();
+                match rng.gen_range(0..5) {
+                    0 | 1 => {
+                        let v = i.to_le_bytes().to_vec();
+                        engine.put(&key, v.clone()).await.unwrap();
+                        oracle.insert(key, v);
+                    }
+                    2 => {
+                        engine.delete(&key).await.unwrap();
+                        oracle.remove(&key);
+                    }
+                    3 => {
+                        engine.merge(&key, MergeOp::Append(b"+".to_vec())).await.unwrap();
+                        oracle.entry(key).or_default().push(b'+');
+                    }
+                    _ => assert_eq!(engine.get(&key).await.unwrap(), oracle.get(&key).cloned()),
+                }
+            }
+            let all = engine.scan(Bound::Unbounded, Bound::Unbounded, usize::MAX).await.unwrap();
+            assert_eq!(all, oracle.clone().into_iter().collect::<Vec<_>>());
+            oracle.len()
+        })
+        .unwrap();
+    assert!(oracle > 50);
+}
+
+#[test]
+fn concurrent_transfers_across_shards_preserve_the_total() {
+    let (runtime, engine) = start(2, 4);
+    const ACCOUNTS: u32 = 16;
+    let setup = engine.clone();
+    runtime
+        .call_blocking(0, move || async move {
+            for a in 0..ACCOUNTS {
+                setup.put(format!("acct{a}").as_bytes(), 1000i64.to_le_bytes().to_vec()).await.unwrap();
+            }
+        })
+        .unwrap();
+    let mut workers = Vec::new();
+    for w in 0..8u64 {
+        let engine = engine.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        runtime
+            .spawn_on((w % 2) as usize, move || async move {
+                let mut rng = rand::rngs::StdRng::seed_from_u64(w);
+                for _ in 0..150 {
+                    let a = rng.gen_range(0..ACCOUNTS);
+                    let b = (a + rng.gen_range(1..ACCOUNTS)) % ACCOUNTS;
+                    let (ka, kb) = (format!("acct{a}"), format!("acct{b}"));
+                    let mut txn = engine.transaction();
+                    txn.lock(&[ka.as_bytes(), kb.as_bytes()]).await.unwrap();
+                    let va = i64::from_le_bytes(txn.get(ka.as_bytes()).await.unwrap().unwrap().try_into().unwrap());
+                    let vb = i64::from_le_bytes(txn.get(kb.as_bytes()).await.unwrap().unwrap().try_into().unwrap());
+                    let amount = rng.gen_range(1..50);
+                    txn.put(ka.as_bytes(), (va - amount).to_le_bytes().to_vec()).unwrap();
+                    txn.put(kb.as_bytes(), (vb + amount).to_le_bytes().to_vec()).unwrap();
+                    txn.commit().await.unwrap();
+                }
+                tx.send(()).unwrap();
+            })
+            .unwrap();
+        workers.push(rx);
+    }
+    for rx in workers {
+        rx.recv().unwrap();
+    }
+    let total = runtime
+        .call_blocking(1, move || async move {
+            let all = engine.scan(Bound::Unbounded, Bound::Unbounded, 1000).await.unwrap();
+            assert_eq!(all.len(), ACCOUNTS as usize);
+            all.iter().map(|(_, v)| i64::from_le_bytes(v.as_slice().try_into().unwrap())).sum::<i64>()
+        })
+        .unwrap();
+    assert_eq!(total, 1000 * i64::from(ACCOUNTS));
+}
+
+#[test]
+fn locked_read_modify_write_loses_no_update() {
+    let (runtime, engine) = start(2, 3);
+    let mut done = Vec::new();
+    for r in 0..2usize {
+        let engine = engine.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        runtime
+            .spawn_on(r, move || async move {
+                for _ in 0..300 {
+                    let mut txn = engine.transaction();
+                    txn.lock(&[b"counter"]).await.unwrap();
+                    let v = txn.get(b"counter").await.unwrap().map_or(0, |v| u64::from_le_bytes(v.try_into().unwrap()));
+                    txn.put(b"counter", (v + 1).to_le_bytes().to_vec()).unwrap();
+                    txn.commit().await.unwrap();
+                }
+                tx.send(()).unwrap();
+            })
+            .unwrap();
+        done.push(rx);
+    }
+    // Blind writes to other keys meanwhile must not disturb anything.
+    for rx in done {
+        rx.recv().unwrap();
+    }
+    let v = runtime.call_blocking(0, move || async move { engine.get(b"counter").await.unwrap() }).unwrap();
+    assert_eq!(v, Some(600u64.to_le_bytes().to_vec()));
+}
+
+#[test]
+fn scans_are_ordered_across_shards_and_respect_bounds_and_limits() {
+    let (runtime, engine) = start(2, 7);
+    runtime
+        .call_blocking(1, move || async move {
+            for i in 0..500u32 {
+                engine.put(format!("s{i:04}").as_bytes(), vec![1]).await.unwrap();
+            }
+            let got =
+                engine.scan(Bound::Included(b"s0100".to_vec()), Bound::Excluded(b"s0200".to_vec()), 30).await.unwrap();
+            let keys: Vec<String> = got.into_iter().map(|(k, _)| String::from_utf8(k).unwrap()).collect();
+            let expect: Vec<String> = (100..130).map(|i| format!("s{i:04}")).collect();
+            assert_eq!(keys, expect);
+        })
+        .unwrap();
+}
+
+#[test]
+fn delete_range_is_atomic_over_all_shards() {
+    let (runtime, engine) = start(2, 4);
+    runtime
+        .call_blocking(0, move || async move {
+            for i in 0..100u32 {
+                engine.put(format!("r{i:03}").as_bytes(), vec![0]).await.unwrap();
+            }
+            engine.delete_range(b"r020", Some(b"r080")).await.unwrap();
+            let left = engine.scan(Bound::Unbounded, Bound::Unbounded, 1000).await.unwrap();
+            assert_eq!(left.len(), 40);
+            assert!(left.iter().all(|(k, _)| k.as_slice() < b"r020".as_slice() || k.as_slice() >= b"r080".as_slice()));
+        })
+        .unwrap();
+}
+
+#[test]
+fn prefix_routed_keys_scan_one_shard() {
+    let (runtime, engine) = start(2, 8);
+    runtime
+        .call_blocking(0, move || async move {
+            let mut prefix = vec![0x90u8];
+            prefix.extend_from_slice(&77u64.to_be_bytes());
+            for name in ["b", "a", "c"] {
+                let mut key = prefix.clone();
+                key.extend_from_slice(name.as_bytes());
+                engine.put(&key, name.as_bytes().to_vec()).await.unwrap();
+            }
+            let end = keel_engine::route::prefix_successor(&prefix).unwrap();
+            let got = engine.scan(Bound::Included(prefix.clone()), Bound::Excluded(end), 10).await.unwrap();
+            let values: Vec<&[u8]> = got.iter().map(|(_, v)| v.as_slice()).collect();
+            assert_eq!(values, vec![b"a".as_slice(), b"b", b"c"]);
+        })
+        .unwrap();
+}
+
+#[test]
+fn limits_are_typed_errors_and_change_nothing() {
+    let limits = Limits { key_bytes_max: 8, value_bytes_max: 16, txn_locks_max: 2, ..Limits::default() };
+    let runtime = Runtime::start(&RuntimeConfig::default(), &[]).unwrap();
+    let engine = Engine::open(&runtime, 2, limits).unwrap();
+    runtime
+        .call_blocking(0, move || async move {
+            assert!(matches!(engine.put(b"123456789", vec![]).await, Err(EngineError::KeyTooLarge { .. })));
+            assert!(matches!(engine.put(b"k", vec![0; 17]).await, Err(EngineError::ValueTooLarge { .. })));
+            assert!(matches!(engine.put(b"", vec![]).await, Err(EngineError::EmptyKey)));
+            let patch = MergeOp::PatchAt { offset: u64::MAX - 1, bytes: vec![1, 2, 3] };
+            assert!(matches!(engine.merge(b"k", patch).await, Err(EngineError::ValueTooLarge { .. })));
+            let mut txn = engine.transaction();
+            assert!(matches!(txn.lock(&[b"a", b"b", b"c"]).await, Err(EngineError::TooManyLocks { .. })));
+            assert_eq!(engine.get(b"k").await.unwrap(), None);
+        })
+        .unwrap();
+}
+
+#[test]
+fn locks_out_of_order_are_refused_and_dropped_transactions_release_theirs() {
+    let (runtime, engine) = start(2, 2);
+    runtime
+        .call_blocking(0, move || async move {
+            let mut keys: Vec<(u32, &[u8])> =
+                [b"x".as_slice(), b"y", b"z", b"w"].iter().map(|k| (engine.shard_of(k), *k)).collect();
+            keys.sort();
+            let mut txn = engine.transaction();
+            txn.lock(&[keys[2].1]).await.unwrap();
+            assert_eq!(txn.lock(&[keys[0].1]).await, Err(EngineError::LockOrder));
+            drop(txn);
+            // The dropped transaction's lock is released: this would hang otherwise.
+            let mut other = engine.transaction();
+            keel_reactor::time::timeout(std::time::Duration::from_secs(5), other.lock(&[keys[2].1]))
+                .await
+                .expect("lock released")
+                .unwrap();
+            other.put(keys[2].1, b"v".to_vec()).unwrap();
+            other.commit().await.unwrap();
+            assert_eq!(engine.get(keys[2].1).await.unwrap(), Some(b"v".to_vec()));
+        })
+        .unwrap();
+}
