@@ -23,6 +23,7 @@ use crate::route;
 use crate::shard::{self, Shard};
 use crate::store::Message;
 use crate::txn::Transaction;
+use crate::wal::Wal;
 
 /// A log sequence number: the position of a committed change in the journal.
 pub type Lsn = u64;
@@ -35,8 +36,7 @@ pub(crate) struct EngineShared {
     pub reactor_count: usize,
     pub limits: Limits,
     pub next_txn: AtomicU64,
-    /// TRANSITIONAL: LSNs come from the journal once it is integrated.
-    pub next_lsn: AtomicU64,
+    pub wal: Wal,
 }
 
 /// A handle to an open engine.
@@ -61,7 +61,7 @@ impl Engine {
             reactor_count: runtime.reactor_count(),
             limits,
             next_txn: AtomicU64::new(1),
-            next_lsn: AtomicU64::new(0),
+            wal: Wal::default(),
         });
         for reactor in 0..shared.reactor_count {
             let uid = shared.uid;
@@ -113,20 +113,14 @@ impl Engine {
         Ok(out)
     }
 
-    /// Assigns the next LSN to a committed record. Synchronous by design: the
-    /// caller applies the record in the same step.
-    pub(crate) fn commit_record(&self, _payload: &[u8]) -> Lsn {
-        self.shared.next_lsn.fetch_add(1, Ordering::SeqCst) + 1
-    }
-
     /// The highest LSN known durable.
     pub fn lsn_durable(&self) -> Lsn {
-        self.shared.next_lsn.load(Ordering::SeqCst)
+        self.shared.wal.lsn_durable()
     }
 
     /// Waits until every change up to `lsn` is durable.
-    pub async fn wait_durable(&self, _lsn: Lsn) -> Result<(), EngineError> {
-        Ok(())
+    pub async fn wait_durable(&self, lsn: Lsn) -> Result<(), EngineError> {
+        self.shared.wal.wait_durable(lsn).await
     }
 
     /// The value of `key`, if any.
@@ -157,13 +151,17 @@ impl Engine {
         self.on_shard(op.shard(), move |shard| async move { engine.write_on_shard(&shard, op).await }).await?
     }
 
-    /// Commits one single-key op on its own shard: waits until neither a
-    /// transaction's key lock nor a gate is in the way and the store has room,
-    /// then assigns the LSN and applies in one synchronous step.
+    /// Commits one single-key op on its own shard: reserves journal space,
+    /// waits until neither a transaction's key lock nor a gate is in the way
+    /// and the store has room, then assigns the LSN and applies in one
+    /// synchronous step.
     async fn write_on_shard(&self, shard: &Shard, op: Op) -> Result<Lsn, EngineError> {
         let Op::Write { key, .. } = &op else { unreachable!("single-key writes only") };
         let payload = record::encode(std::slice::from_ref(&op));
         let size_bytes = op.size_bytes();
+        // Journal space first: waiting for it must never happen while holding
+        // anything a checkpoint (which frees journal space) waits for.
+        let reservation = self.shared.wal.reserve(payload.len()).await?;
         loop {
             shard.locks.wait_unlocked(key).await;
             shard.gate.wait_free().await;
@@ -171,7 +169,7 @@ impl Engine {
             if !shard.gate.is_free() || shard.locks.locked_by_other(key, None) || !shard.store.has_room(size_bytes) {
                 continue;
             }
-            let lsn = self.commit_record(&payload);
+            let lsn = reservation.commit(&payload);
             shard.apply_ops(lsn, std::slice::from_ref(&op));
             return Ok(lsn);
         }

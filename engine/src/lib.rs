@@ -16,6 +16,7 @@ mod shard;
 mod store;
 pub mod superblock;
 mod txn;
+mod wal;
 
 pub use engine::{Engine, Lsn};
 pub use error::EngineError;

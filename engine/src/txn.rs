@@ -190,6 +190,7 @@ impl Transaction {
         let shard = shard::local(self.engine.shared.uid, shard_id).expect("local shard registered");
         let keys = Self::write_keys(&self.ops, shard_id);
         let size_bytes: usize = self.ops.iter().map(Op::size_bytes).sum();
+        let reservation = self.engine.shared.wal.reserve(payload.len()).await?;
         loop {
             for key in &keys {
                 if shard.locks.locked_by_other(key, Some(self.id)) {
@@ -202,7 +203,7 @@ impl Transaction {
             if blocked || !shard.gate.is_free() || !shard.store.has_room(size_bytes) {
                 continue;
             }
-            let lsn = self.engine.commit_record(payload);
+            let lsn = reservation.commit(payload);
             shard.apply_ops(lsn, &self.ops);
             if let Some(keys) = self.locked.remove(&shard_id) {
                 shard.unlock_all(&keys, self.id);
@@ -213,8 +214,11 @@ impl Transaction {
     }
 
     async fn commit_gated(&mut self, payload: &[u8], shards: &BTreeSet<u32>) -> Result<Lsn, EngineError> {
+        // Journal space before any gate: a checkpoint, which frees journal
+        // space, waits for gates to be free.
+        let reservation = self.engine.shared.wal.reserve(payload.len()).await?;
         let gates = GateSet::acquire(&self.engine, self.id, &self.ops, shards).await?;
-        let lsn = self.engine.commit_record(payload);
+        let lsn = reservation.commit(payload);
         // From here the changes must reach every shard whatever happens to us.
         let ops = std::mem::take(&mut self.ops);
         let locked = std::mem::take(&mut self.locked);
