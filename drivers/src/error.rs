@@ -94,4 +94,6 @@ pub enum DeviceError {
     Queue(String),
     #[error("{0}")]
     Other(String),
+    #[error(transparent)]
+    Nvme(#[from] crate::nvme::NvmeError),
 }

@@ -19,6 +19,7 @@ pub mod device;
 pub mod dma;
 pub mod error;
 pub mod memory;
+pub mod nvme;
 
 pub use device::{BlockDevice, Completion, DeviceInfo, Op, OpKind, QueuePair, Request, SubmitError};
 pub use dma::{DmaBuf, DmaPool, DmaPoolConfig, HugepagePolicy};
