@@ -188,7 +188,10 @@ impl Controller {
             return Err(NvmeError::Namespace {
                 pci_address: self.pci_address.clone(),
                 nsid,
-                reason: format!("formatted with {} bytes of metadata per block; Keel needs none", self.namespace.metadata_bytes),
+                reason: format!(
+                    "formatted with {} bytes of metadata per block; Keel needs none",
+                    self.namespace.metadata_bytes
+                ),
             });
         }
         tracing::info!(
@@ -261,7 +264,12 @@ impl Controller {
         self.admin_timed(sqe, command, self.admin_timeout())
     }
 
-    pub fn admin_timed(&self, sqe: Sqe, command: &'static str, timeout: Duration) -> Result<super::command::Cqe, NvmeError> {
+    pub fn admin_timed(
+        &self,
+        sqe: Sqe,
+        command: &'static str,
+        timeout: Duration,
+    ) -> Result<super::command::Cqe, NvmeError> {
         if !self.is_live() {
             return Err(self.gone_error());
         }

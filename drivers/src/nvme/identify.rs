@@ -41,7 +41,15 @@ fn u64_at(data: &[u8], off: usize) -> u64 {
 }
 
 fn ascii(data: &[u8]) -> String {
-    data.iter().map(|&b| match b { 0 => ' ', 0x20..0x7f => b as char, _ => '.' }).collect::<String>().trim().to_owned()
+    data.iter()
+        .map(|&b| match b {
+            0 => ' ',
+            0x20..0x7f => b as char,
+            _ => '.',
+        })
+        .collect::<String>()
+        .trim()
+        .to_owned()
 }
 
 pub const IDENTIFY_BYTES: usize = 4096;

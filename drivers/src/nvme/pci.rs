@@ -20,7 +20,14 @@ pub fn device_dir(pci_address: &str) -> PathBuf {
 pub fn is_valid_address(pci_address: &str) -> bool {
     let bytes = pci_address.as_bytes();
     let hex = |r: std::ops::Range<usize>| bytes[r].iter().all(u8::is_ascii_hexdigit);
-    bytes.len() == 12 && bytes[4] == b':' && bytes[7] == b':' && bytes[10] == b'.' && hex(0..4) && hex(5..7) && hex(8..10) && hex(11..12)
+    bytes.len() == 12
+        && bytes[4] == b':'
+        && bytes[7] == b':'
+        && bytes[10] == b'.'
+        && hex(0..4)
+        && hex(5..7)
+        && hex(8..10)
+        && hex(11..12)
 }
 
 fn sysfs_error(pci_address: &str, path: PathBuf, source: std::io::Error) -> NvmeError {
@@ -110,9 +117,8 @@ fn bind_driver(pci_address: &str, driver_name: &str) -> Result<(), NvmeError> {
     if current.as_deref() == Some(driver_name) {
         return Ok(());
     }
-    let write = |path: PathBuf, value: &str| {
-        std::fs::write(&path, value).map_err(|e| sysfs_error(pci_address, path, e))
-    };
+    let write =
+        |path: PathBuf, value: &str| std::fs::write(&path, value).map_err(|e| sysfs_error(pci_address, path, e));
     if current.is_some() {
         write(dir.join("driver/unbind"), pci_address)?;
     }

@@ -74,16 +74,18 @@ impl NvmeQueuePair {
         let qid = controller.alloc_qid()?;
         let pci = controller.pci_address.clone();
         let entries = queue_depth + 1;
-        let ring_error = |e: super::ring::RingAllocError| NvmeError::Controller { pci_address: pci.clone(), reason: e.to_string() };
+        let ring_error =
+            |e: super::ring::RingAllocError| NvmeError::Controller { pci_address: pci.clone(), reason: e.to_string() };
         let result = (|| {
             let sq = SubmissionRing::new(&controller.pool, &controller.window, entries).map_err(ring_error)?;
             let cq = CompletionRing::new(&controller.pool, &controller.window, entries).map_err(ring_error)?;
             let mut trackers = Vec::with_capacity(queue_depth as usize);
             for _ in 0..queue_depth {
-                let prp_list = controller.pool.try_alloc(prp::MEMORY_PAGE_BYTES).map_err(|e| NvmeError::Controller {
-                    pci_address: pci.clone(),
-                    reason: format!("PRP list pages for a queue of depth {queue_depth}: {e}"),
-                })?;
+                let prp_list =
+                    controller.pool.try_alloc(prp::MEMORY_PAGE_BYTES).map_err(|e| NvmeError::Controller {
+                        pci_address: pci.clone(),
+                        reason: format!("PRP list pages for a queue of depth {queue_depth}: {e}"),
+                    })?;
                 trackers.push(Tracker {
                     tag: 0,
                     kind: OpKind::Flush,
@@ -104,8 +106,13 @@ impl NvmeQueuePair {
                 })?),
                 None => None,
             };
-            controller.admin(Sqe::create_io_cq(qid, entries, cq.iova(), vector.map(|(v, _)| v)), "create I/O completion queue")?;
-            if let Err(e) = controller.admin(Sqe::create_io_sq(qid, entries, sq.iova(), qid), "create I/O submission queue") {
+            controller.admin(
+                Sqe::create_io_cq(qid, entries, cq.iova(), vector.map(|(v, _)| v)),
+                "create I/O completion queue",
+            )?;
+            if let Err(e) =
+                controller.admin(Sqe::create_io_sq(qid, entries, sq.iova(), qid), "create I/O submission queue")
+            {
                 let _ = controller.admin(Sqe::delete_io_cq(qid), "delete I/O completion queue");
                 return Err(e);
             }
@@ -278,7 +285,8 @@ impl NvmeQueuePair {
         let (kind, lba) = (tracker.kind, tracker.lba);
         if tracker.aborted {
             tracker.deadline = now + self.timeout;
-            self.controller.fail(&format!("{kind} at block {lba} (qid {}, cid {cid}) did not complete after an abort", self.qid));
+            self.controller
+                .fail(&format!("{kind} at block {lba} (qid {}, cid {cid}) did not complete after an abort", self.qid));
             return;
         }
         tracker.aborted = true;

@@ -76,7 +76,12 @@ impl Status {
             (SCT_MEDIA, 0x81) => "unrecovered read error",
             _ => "other",
         };
-        format!("{what} (type {:#x} code {:#04x}{})", self.code_type, self.code, if self.do_not_retry { ", DNR" } else { "" })
+        format!(
+            "{what} (type {:#x} code {:#04x}{})",
+            self.code_type,
+            self.code,
+            if self.do_not_retry { ", DNR" } else { "" }
+        )
     }
 }
 

@@ -63,9 +63,8 @@ impl Vfio {
         if api != sys::VFIO_API_VERSION {
             return Err(err("VFIO_GET_API_VERSION")(std::io::Error::other(format!("API version {api}, expected 0"))));
         }
-        let iommu_type = pick_iommu_type(&container).ok_or_else(|| NvmeError::NoType1Iommu {
-            pci_address: pci_address.to_owned(),
-        })?;
+        let iommu_type = pick_iommu_type(&container)
+            .ok_or_else(|| NvmeError::NoType1Iommu { pci_address: pci_address.to_owned() })?;
         let group_path = format!("/dev/vfio/{group}");
         let group_fd = open_rw(Path::new(&group_path)).map_err(err("open the IOMMU group's /dev/vfio node"))?;
         let mut status = sys::GroupStatus { argsz: size_of_u32::<sys::GroupStatus>(), flags: 0 };
@@ -82,7 +81,8 @@ impl Vfio {
         if rc < 0 {
             return Err(err("VFIO_SET_IOMMU")(std::io::Error::last_os_error()));
         }
-        let name = CString::new(pci_address).map_err(|_| err("device name")(std::io::ErrorKind::InvalidInput.into()))?;
+        let name =
+            CString::new(pci_address).map_err(|_| err("device name")(std::io::ErrorKind::InvalidInput.into()))?;
         // SAFETY: the argument is a NUL-terminated string that outlives the call.
         let fd = unsafe { libc::ioctl(group_fd.as_raw_fd(), sys::VFIO_GROUP_GET_DEVICE_FD as _, name.as_ptr()) };
         if fd < 0 {
@@ -90,13 +90,8 @@ impl Vfio {
         }
         // SAFETY: the ioctl returned a new file descriptor that nothing else owns.
         let device = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-        let mut vfio = Vfio {
-            pci_address: pci_address.to_owned(),
-            device,
-            _group: group_fd,
-            container,
-            config_offset: 0,
-        };
+        let mut vfio =
+            Vfio { pci_address: pci_address.to_owned(), device, _group: group_fd, container, config_offset: 0 };
         vfio.check_pci_device()?;
         vfio.config_offset = vfio.region_info(sys::VFIO_PCI_CONFIG_REGION_INDEX)?.offset;
         Ok(vfio)
@@ -254,7 +249,8 @@ impl Vfio {
     }
 
     pub fn unmap_dma(&self, iova: u64, size_bytes: usize) {
-        let mut unmap = sys::DmaUnmap { argsz: size_of_u32::<sys::DmaUnmap>(), flags: 0, iova, size: size_bytes as u64 };
+        let mut unmap =
+            sys::DmaUnmap { argsz: size_of_u32::<sys::DmaUnmap>(), flags: 0, iova, size: size_bytes as u64 };
         if let Err(e) = ioctl_ptr(&self.container, sys::VFIO_IOMMU_UNMAP_DMA, &mut unmap) {
             tracing::debug!(pci = %self.pci_address, error = %e, "VFIO_IOMMU_UNMAP_DMA failed");
         }

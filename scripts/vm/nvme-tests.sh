@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The NVMe-over-VFIO tier: builds the nvme test binary on this machine and
+# runs it inside the QEMU guest of ../shared/vm (emulated NVMe controllers
+# behind an emulated IOMMU), where the controllers are handed to vfio-pci.
+# One boot with two controllers: every single-controller test on the first,
+# the two-controller test on both, then the unbind-mid-I/O test.
+#
+# usage: scripts/vm/nvme-tests.sh
+# Needs the VM (built on first use by ../shared/vm/build.sh, which needs root
+# and apt). Prints 'N passed, N failed' and exits non-zero on failure.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+VM=${KEEL_VM_DIR:-$ROOT/../shared/vm}
+[ -f "$VM/run.sh" ] || { echo "nvme-tests: no VM scripts at $VM (set KEEL_VM_DIR)"; echo "0 passed, 1 failed"; exit 1; }
+bash "$VM/build.sh" >/dev/null 2>&1 || { echo "nvme-tests: building the VM failed (it needs root and apt): bash $VM/build.sh"; echo "0 passed, 1 failed"; exit 1; }
+
+SHARE=$(mktemp -d /tmp/keel-vm-nvme.XXXXXX)
+trap 'rm -rf "$SHARE"' EXIT
+bin=$(cargo test -p keel-drivers --test nvme_vfio --no-run 2>&1 | sed -n 's/.*Executable tests\/nvme_vfio.rs (\(.*\))/\1/p' | tail -1)
+[ -x "$bin" ] || { echo "nvme-tests: could not build the nvme_vfio test binary"; echo "0 passed, 1 failed"; exit 1; }
+cp "$bin" "$SHARE/nvme_vfio"
+cp "$ROOT/scripts/vm/guest-nvme-tests.sh" "$SHARE/guest.sh"
+
+set +e
+bash "$VM/run.sh" --timeout 240 --nvme 2 --share "$SHARE" "$SHARE/guest.sh" > "$SHARE/console.log" 2>&1
+rc=$?
+set -e
+grep -E '^(test |running|test result|NVME-|unbind mid-I/O|guest:)' "$SHARE/console.log" || true
+passed=$(awk '/test result:/{for(i=1;i<=NF;i++) if($i ~ /^passed;?$/) s+=$(i-1)} END{print s+0}' "$SHARE/console.log")
+failed=$(awk '/test result:/{for(i=1;i<=NF;i++) if($i ~ /^failed;?$/) s+=$(i-1)} END{print s+0}' "$SHARE/console.log")
+if [ "$rc" != 0 ]; then
+  echo "nvme-tests: guest exited $rc; last console lines:"; tail -40 "$SHARE/console.log"
+  [ "$failed" = 0 ] && failed=1
+fi
+echo "nvme: $passed passed, $failed failed"
+[ "$rc" = 0 ] && [ "$failed" = 0 ]
