@@ -7,19 +7,24 @@
 //!   pair per reactor; reads, writes (optionally FUA) and flushes; completions in
 //!   any order; a completed write is durable only after a later flush completes,
 //!   unless the device has no volatile write cache or the write carried FUA.
+//! - [`conformance`]: the suite every backend must pass, callable as a library.
 //! - [`dma`]: the bounded pool of DMA-able buffers every request carries.
 //! - [`memory`]: a RAM-backed device for tests and CPU-path benchmarks.
+//! - [`uring`]: a file or block device through io_uring (O_DIRECT, fixed
+//!   buffers and file, one ring per queue pair).
 //!
 //! `unsafe` is allowed in this crate only, and only in the DMA pool and the
 //! io_uring and VFIO backends; every block carries a `// SAFETY:` comment.
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod conformance;
 pub mod device;
 pub mod dma;
 pub mod error;
 pub mod memory;
 pub mod nvme;
+pub mod uring;
 
 pub use device::{BlockDevice, Completion, DeviceInfo, Op, OpKind, QueuePair, Request, SubmitError};
 pub use dma::{DmaBuf, DmaPool, DmaPoolConfig, HugepagePolicy};
