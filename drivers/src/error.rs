@@ -84,7 +84,9 @@ pub enum DeviceError {
     DirectIoRefused { path: PathBuf, source: std::io::Error },
     #[error("cannot size {path} to {size_bytes} bytes: {source}")]
     Resize { path: PathBuf, size_bytes: u64, source: std::io::Error },
-    #[error("cannot reserve {size_bytes} bytes for {path}: the file system is full ({available_bytes} bytes available)")]
+    #[error(
+        "cannot reserve {size_bytes} bytes for {path}: the file system is full ({available_bytes} bytes available)"
+    )]
     NoSpace { path: PathBuf, size_bytes: u64, available_bytes: u64 },
     #[error("{path}: {reason}")]
     Invalid { path: PathBuf, reason: String },

@@ -2,6 +2,8 @@
 //! memory (in order and reordered), io_uring on a temporary file in each
 //! setup, without fixed buffers, and with a hugepage-backed DMA pool.
 
+#![allow(clippy::unwrap_used)] // a test's unwrap is its assertion
+
 use std::sync::Arc;
 
 use keel_drivers::conformance::{self, ConformanceOptions};
@@ -14,7 +16,10 @@ fn memory(reorder_seed: Option<u64>) -> MemoryDevice {
     MemoryDevice::new(&config, Arc::new(DmaPool::for_tests(16 << 20)))
 }
 
-fn uring_on_temp_file(config: impl FnOnce(UringConfig) -> UringConfig, pool: DmaPool) -> (tempfile::TempDir, UringDevice) {
+fn uring_on_temp_file(
+    config: impl FnOnce(UringConfig) -> UringConfig,
+    pool: DmaPool,
+) -> (tempfile::TempDir, UringDevice) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut base = UringConfig::new(dir.path().join("keel.img"));
     base.create_size_bytes = Some(32 << 20);
@@ -46,7 +51,8 @@ fn the_uring_device_conforms_on_a_file_in_every_setup() {
 
 #[test]
 fn the_uring_device_conforms_without_fixed_buffers() {
-    let (_dir, device) = uring_on_temp_file(|c| UringConfig { fixed_buffers: false, ..c }, DmaPool::for_tests(16 << 20));
+    let (_dir, device) =
+        uring_on_temp_file(|c| UringConfig { fixed_buffers: false, ..c }, DmaPool::for_tests(16 << 20));
     conformance::run(&device, &ConformanceOptions::default()).assert_passed();
 }
 

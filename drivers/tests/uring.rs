@@ -1,6 +1,8 @@
 //! Behaviour of the io_uring backend on regular files: opening, creating and
 //! sizing, geometry, short transfers, and closing with requests in flight.
 
+#![allow(clippy::unwrap_used)] // a test's unwrap is its assertion
+
 use std::sync::Arc;
 
 use keel_drivers::uring::{UringConfig, UringDevice, UringSetup, FILE_BLOCK_BYTES};
@@ -120,7 +122,8 @@ fn a_queue_pair_dropped_with_requests_in_flight_waits_before_freeing_buffers() {
     for i in 0..64u64 {
         let mut buf = pool.try_alloc(64 << 10).unwrap();
         buf.fill(i as u8);
-        let op = if i % 2 == 0 { Op::Write { lba: i * 16, buf, fua: i % 4 == 0 } } else { Op::Read { lba: i * 16, buf } };
+        let op =
+            if i % 2 == 0 { Op::Write { lba: i * 16, buf, fua: i % 4 == 0 } } else { Op::Read { lba: i * 16, buf } };
         qp.submit(Request { tag: i, op }).unwrap();
     }
     qp.submit(Request { tag: 99, op: Op::Flush }).unwrap_err();

@@ -3,6 +3,8 @@
 //! 1 MiB tmpfs), and a loop block device. These mount and attach as root;
 //! run as another user they fail loudly rather than skip.
 
+#![allow(clippy::unwrap_used)] // a test's unwrap is its assertion
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -14,7 +16,10 @@ use keel_drivers::{BlockDevice, DeviceError, DmaPool, IoErrorKind, Op, Request};
 fn require_root() {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "this test mounts file systems and attaches loop devices: run it as root (scripts/test-all does)");
+    assert_eq!(
+        euid, 0,
+        "this test mounts file systems and attaches loop devices: run it as root (scripts/test-all does)"
+    );
 }
 
 fn run(cmd: &str, args: &[&str]) -> String {

@@ -106,7 +106,7 @@ fn requests_in_flight_complete_with_their_own_tag_and_buffer(
     o: &ConformanceOptions,
 ) -> Result<Verdict, Failure> {
     let mut d = Driver::open(device, o.queue_depth, o.wait_max)?;
-    let depth = d.qp.queue_depth() as u64;
+    let depth = u64::from(d.qp.queue_depth());
     need_blocks(&d, INFLIGHT_BASE + depth)?;
     let block = d.block_bytes();
     // Writes, then reads in the opposite order, each batch a full queue.
@@ -172,7 +172,7 @@ fn flush_completes_and_fua_writes_are_accepted(
         expect(&d.read(FLUSH_BASE, 2)?, block, FLUSH_BASE, 40, "a FUA write")?;
     }
     // Writes and a flush in one batch: all complete, in any order.
-    let batch = (d.qp.queue_depth() as u64 - 1).min(4);
+    let batch = (u64::from(d.qp.queue_depth()) - 1).min(4);
     for i in 0..batch {
         let lba = FLUSH_BASE + 2 + i;
         let mut buf = d.alloc(1)?;
@@ -209,7 +209,11 @@ fn malformed_requests_are_refused_and_change_nothing(
     ];
     let oversize = info.max_transfer_bytes as usize + block;
     if oversize <= REGION_BYTES {
-        cases.push(("a read beyond the maximum transfer", Op::Read { lba: 0, buf: d.alloc(oversize / block)? }, IoErrorKind::BadLength));
+        cases.push((
+            "a read beyond the maximum transfer",
+            Op::Read { lba: 0, buf: d.alloc(oversize / block)? },
+            IoErrorKind::BadLength,
+        ));
     }
     for (i, (what, op, kind)) in cases.into_iter().enumerate() {
         expect_refused(&mut d, 900 + i as u64, op, kind, what)?;
@@ -299,9 +303,12 @@ fn an_exhausted_dma_pool_is_an_error(device: &dyn BlockDevice, o: &ConformanceOp
             Err(e) => return Err(format!("allocating from the pool failed with {e} before it was exhausted")),
         }
     }
-    ensure!(pool.try_alloc(page).err() == Some(DmaError::Exhausted), "the pool was not exhausted after handing out every byte");
-    let mut cx = Context::from_waker(Waker::noop());
-    ensure!(pool.poll_alloc(page, &mut cx).is_pending(), "poll_alloc on an exhausted pool did not wait");
+    ensure!(
+        pool.try_alloc(page).err() == Some(DmaError::Exhausted),
+        "the pool was not exhausted after handing out every byte"
+    );
+    let cx = Context::from_waker(Waker::noop());
+    ensure!(pool.poll_alloc(page, &cx).is_pending(), "poll_alloc on an exhausted pool did not wait");
     ensure!(
         matches!(pool.try_alloc(REGION_BYTES + 1), Err(DmaError::TooLarge { .. })),
         "a buffer larger than a region was not refused as too large"
@@ -329,8 +336,14 @@ fn the_completion_fd_wakes_a_sleeper(device: &dyn BlockDevice, o: &ConformanceOp
     if out.is_empty() {
         if d.qp.prepare_to_sleep() {
             let fd = d.qp.completion_fd().expect("checked above").as_raw_fd();
-            ensure!(wait_readable(fd, timeout_ms)?, "the completion descriptor stayed silent for {timeout_ms} ms with a request in flight");
-            ensure!(!d.qp.prepare_to_sleep(), "prepare_to_sleep allowed sleeping with a completion waiting to be reaped");
+            ensure!(
+                wait_readable(fd, timeout_ms)?,
+                "the completion descriptor stayed silent for {timeout_ms} ms with a request in flight"
+            );
+            ensure!(
+                !d.qp.prepare_to_sleep(),
+                "prepare_to_sleep allowed sleeping with a completion waiting to be reaped"
+            );
         }
         out = d.wait(1)?;
     }

@@ -109,9 +109,8 @@ fn dio_alignment(file: &File) -> Option<DioAlignment> {
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: the path is a NUL-terminated empty string and AT_EMPTY_PATH makes
     // statx describe `fd` itself; `stx` is a live, writable statx buffer.
-    let rc = unsafe {
-        libc::statx(file.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH, libc::STATX_DIOALIGN, &mut stx)
-    };
+    let rc =
+        unsafe { libc::statx(file.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH, libc::STATX_DIOALIGN, &mut stx) };
     if rc != 0 || stx.stx_mask & libc::STATX_DIOALIGN == 0 || stx.stx_dio_offset_align == 0 {
         return None;
     }

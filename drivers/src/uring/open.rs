@@ -46,11 +46,8 @@ pub fn open_backing(config: &UringConfig) -> Result<Backing, DeviceError> {
             direct = false;
         }
     }
-    let geometry = if is_block_device {
-        geometry::of_block_device(&file, path)?
-    } else {
-        geometry::of_file(&file, path, direct)?
-    };
+    let geometry =
+        if is_block_device { geometry::of_block_device(&file, path)? } else { geometry::of_file(&file, path, direct)? };
     if geometry.capacity_bytes < u64::from(geometry.block_size_bytes) {
         return Err(invalid(
             path,

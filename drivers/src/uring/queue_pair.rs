@@ -118,9 +118,8 @@ impl UringQueuePair {
         }
         // SAFETY: no argument pointer is passed; the SQEs being submitted
         // satisfy `push`'s contract.
-        let result = unsafe {
-            self.ring.uring.submitter().enter::<libc::sigset_t>(to_submit, 0, IORING_ENTER_GETEVENTS, None)
-        };
+        let result =
+            unsafe { self.ring.uring.submitter().enter::<libc::sigset_t>(to_submit, 0, IORING_ENTER_GETEVENTS, None) };
         if let Err(e) = result {
             // EINTR, EAGAIN and EBUSY are transient: what was not submitted
             // stays in the SQ for the next poll.
@@ -221,7 +220,13 @@ fn settle(slots: &mut Slots, slot: u32, res: i32, device: &str) -> Settled {
             let total = buf.len();
             let moved = res as usize;
             if moved == 0 && inflight.done_bytes < total {
-                tracing::warn!(device, slot, done_bytes = inflight.done_bytes, total, "transfer made no progress; failing it");
+                tracing::warn!(
+                    device,
+                    slot,
+                    done_bytes = inflight.done_bytes,
+                    total,
+                    "transfer made no progress; failing it"
+                );
                 Err(IoErrorKind::Io { errno: libc::EIO })
             } else if inflight.done_bytes + moved < total {
                 inflight.done_bytes += moved;
