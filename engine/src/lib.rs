@@ -16,6 +16,7 @@ mod shard;
 mod store;
 pub mod superblock;
 mod txn;
+pub mod volume;
 mod wal;
 
 pub use engine::{Engine, Lsn};

@@ -1,0 +1,141 @@
+//! `[device]`: which storage Keel owns and through which backend.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{check_range, Problem};
+use crate::units::ByteSize;
+
+/// The driver behind the volume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// A file or block device through io_uring with O_DIRECT.
+    Uring,
+    /// RAM only: for tests and CPU-path benchmarks. Nothing survives exit.
+    // The default until the uring backend is merged; then uring becomes it.
+    #[default]
+    Memory,
+    /// NVMe controllers driven from userspace through VFIO.
+    Nvme,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Uring => "uring",
+            Backend::Memory => "memory",
+            Backend::Nvme => "nvme",
+        }
+    }
+}
+
+/// The smallest volume: a minimal journal (8 MiB) and one minimal shard (4 MiB) fit with room.
+pub const DEVICE_SIZE_MIN: ByteSize = ByteSize::mib(16);
+/// The largest volume this build lays out (page numbers stay far inside u64).
+pub const DEVICE_SIZE_MAX: ByteSize = ByteSize(1 << 50);
+/// Most NVMe controllers one process drives.
+const PCI_ADDRESSES_MAX: usize = 64;
+
+/// `[device]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, expecting = "a table of [device] settings")]
+pub struct DeviceConfig {
+    pub backend: Backend,
+    /// Directory for Keel's files (the data file by default). Created if missing.
+    pub data_dir: PathBuf,
+    /// The file or block device (uring backend). Default: `<data_dir>/keel.img`.
+    /// A relative path is relative to the working directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Size of the data file, created or grown to this size if needed; the
+    /// memory backend's capacity. Ignored for block devices and NVMe, whose
+    /// size is their own.
+    pub size: ByteSize,
+    /// When the file system refuses O_DIRECT, fall back to buffered I/O (with
+    /// fdatasync for flushes) instead of failing. Logged when it happens.
+    pub buffered_fallback: bool,
+    /// NVMe controllers, by PCI address ("0000:01:00.0"), for backend = "nvme".
+    pub pci_addresses: Vec<String>,
+}
+
+impl Default for DeviceConfig {
+    fn default() -> Self {
+        DeviceConfig {
+            backend: Backend::default(),
+            data_dir: PathBuf::from("./keel-data"),
+            path: None,
+            size: ByteSize::gib(4),
+            buffered_fallback: false,
+            pci_addresses: Vec::new(),
+        }
+    }
+}
+
+impl DeviceConfig {
+    /// The file or block device the uring backend opens.
+    pub fn image_path(&self) -> PathBuf {
+        self.path.clone().unwrap_or_else(|| self.data_dir.join("keel.img"))
+    }
+
+    pub fn validate(&self) -> Result<(), Problem> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(Problem::new("device.data_dir", "must not be empty"));
+        }
+        if self.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+            return Err(Problem::new("device.path", "must not be empty (leave it out for <data_dir>/keel.img)"));
+        }
+        check_range("device.size", self.size, DEVICE_SIZE_MIN, DEVICE_SIZE_MAX)?;
+        if self.size.bytes() % 4096 != 0 {
+            return Err(Problem::new("device.size", format!("{} is not a multiple of 4KiB", self.size)));
+        }
+        if self.pci_addresses.len() > PCI_ADDRESSES_MAX {
+            return Err(Problem::new("device.pci_addresses", format!("at most {PCI_ADDRESSES_MAX} controllers")));
+        }
+        for (i, address) in self.pci_addresses.iter().enumerate() {
+            if !is_pci_address(address) {
+                return Err(Problem::new(
+                    format!("device.pci_addresses[{i}]"),
+                    format!("\"{address}\" is not a PCI address like \"0000:01:00.0\""),
+                ));
+            }
+        }
+        if self.backend == Backend::Nvme && self.pci_addresses.is_empty() {
+            return Err(Problem::new("device.pci_addresses", "backend = \"nvme\" needs at least one PCI address"));
+        }
+        Ok(())
+    }
+}
+
+/// "DDDD:BB:DD.F" in hex: domain, bus, device (< 0x20), function (< 8).
+fn is_pci_address(text: &str) -> bool {
+    let hex = |s: &str, len: usize| s.len() == len && s.chars().all(|c| c.is_ascii_hexdigit());
+    let parts: Vec<&str> = text.split([':', '.']).collect();
+    match parts.as_slice() {
+        [domain, bus, device, function] => {
+            hex(domain, 4)
+                && hex(bus, 2)
+                && hex(device, 2)
+                && u8::from_str_radix(device, 16).is_ok_and(|d| d < 0x20)
+                && function.len() == 1
+                && function.chars().all(|c| ('0'..='7').contains(&c))
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pci_addresses_are_checked_field_by_field() {
+        assert!(is_pci_address("0000:01:00.0"));
+        assert!(is_pci_address("0000:af:1f.7"));
+        for bad in ["01:00.0", "0000:01:00.8", "0000:01:20.0", "0000:01:00", "zzzz:01:00.0", "0000:01:00.0.1"] {
+            assert!(!is_pci_address(bad), "{bad}");
+        }
+    }
+}
