@@ -93,7 +93,6 @@ fn parse_value(raw: &str) -> toml::Value {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

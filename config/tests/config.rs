@@ -1,7 +1,5 @@
 //! The configuration as a user meets it: files, flags, and the errors they get.
 
-#![allow(clippy::unwrap_used)] // a test fails by panicking
-
 use std::net::SocketAddr;
 
 use keel_config::{Backend, ByteSize, Config, ConfigError, IdleMode, KvDurability, Origin, Override, Squash};

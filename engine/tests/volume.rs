@@ -1,8 +1,6 @@
 //! mkfs, open and close of a volume on a memory device, including damaged
 //! superblock copies.
 
-#![allow(clippy::unwrap_used)] // a test fails by panicking
-
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
