@@ -20,13 +20,15 @@ trap 'rm -rf "$SHARE"' EXIT
 bin=$(cargo test -p keel-drivers --test nvme_vfio --no-run 2>&1 | sed -n 's/.*Executable tests\/nvme_vfio.rs (\(.*\))/\1/p' | tail -1)
 [ -x "$bin" ] || { echo "nvme-tests: could not build the nvme_vfio test binary"; echo "0 passed, 1 failed"; exit 1; }
 cp "$bin" "$SHARE/nvme_vfio"
+cargo build -q --bin keel
+cp target/debug/keel "$SHARE/keel"
 cp "$ROOT/scripts/vm/guest-nvme-tests.sh" "$SHARE/guest.sh"
 
 set +e
 bash "$VM/run.sh" --timeout 240 --nvme 2 --share "$SHARE" "$SHARE/guest.sh" > "$SHARE/console.log" 2>&1
 rc=$?
 set -e
-grep -E '^(test |running|test result|NVME-|unbind mid-I/O|guest:)' "$SHARE/console.log" || true
+grep -E '^(test |running|test result|NVME-|unbind mid-I/O|guest:|ok |warn |FAIL |[0-9]+ steps)' "$SHARE/console.log" || true
 passed=$(awk '/test result:/{for(i=1;i<=NF;i++) if($i ~ /^passed;?$/) s+=$(i-1)} END{print s+0}' "$SHARE/console.log")
 failed=$(awk '/test result:/{for(i=1;i<=NF;i++) if($i ~ /^failed;?$/) s+=$(i-1)} END{print s+0}' "$SHARE/console.log")
 if [ "$rc" != 0 ]; then
