@@ -10,6 +10,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use keel_drivers::conformance::{self, ConformanceOptions};
 use keel_drivers::nvme::{NvmeConfig, NvmeDevice};
 use keel_drivers::{
     BlockDevice, Completion, DmaPool, DmaPoolConfig, HugepagePolicy, IoErrorKind, Op, OpKind, QueuePair, Request,
@@ -50,6 +51,29 @@ fn pattern(buf: &mut [u8], seed: u64) {
         let v = (seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i as u64).to_le_bytes();
         chunk.copy_from_slice(&v[..chunk.len()]);
     }
+}
+
+#[test]
+#[ignore = "needs an NVMe controller on vfio-pci: run in the VM by scripts/vm/nvme-tests.sh"]
+fn conformance_suite_passes_polled() {
+    let device = open(false);
+    let report = conformance::run(&device, &ConformanceOptions::default());
+    println!("{report}");
+    report.assert_passed();
+}
+
+#[test]
+#[ignore = "needs an NVMe controller on vfio-pci: run in the VM by scripts/vm/nvme-tests.sh"]
+fn conformance_suite_passes_with_interrupts() {
+    let device = open(true);
+    let report = conformance::run(&device, &ConformanceOptions::default());
+    println!("{report}");
+    report.assert_passed();
+    let woke = report.outcomes.iter().find(|(name, _)| name.contains("completion_fd"));
+    assert!(
+        matches!(woke, Some((_, conformance::Verdict::Passed))),
+        "with interrupts the completion-fd check must run and pass: {woke:?}"
+    );
 }
 
 #[test]
@@ -303,4 +327,47 @@ fn unbind_mid_io_fails_requests_and_the_process_survives() {
     drop(device);
     let driver = std::fs::read_link(format!("/sys/bus/pci/devices/{pci}/driver"));
     assert!(driver.is_err(), "the controller is unbound after the test");
+}
+
+/// Turns bus mastering off under the controller while reads are in flight:
+/// the controller can no longer reach memory and reports a fatal status.
+/// The driver notices at its next timeout check, fails the controller, and
+/// every request comes back with an error: nothing hangs.
+#[test]
+#[ignore = "needs an NVMe controller on vfio-pci: run in the VM by scripts/vm/nvme-tests.sh"]
+fn a_fatal_controller_fails_every_request_instead_of_hanging() {
+    let mut config = NvmeConfig::new(&pci_addresses()[0]);
+    config.interrupts = false;
+    config.command_timeout_ms = 300;
+    let device = NvmeDevice::open(&config, pool()).expect("open");
+    let mut qp = device.open_queue_pair(16).expect("queue pair");
+    let block = device.info().block_size_bytes as usize;
+    const PCI_COMMAND: u64 = 4;
+    const BUS_MASTER: u16 = 1 << 2;
+    device
+        .controller()
+        .with_vfio(|v| {
+            let command = v.config_read_u16(PCI_COMMAND).expect("read PCI command");
+            v.config_write_u16(PCI_COMMAND, command & !BUS_MASTER).expect("write PCI command");
+        })
+        .expect("device open");
+    for tag in 0..8 {
+        let buf = device.dma_pool().try_alloc(block).expect("buffer");
+        qp.submit(Request { tag, op: Op::Read { lba: tag, buf } }).expect("submit");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut out = Vec::new();
+    while qp.in_flight() > 0 {
+        qp.poll(&mut out, 64);
+        assert!(Instant::now() < deadline, "requests still in flight after 20 s: the driver hung");
+    }
+    assert_eq!(out.len(), 8);
+    for c in &out {
+        let e = c.result.as_ref().expect_err("no read can succeed without bus mastering");
+        assert!(matches!(e.kind, IoErrorKind::DeviceGone | IoErrorKind::Timeout), "{e}");
+        assert!(c.buf.is_some(), "the buffer comes back");
+    }
+    assert!(device.is_gone());
+    let buf = device.dma_pool().try_alloc(block).expect("buffer");
+    assert!(matches!(qp.submit(Request { tag: 99, op: Op::Read { lba: 0, buf } }), Err(SubmitError::Gone(_))));
 }

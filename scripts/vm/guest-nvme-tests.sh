@@ -9,8 +9,9 @@ set -- $BDFS
 echo "NVME-SETUP hugepages reserved: $(cat /proc/sys/vm/nr_hugepages)"
 T=/host/nvme_vfio
 rc=0
-KEEL_NVME_PCI=$1 $T --ignored --test-threads=1 \
-  --skip two_controllers --skip unbind_mid_io || rc=1
+KEEL_NVME_PCI=$1 $T --ignored --test-threads=1 --nocapture \
+  --skip two_controllers --skip unbind_mid_io --skip a_fatal_controller || rc=1
+KEEL_NVME_PCI=$2 $T --ignored --test-threads=1 --exact a_fatal_controller_fails_every_request_instead_of_hanging || rc=1
 KEEL_NVME_PCI=$1,$2 $T --ignored --test-threads=1 --exact two_controllers_are_driven_at_once || rc=1
 KEEL_NVME_PCI=$1 $T --ignored --test-threads=1 --nocapture --exact unbind_mid_io_fails_requests_and_the_process_survives || rc=1
 /host/keel setup --reset --hugepages-mib 0 --pci "$1" || rc=1

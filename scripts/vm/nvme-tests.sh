@@ -28,7 +28,7 @@ set +e
 bash "$VM/run.sh" --timeout 240 --nvme 2 --share "$SHARE" "$SHARE/guest.sh" > "$SHARE/console.log" 2>&1
 rc=$?
 set -e
-grep -E '^(test |running|test result|NVME-|unbind mid-I/O|guest:|ok |warn |FAIL |[0-9]+ steps)' "$SHARE/console.log" || true
+grep -E '^(test |running|test result|NVME-|unbind mid-I/O|guest:|ok |warn |FAIL |[0-9]+ steps|conformance of|  (pass|n/a|FAIL) )' "$SHARE/console.log" || true
 passed=$(awk '/test result:/{for(i=1;i<=NF;i++) if($i ~ /^passed;?$/) s+=$(i-1)} END{print s+0}' "$SHARE/console.log")
 failed=$(awk '/test result:/{for(i=1;i<=NF;i++) if($i ~ /^failed;?$/) s+=$(i-1)} END{print s+0}' "$SHARE/console.log")
 if [ "$rc" != 0 ]; then
