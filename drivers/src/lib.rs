@@ -12,6 +12,8 @@
 //! - [`memory`]: a RAM-backed device for tests and CPU-path benchmarks.
 //! - [`uring`]: a file or block device through io_uring (O_DIRECT, fixed
 //!   buffers and file, one ring per queue pair).
+//! - [`test_devices`]: wrappers for crash and fault tests (crash recorder,
+//!   fault injector).
 //!
 //! `unsafe` is allowed in this crate only, and only in the DMA pool and the
 //! io_uring and VFIO backends; every block carries a `// SAFETY:` comment.
@@ -25,6 +27,7 @@ pub mod error;
 pub mod memory;
 pub mod nvme;
 pub mod uring;
+pub mod test_devices;
 
 pub use device::{BlockDevice, Completion, DeviceInfo, Op, OpKind, QueuePair, Request, SubmitError};
 pub use dma::{DmaBuf, DmaPool, DmaPoolConfig, HugepagePolicy};

@@ -6,6 +6,10 @@
 //! seeded random order, which exercises callers that must not assume in-order
 //! completion. The device itself loses nothing on a "crash"; crash images are
 //! the crash recorder's business (see `test_devices`).
+//!
+//! Chunks are reference-counted and copied on write, so [`MemoryStore::deep_clone`]
+//! costs one pointer per allocated chunk, not a copy of the bytes: the crash
+//! recorder materialises thousands of post-crash images over one shared base.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -47,11 +51,18 @@ impl Default for MemoryDeviceConfig {
     }
 }
 
+/// One chunk of a store. Shared between stores after a [`MemoryStore::deep_clone`]
+/// and copied by the first store that writes to it.
+#[derive(Debug, Clone)]
+struct Chunk(Box<[u8]>);
+
+type ChunkMap = HashMap<u64, Arc<Chunk>>;
+
 /// The bytes of a memory device. Shared by its queue pairs, and by tests that
 /// build crash images or inspect what reached the "medium".
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    chunks: Mutex<HashMap<u64, Box<[u8]>>>,
+    chunks: Mutex<ChunkMap>,
 }
 
 impl MemoryStore {
@@ -59,7 +70,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Box<[u8]>>> {
+    fn lock(&self) -> MutexGuard<'_, ChunkMap> {
         self.chunks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -72,7 +83,7 @@ impl MemoryStore {
             let (index, within) = (pos / CHUNK_BYTES, (pos % CHUNK_BYTES) as usize);
             let n = (CHUNK_BYTES as usize - within).min(out.len() - done);
             match chunks.get(&index) {
-                Some(chunk) => out[done..done + n].copy_from_slice(&chunk[within..within + n]),
+                Some(chunk) => out[done..done + n].copy_from_slice(&chunk.0[within..within + n]),
                 None => out[done..done + n].fill(0),
             }
             done += n;
@@ -87,13 +98,17 @@ impl MemoryStore {
             let pos = offset + done as u64;
             let (index, within) = (pos / CHUNK_BYTES, (pos % CHUNK_BYTES) as usize);
             let n = (CHUNK_BYTES as usize - within).min(data.len() - done);
-            let chunk = chunks.entry(index).or_insert_with(|| vec![0u8; CHUNK_BYTES as usize].into_boxed_slice());
-            chunk[within..within + n].copy_from_slice(&data[done..done + n]);
+            let shared = chunks.entry(index).or_insert_with(|| Arc::new(Chunk(vec![0u8; CHUNK_BYTES as usize].into())));
+            // Copies the chunk first when another store still shares it.
+            let chunk = Arc::make_mut(shared);
+            chunk.0[within..within + n].copy_from_slice(&data[done..done + n]);
             done += n;
         }
     }
 
-    /// An independent copy of the contents.
+    /// An independent copy of the contents: later writes to either store are
+    /// not seen by the other. Cheap (chunks are shared until one side writes
+    /// to them), so tests may clone a large base per crash image.
     pub fn deep_clone(&self) -> MemoryStore {
         MemoryStore { chunks: Mutex::new(self.lock().clone()) }
     }
