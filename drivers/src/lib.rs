@@ -26,8 +26,8 @@ pub mod dma;
 pub mod error;
 pub mod memory;
 pub mod nvme;
-pub mod uring;
 pub mod test_devices;
+pub mod uring;
 
 pub use device::{BlockDevice, Completion, DeviceInfo, Op, OpKind, QueuePair, Request, SubmitError};
 pub use dma::{DmaBuf, DmaPool, DmaPoolConfig, HugepagePolicy};

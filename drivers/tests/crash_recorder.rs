@@ -320,3 +320,28 @@ fn a_full_log_refuses_further_writes_and_says_so() {
     assert!(matches!(error.kind, IoErrorKind::Rejected { .. }));
     assert!(rec.log().overflowed());
 }
+
+#[test]
+fn the_crash_recorder_keeps_the_device_contract_over_memory_and_uring() {
+    use keel_drivers::conformance::{self, ConformanceOptions};
+    use keel_drivers::uring::{UringConfig, UringDevice};
+
+    let config = keel_drivers::memory::MemoryDeviceConfig {
+        reorder_seed: Some(5),
+        capacity_bytes: 64 << 20,
+        ..Default::default()
+    };
+    let reordered = Arc::new(keel_drivers::memory::MemoryDevice::new(
+        &config,
+        Arc::new(keel_drivers::DmaPool::for_tests(16 << 20)),
+    ));
+    conformance::run(&CrashRecorder::over_memory(reordered), &ConformanceOptions::default()).assert_passed();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut uring = UringConfig::new(dir.path().join("keel.img"));
+    uring.create_size_bytes = Some(32 << 20);
+    let device = UringDevice::open(&uring, Arc::new(keel_drivers::DmaPool::for_tests(16 << 20))).unwrap();
+    let rec = CrashRecorder::new(Arc::new(device), Arc::new(MemoryStore::new()));
+    conformance::run(&rec, &ConformanceOptions::default()).assert_passed();
+    assert!(!rec.log().writes().is_empty(), "the suite's writes were recorded");
+}

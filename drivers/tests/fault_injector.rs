@@ -303,3 +303,22 @@ fn malformed_requests_pass_through_to_the_device_error() {
     let capacity = device.info().capacity_blocks;
     assert_eq!(io.read(capacity, BLOCK).unwrap_err().kind, IoErrorKind::OutOfRange);
 }
+
+#[test]
+fn an_injector_whose_rules_do_not_fire_keeps_the_device_contract() {
+    use keel_drivers::conformance::{self, ConformanceOptions};
+    use keel_drivers::uring::{UringConfig, UringDevice};
+
+    let config = keel_drivers::memory::MemoryDeviceConfig { capacity_bytes: 64 << 20, ..Default::default() };
+    let device = Arc::new(MemoryDevice::new(&config, Arc::new(keel_drivers::DmaPool::for_tests(16 << 20))));
+    let inj = FaultInjector::new(device);
+    let rule = inj.add(FaultRule::writes(0..u64::MAX, Fault::Lose).probability(0.0)).unwrap();
+    conformance::run(&inj, &ConformanceOptions::default()).assert_passed();
+    assert!(inj.stats(rule).unwrap().matched > 0 && inj.fired(rule) == 0);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut uring = UringConfig::new(dir.path().join("keel.img"));
+    uring.create_size_bytes = Some(32 << 20);
+    let device = UringDevice::open(&uring, Arc::new(keel_drivers::DmaPool::for_tests(16 << 20))).unwrap();
+    conformance::run(&FaultInjector::new(Arc::new(device)), &ConformanceOptions::default()).assert_passed();
+}
