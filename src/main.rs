@@ -1,29 +1,55 @@
-//! The `keel` command.
+//! The `keel` command: `serve`, `mkfs`, `inspect`, `config`, `setup`.
+//!
+//! `main` only parses the command line, runs the subcommand and turns an
+//! error into a message and an exit status; the work is in the modules.
 #![forbid(unsafe_code)]
 
+mod banner;
+mod cli;
+mod commands;
+mod error;
+mod format;
+mod inspect;
+mod logging;
+mod progress;
+mod services;
 mod setup;
+mod signals;
+mod storage;
+mod systemd;
+mod volume;
+mod watchdog;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
-/// Keel: a userspace storage appliance.
-#[derive(Debug, Parser)]
-#[command(name = "keel", version)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Prepare this machine for the nvme backend: hugepages, vfio-pci, IOMMU groups, memlock.
-    Setup(setup::SetupArgs),
-}
+use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Setup(args) => setup::main(&args),
+    let result = match &cli.command {
+        Command::Serve(args) => commands::serve::run(args),
+        Command::Mkfs(args) => commands::mkfs::run(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Config(args) => commands::config::run(args),
+        Command::Setup(args) => return setup::main(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keel: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_configuration_and_the_format_agree_on_the_shard_limit() {
+        assert_eq!(keel_config::engine::SHARDS_MAX as usize, keel_engine::superblock::SHARDS_MAX);
+        let journal_min_bytes = keel_engine::layout::JOURNAL_PAGES_MIN * keel_engine::layout::PAGE_BYTES as u64;
+        assert_eq!(keel_config::engine::JOURNAL_SIZE_MIN.bytes(), journal_min_bytes);
     }
 }

@@ -12,10 +12,9 @@ use crate::units::ByteSize;
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// A file or block device through io_uring with O_DIRECT.
+    #[default]
     Uring,
     /// RAM only: for tests and CPU-path benchmarks. Nothing survives exit.
-    // The default until the uring backend is merged; then uring becomes it.
-    #[default]
     Memory,
     /// NVMe controllers driven from userspace through VFIO.
     Nvme,

@@ -1,0 +1,82 @@
+//! `keel serve`: run the appliance until SIGINT or SIGTERM.
+//!
+//! Start-up: configuration, logging, signal handlers, the device, the volume
+//! (created if the device is blank), the reactors, the engine, the gateways;
+//! then the banner and READY=1. Shutdown, in reverse: STOPPING=1, the
+//! watchdog, the gateways (stop accepting, drain), the engine, the volume
+//! marked clean, the reactors (each finishes its I/O in flight).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keel_config::{Config, IdleMode};
+use keel_engine::{Engine, Limits};
+use keel_reactor::{IdlePolicy, Runtime, RuntimeConfig};
+
+use crate::cli::ServeArgs;
+use crate::error::CliError;
+use crate::services::{self, ServiceContext, SlotState};
+use crate::storage::{self, Create};
+use crate::systemd::{self, Notifier};
+use crate::watchdog::Watchdog;
+use crate::{banner, signals, volume};
+
+/// How long gateways get to finish the requests in flight at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn run(args: &ServeArgs) -> Result<(), CliError> {
+    let config = args.config.load()?;
+    crate::logging::init(&config.log);
+    let shutdown = signals::install().map_err(CliError::Signals)?;
+    let notifier = Arc::new(Notifier::from_env());
+
+    let storage = storage::open(&config, Create::IfMissing)?;
+    let opened = volume::open_or_create(&storage, &config)?;
+    let runtime = Runtime::start(&runtime_config(&config), &storage.devices())?;
+    let engine = Engine::open(&runtime, opened.superblock.layout.shard_count, Limits::default())?;
+    let context = ServiceContext { config: &config, runtime: &runtime, engine: &engine };
+    let services::Started { running, states } = services::start_all(services::SLOTS, &context)
+        .map_err(|e| CliError::Service { service: e.service.to_owned(), reason: e.reason })?;
+    for (name, state) in &states {
+        if *state == SlotState::NotBuilt {
+            tracing::warn!(gateway = name, "enabled in the configuration, but this build has no such gateway yet");
+        }
+    }
+
+    banner::print(&config, &storage, &opened, &runtime, &states);
+    notifier.notify(&format!("READY=1\nSTATUS=serving on {}", storage.location));
+    let watchdog = match systemd::watchdog_timeout().filter(|_| notifier.is_active()) {
+        Some(timeout) => {
+            Some(Watchdog::start(runtime.handle(), Arc::clone(&notifier), timeout).map_err(CliError::Signals)?)
+        }
+        None => None,
+    };
+
+    let signal = shutdown.recv().ok();
+    println!("{}: stopping (press Ctrl-C again to exit at once)", signal.map_or("shutdown", signals::name));
+    tracing::info!("shutting down");
+    notifier.notify("STOPPING=1\nSTATUS=stopping");
+    if let Some(watchdog) = watchdog {
+        watchdog.stop();
+    }
+    services::stop_all(running, &runtime, Instant::now() + DRAIN_TIMEOUT);
+    engine.close(&runtime)?;
+    volume::close(&runtime, &opened.superblock)?;
+    runtime.stop();
+    println!("Stopped cleanly.");
+    Ok(())
+}
+
+fn runtime_config(config: &Config) -> RuntimeConfig {
+    let reactors = &config.reactors;
+    RuntimeConfig {
+        reactors: reactors.effective_count(),
+        cores: reactors.cores.clone(),
+        idle: match reactors.idle {
+            IdleMode::Poll => IdlePolicy::Poll,
+            IdleMode::Adaptive => IdlePolicy::Adaptive { spin_us: reactors.spin_us },
+        },
+        mailbox_capacity: reactors.mailbox_capacity,
+        queue_depth: reactors.queue_depth,
+    }
+}

@@ -1,0 +1,210 @@
+//! The real `keel` binary, as a user and as systemd run it.
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const KEEL: &str = env!("CARGO_BIN_EXE_keel");
+/// Generous: the machine is shared and tests run in parallel.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `keel <args>` on a small data file in `dir`.
+fn keel(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(KEEL);
+    command
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--set", "device.size=64MiB", "--set", "dma.pool_size=8MiB"])
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("RUST_LOG");
+    command
+}
+
+/// A running `keel serve` whose stdout lines arrive on a channel.
+struct Server {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Server {
+    fn start(mut command: Command) -> Server {
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn keel");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Server { child, lines, seen: Vec::new() }
+    }
+
+    /// Waits for a stdout line starting with `prefix`; panics with the output so far.
+    fn wait_for_line(&mut self, prefix: &str) -> String {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while let Ok(line) = self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            self.seen.push(line.clone());
+            if line.starts_with(prefix) {
+                return line;
+            }
+        }
+        let mut stderr = String::new();
+        if let Some(mut err) = self.child.stderr.take() {
+            let _ = self.child.kill();
+            let _ = err.read_to_string(&mut stderr);
+        }
+        panic!("no line starting with {prefix:?}; stdout: {:#?}\nstderr: {stderr}", self.seen);
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the exit and returns the status and the rest of stdout.
+    fn wait(mut self) -> (ExitStatus, Vec<String>) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                self.seen.extend(self.lines.try_iter());
+                return (status, self.seen);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("keel did not exit; stdout: {:#?}", self.seen);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn serve_starts_on_defaults_says_where_it_is_and_stops_cleanly_on_sigint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(keel(dir.path(), &["serve"]));
+    server.wait_for_line("Ready");
+    let banner = server.seen.join("\n");
+    assert!(banner.contains("creating a Keel volume"), "{banner}");
+    assert!(banner.contains(&format!("file {}/keel.img (io_uring", dir.path().display())), "{banner}");
+    server.signal("INT");
+    let (status, lines) = server.wait();
+    assert!(status.success(), "exit status {status:?}; stdout: {lines:#?}");
+    assert!(lines.iter().any(|l| l == "Stopped cleanly."), "{lines:#?}");
+
+    // The volume survives, was marked clean, and a second start opens it
+    // rather than creating another.
+    let inspect = keel(dir.path(), &["inspect"]).output().unwrap();
+    let text = String::from_utf8_lossy(&inspect.stdout);
+    assert!(inspect.status.success(), "{text}");
+    assert!(text.contains("valid, in force") && text.contains("0x1 (clean)"), "{text}");
+    let mut again = Server::start(keel(dir.path(), &["serve"]));
+    again.wait_for_line("Ready");
+    assert!(!again.seen.iter().any(|l| l.contains("creating a Keel volume")), "{:#?}", again.seen);
+    assert!(again.seen.iter().any(|l| l.contains("boot 2")), "{:#?}", again.seen);
+    again.signal("TERM");
+    assert!(again.wait().0.success());
+}
+
+#[test]
+fn serve_under_systemd_reports_ready_watchdog_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(START_TIMEOUT)).unwrap();
+    let mut command = keel(dir.path(), &["serve"]);
+    command.env("NOTIFY_SOCKET", &socket_path).env("WATCHDOG_USEC", "400000");
+    let mut server = Server::start(command);
+    let receive = || {
+        let mut buf = [0u8; 4096];
+        let n = socket.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let first = receive();
+    assert!(first.lines().any(|l| l == "READY=1"), "{first}");
+    server.wait_for_line("Ready");
+    // Pings come every half period (200 ms) while the reactors answer.
+    let started = Instant::now();
+    for _ in 0..3 {
+        assert_eq!(receive(), "WATCHDOG=1");
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+    server.signal("INT");
+    let stopping = loop {
+        let message = receive();
+        if message != "WATCHDOG=1" {
+            break message;
+        }
+    };
+    assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping}");
+    let (status, lines) = server.wait();
+    assert!(status.success(), "{status:?} {lines:#?}");
+}
+
+#[test]
+fn mkfs_refuses_an_existing_volume_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = keel(dir.path(), &["mkfs", "--shards", "2"]).output().unwrap();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(String::from_utf8_lossy(&first.stdout).contains("shards    2"));
+    let second = keel(dir.path(), &["mkfs"]).output().unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&second.stderr);
+    assert!(message.contains("already holds a Keel volume") && message.contains("--force"), "{message}");
+    let forced = keel(dir.path(), &["mkfs", "--force"]).output().unwrap();
+    assert!(forced.status.success(), "{}", String::from_utf8_lossy(&forced.stderr));
+}
+
+#[test]
+fn serve_refuses_a_device_with_both_superblocks_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(keel(dir.path(), &["mkfs"]).output().unwrap().status.success());
+    let image = dir.path().join("keel.img");
+    let mut bytes = std::fs::read(&image).unwrap();
+    bytes[100] ^= 1;
+    bytes[4096 + 100] ^= 1;
+    std::fs::write(&image, &bytes).unwrap();
+    let output = keel(dir.path(), &["serve"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("no valid Keel superblock") && message.contains("checksum mismatch"), "{message}");
+}
+
+#[test]
+fn a_bad_configuration_exits_78_naming_the_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keel.toml");
+    std::fs::write(&config, "[kv]\nlisten = \"127.0.0.1:6379\"\nmax_clients = 0\n").unwrap();
+    let output = keel(dir.path(), &["serve", "--config", config.to_str().unwrap()]).output().unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("keel.toml:3: kv.max_clients: 0 is out of range"), "{message}");
+}
+
+#[test]
+fn help_has_examples_and_version_prints() {
+    let help = Command::new(KEEL).arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(help.status.success());
+    assert!(text.contains("serve") && text.contains("mkfs") && text.contains("inspect") && text.contains("Examples"));
+    let serve_help = Command::new(KEEL).args(["serve", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&serve_help.stdout).contains("--kv-listen"));
+    let version = Command::new(KEEL).arg("--version").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&version.stdout).trim(), format!("keel {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn config_prints_a_configuration_that_reflects_the_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = keel(dir.path(), &["config", "--reactors", "3", "--idle", "poll"]).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(text.contains("count = 3") && text.contains("idle = \"poll\""), "{text}");
+}
