@@ -1,3 +1,48 @@
-//! keel-perf: Keel's benchmarks.
+//! keel-perf: Keel's benchmarks. `main` only parses the command line and
+//! dispatches; each benchmark lives in its own module.
+//!
+//! - `device`: raw device I/O through Keel's reactors, like spdk_nvme_perf,
+//!   with fio run on the same file in the same invocation as the peer.
 #![forbid(unsafe_code)]
-fn main() {}
+
+mod device;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Keel's benchmarks. Every figure is reported next to a peer measured in the
+/// same run.
+#[derive(Debug, Parser)]
+#[command(name = "keel-perf", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Block I/O through Keel's reactors and device backends, against fio.
+    Device(device::DeviceArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Device(args) => device::main(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keel-perf: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -26,6 +26,7 @@
 
 mod config;
 mod geometry;
+mod holes;
 mod open;
 mod queue_pair;
 mod ring;
@@ -38,6 +39,7 @@ use std::sync::Arc;
 
 pub use self::config::{UringConfig, UringSetup, QUEUE_DEPTH_MAX};
 pub use self::geometry::FILE_BLOCK_BYTES;
+pub use self::holes::first_unwritten_offset;
 pub use self::queue_pair::UringQueuePair;
 use crate::device::{BlockDevice, DeviceInfo, QueuePair};
 use crate::dma::{DmaPool, REGION_BYTES};
