@@ -13,6 +13,10 @@ pub enum Backend {
     Uring,
     /// RAM: measures the CPU path only; no peer.
     Memory,
+    /// An NVMe controller on vfio-pci (--pci), driven from user space. fio
+    /// cannot reach it; its peer is the uring backend on the kernel's nvme
+    /// driver, run on the same controller (scripts/vm/nvme-bench.sh).
+    Nvme,
 }
 
 /// The access pattern, named as fio names them.
@@ -97,6 +101,13 @@ pub struct DeviceArgs {
     /// it. Accepts suffixes k, m, g (powers of 1024). Ignored for block devices.
     #[arg(long, default_value = "2g", value_parser = parse_size)]
     pub size: u64,
+    /// PCI address of the controller (nvme), bound to vfio-pci (`keel setup`).
+    #[arg(long)]
+    pub pci: Option<String>,
+    /// nvme: MSI-X interrupts on, so an adaptive reactor can sleep (default:
+    /// completion queues without interrupts, polled only).
+    #[arg(long)]
+    pub nvme_interrupts: bool,
     #[arg(long, value_enum, default_value_t = Pattern::Randread)]
     pub pattern: Pattern,
     /// Percentage of reads for rw and randrw.

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keel_drivers::memory::{MemoryDevice, MemoryDeviceConfig};
+use keel_drivers::nvme::{NvmeConfig, NvmeDevice};
 use keel_drivers::uring::{UringConfig, UringDevice};
 use keel_drivers::{BlockDevice, DeviceError, DmaPool, DmaPoolConfig, HugepagePolicy};
 
@@ -139,6 +140,15 @@ fn open(args: &DeviceArgs) -> Result<(Arc<dyn BlockDevice>, DeviceFacts), PerfEr
             let device = UringDevice::open(&config, pool)?;
             let (setup, fixed) = device.open_uring_queue_pair(1)?.setup();
             let facts = facts_of(&device, Some(setup.to_string()), Some(fixed), Some(device.is_direct()));
+            (Arc::new(device), facts)
+        }
+        Backend::Nvme => {
+            let pci = args.pci.as_deref().ok_or_else(|| PerfError::Config("--backend nvme needs --pci".into()))?;
+            let mut config = NvmeConfig::new(pci);
+            config.interrupts = args.nvme_interrupts;
+            config.io_queue_pairs_max = u16::try_from(args.reactors).unwrap_or(u16::MAX);
+            let device = NvmeDevice::open(&config, pool).map_err(DeviceError::from)?;
+            let facts = facts_of(&device, None, None, None);
             (Arc::new(device), facts)
         }
         Backend::Memory => {

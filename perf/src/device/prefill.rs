@@ -24,7 +24,8 @@ pub fn needed(args: &DeviceArgs, device_is_new: bool) -> Result<Option<&'static 
     let why = match args.prefill {
         Prefill::Never => None,
         Prefill::Always => Some("--prefill always"),
-        Prefill::Auto if !reads || args.backend == Backend::Memory => None,
+        // Only a file can have holes; memory and NVMe namespaces cannot say.
+        Prefill::Auto if !reads || args.backend != Backend::Uring => None,
         Prefill::Auto if device_is_new => Some("the file was just created"),
         Prefill::Auto => has_unwritten_space(args)?.then_some("the file has holes or unwritten extents"),
     };
