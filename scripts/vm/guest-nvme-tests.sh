@@ -13,6 +13,10 @@ KEEL_NVME_PCI=$1 $T --ignored --test-threads=1 --nocapture \
   --skip two_controllers --skip unbind_mid_io --skip a_fatal_controller || rc=1
 KEEL_NVME_PCI=$2 $T --ignored --test-threads=1 --exact a_fatal_controller_fails_every_request_instead_of_hanging || rc=1
 KEEL_NVME_PCI=$1,$2 $T --ignored --test-threads=1 --exact two_controllers_are_driven_at_once || rc=1
+# The engine's volume on NVMe across a process restart (two processes).
+for phase in nvme_restart_phase1_mkfs_and_close nvme_restart_phase2_reopen_from_the_medium; do
+  KEEL_NVME_PCI=$2 KEEL_NVME_STATE=/tmp/nvme-volume-uuid /host/nvme_volume --ignored --nocapture --exact $phase || rc=1
+done
 KEEL_NVME_PCI=$1 $T --ignored --test-threads=1 --nocapture --exact unbind_mid_io_fails_requests_and_the_process_survives || rc=1
 /host/keel setup --reset --hugepages-mib 0 --pci "$1" || rc=1
 sleep 0.5

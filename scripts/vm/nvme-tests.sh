@@ -20,6 +20,9 @@ trap 'rm -rf "$SHARE"' EXIT
 bin=$(cargo test -p keel-drivers --test nvme_vfio --no-run 2>&1 | sed -n 's/.*Executable tests\/nvme_vfio.rs (\(.*\))/\1/p' | tail -1)
 [ -x "$bin" ] || { echo "nvme-tests: could not build the nvme_vfio test binary"; echo "0 passed, 1 failed"; exit 1; }
 cp "$bin" "$SHARE/nvme_vfio"
+bin=$(cargo test -p keel-engine --test nvme_volume --no-run 2>&1 | sed -n 's/.*Executable tests\/nvme_volume.rs (\(.*\))/\1/p' | tail -1)
+[ -x "$bin" ] || { echo "nvme-tests: could not build the nvme_volume test binary"; echo "0 passed, 1 failed"; exit 1; }
+cp "$bin" "$SHARE/nvme_volume"
 cargo build -q --bin keel
 cp target/debug/keel "$SHARE/keel"
 cp "$ROOT/scripts/vm/guest-nvme-tests.sh" "$SHARE/guest.sh"
@@ -28,7 +31,7 @@ set +e
 bash "$VM/run.sh" --timeout 240 --nvme 2 --share "$SHARE" "$SHARE/guest.sh" > "$SHARE/console.log" 2>&1
 rc=$?
 set -e
-grep -E '^(test |running|test result|NVME-|unbind mid-I/O|guest:|ok |warn |FAIL |[0-9]+ steps|conformance of|  (pass|n/a|FAIL) )' "$SHARE/console.log" || true
+grep -E '^(test |running|test result|NVME-|unbind mid-I/O|phase [12]:|guest:|ok |warn |FAIL |[0-9]+ steps|conformance of|  (pass|n/a|FAIL) )' "$SHARE/console.log" || true
 passed=$(awk '/test result:/{for(i=1;i<=NF;i++) if($i ~ /^passed;?$/) s+=$(i-1)} END{print s+0}' "$SHARE/console.log")
 failed=$(awk '/test result:/{for(i=1;i<=NF;i++) if($i ~ /^failed;?$/) s+=$(i-1)} END{print s+0}' "$SHARE/console.log")
 if [ "$rc" != 0 ]; then
