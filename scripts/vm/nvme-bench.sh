@@ -18,7 +18,8 @@ SHARE=$(mktemp -d /tmp/keel-vm-bench.XXXXXX)
 trap 'rm -rf "$SHARE"' EXIT
 cp target/release/keel target/release/keel-perf "$SHARE/"
 { echo "ROUNDS=${ROUNDS:-5} SECONDS_PER_RUN=${SECONDS_PER_RUN:-3}"; cat scripts/vm/guest-nvme-bench.sh; } > "$SHARE/guest.sh"
-bash "$VM/run.sh" --timeout 900 --nvme-size 256 --share "$SHARE" "$SHARE/guest.sh" > "$SHARE/console.log" 2>&1 || {
+. "$ROOT/scripts/vm/boot.sh"
+vm_run "$SHARE/console.log" --timeout 900 --nvme-size 256 --share "$SHARE" "$SHARE/guest.sh" || {
   echo "nvme-bench: the guest failed"; tail -30 "$SHARE/console.log"; exit 1; }
 grep "^BENCH " "$SHARE/console.log" > "${BENCH_OUT:-/dev/null}"
 python3 - "$SHARE/console.log" <<'PY'

@@ -27,10 +27,9 @@ cargo build -q --bin keel
 cp target/debug/keel "$SHARE/keel"
 cp "$ROOT/scripts/vm/guest-nvme-tests.sh" "$SHARE/guest.sh"
 
-set +e
-bash "$VM/run.sh" --timeout 240 --nvme 2 --share "$SHARE" "$SHARE/guest.sh" > "$SHARE/console.log" 2>&1
-rc=$?
-set -e
+. "$ROOT/scripts/vm/boot.sh"
+rc=0
+vm_run "$SHARE/console.log" --timeout 240 --nvme 2 --share "$SHARE" "$SHARE/guest.sh" || rc=$?
 grep -E '^(test |running|test result|NVME-|unbind mid-I/O|phase [12]:|guest:|ok |warn |FAIL |[0-9]+ steps|conformance of|  (pass|n/a|FAIL) )' "$SHARE/console.log" || true
 passed=$(awk '/test result:/{for(i=1;i<=NF;i++) if($i ~ /^passed;?$/) s+=$(i-1)} END{print s+0}' "$SHARE/console.log")
 failed=$(awk '/test result:/{for(i=1;i<=NF;i++) if($i ~ /^failed;?$/) s+=$(i-1)} END{print s+0}' "$SHARE/console.log")
