@@ -1,0 +1,198 @@
+//! The node cache of one shard: decoded nodes by id, with a byte budget that
+//! the tree enforces (see `maintenance.rs`), dirty-node accounting, and a
+//! clock (second-chance) order for eviction that prefers leaves: internal
+//! nodes are few and on every path, so they leave the cache last.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::internal::NodeId;
+use crate::node::Node;
+
+/// One cached node and its state.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub node: Node,
+    /// Changed since it was last written; its table entry is NONE.
+    pub dirty: bool,
+    /// Dirty when the checkpoint in progress was frozen, and not yet
+    /// serialized for it: the next change must copy it first.
+    pub frozen: bool,
+    /// A checkpoint write of this node is in flight.
+    pub ckpt_writing: bool,
+    /// An eviction write of this node is in flight.
+    pub evicting: bool,
+    /// Bumped at every change (to notice changes across a write).
+    pub version: u64,
+    referenced: bool,
+    mem_bytes: usize,
+    encoded_bytes: usize,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Cache {
+    map: HashMap<NodeId, Slot>,
+    leaves: VecDeque<NodeId>,
+    internals: VecDeque<NodeId>,
+    used_bytes: usize,
+    dirty_encoded_bytes: usize,
+    dirty_count: usize,
+    /// Bytes held outside the map but inside the budget (node copies kept
+    /// for the checkpoint in progress).
+    pub extra_bytes: usize,
+}
+
+impl Cache {
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn used_bytes(&self) -> usize {
+        self.used_bytes + self.extra_bytes
+    }
+
+    pub fn dirty_encoded_bytes(&self) -> usize {
+        self.dirty_encoded_bytes
+    }
+
+    pub fn dirty_count(&self) -> usize {
+        self.dirty_count
+    }
+
+    pub fn contains(&self, id: NodeId) -> bool {
+        self.map.contains_key(&id)
+    }
+
+    pub fn get(&self, id: NodeId) -> Option<&Slot> {
+        self.map.get(&id)
+    }
+
+    /// The node, marked as recently used.
+    pub fn touch(&mut self, id: NodeId) -> Option<&Node> {
+        self.map.get_mut(&id).map(|s| {
+            s.referenced = true;
+            &s.node
+        })
+    }
+
+    /// Direct access to a slot's flags. Changing the node through it must be
+    /// followed by [`Cache::refresh`].
+    pub fn slot_mut(&mut self, id: NodeId) -> Option<&mut Slot> {
+        self.map.get_mut(&id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (NodeId, &Slot)> {
+        self.map.iter().map(|(id, s)| (*id, s))
+    }
+
+    pub fn insert(&mut self, id: NodeId, node: Node, dirty: bool) {
+        let leaf = node.is_leaf();
+        let slot = Slot {
+            node,
+            dirty: false,
+            frozen: false,
+            ckpt_writing: false,
+            evicting: false,
+            version: 0,
+            referenced: true,
+            mem_bytes: 0,
+            encoded_bytes: 0,
+        };
+        let old = self.map.insert(id, slot);
+        assert!(old.is_none(), "node {id:?} inserted twice into the cache");
+        self.refresh(id);
+        if dirty {
+            self.set_dirty(id, true);
+        }
+        if leaf {
+            self.leaves.push_back(id);
+        } else {
+            self.internals.push_back(id);
+        }
+        self.compact_rings();
+    }
+
+    pub fn remove(&mut self, id: NodeId) -> Option<Slot> {
+        let slot = self.map.remove(&id)?;
+        self.used_bytes -= slot.mem_bytes;
+        if slot.dirty {
+            self.dirty_count -= 1;
+            self.dirty_encoded_bytes -= slot.encoded_bytes;
+        }
+        Some(slot)
+    }
+
+    /// Recomputes a slot's sizes after its node changed.
+    pub fn refresh(&mut self, id: NodeId) {
+        let Some(slot) = self.map.get_mut(&id) else { return };
+        let (mem, enc) = (slot.node.mem_bytes(), slot.node.encoded_bytes());
+        self.used_bytes = self.used_bytes - slot.mem_bytes + mem;
+        if slot.dirty {
+            self.dirty_encoded_bytes = self.dirty_encoded_bytes - slot.encoded_bytes + enc;
+        }
+        slot.mem_bytes = mem;
+        slot.encoded_bytes = enc;
+    }
+
+    pub fn set_dirty(&mut self, id: NodeId, dirty: bool) {
+        let Some(slot) = self.map.get_mut(&id) else { return };
+        if slot.dirty == dirty {
+            return;
+        }
+        slot.dirty = dirty;
+        if dirty {
+            self.dirty_count += 1;
+            self.dirty_encoded_bytes += slot.encoded_bytes;
+        } else {
+            self.dirty_count -= 1;
+            self.dirty_encoded_bytes -= slot.encoded_bytes;
+        }
+    }
+
+    /// Picks nodes to evict with about `need_bytes` between them, leaves
+    /// first, skipping those `excluded` says must stay.
+    pub fn pick_victims(&mut self, need_bytes: usize, excluded: impl Fn(NodeId, &Slot) -> bool) -> Vec<NodeId> {
+        let mut victims = Vec::new();
+        let mut found = 0usize;
+        for internal in [false, true] {
+            let ring = if internal { &mut self.internals } else { &mut self.leaves };
+            let mut budget = ring.len() * 2;
+            while found < need_bytes && budget > 0 {
+                budget -= 1;
+                let Some(id) = ring.pop_front() else { break };
+                let Some(slot) = self.map.get_mut(&id) else { continue };
+                ring.push_back(id);
+                if slot.node.is_leaf() == internal || victims.contains(&id) || excluded(id, slot) {
+                    continue;
+                }
+                if slot.referenced {
+                    slot.referenced = false;
+                    continue;
+                }
+                found += slot.mem_bytes;
+                victims.push(id);
+            }
+        }
+        victims
+    }
+
+    /// Drops stale ring entries once they outnumber live ones.
+    fn compact_rings(&mut self) {
+        let live = self.map.len();
+        if self.leaves.len() + self.internals.len() <= 2 * live + 64 {
+            return;
+        }
+        let map = &self.map;
+        let mut seen = std::collections::HashSet::new();
+        self.leaves.retain(|id| map.get(id).is_some_and(|s| s.node.is_leaf()) && seen.insert(*id));
+        self.internals.retain(|id| map.get(id).is_some_and(|s| !s.node.is_leaf()) && seen.insert(*id));
+        for (id, slot) in map {
+            if !seen.contains(id) {
+                if slot.node.is_leaf() {
+                    self.leaves.push_back(*id);
+                } else {
+                    self.internals.push_back(*id);
+                }
+            }
+        }
+    }
+}

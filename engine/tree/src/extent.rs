@@ -1,0 +1,57 @@
+//! Out-of-line values: written once to fresh pages, checksummed, named by an
+//! [`ExtentRef`] that travels through the journal into the tree.
+//!
+//! An extent is *unattached* from `write_extent` until the put that refers
+//! to it is applied; a checkpoint never counts unattached space as in use,
+//! so a transaction that never reached the journal leaks nothing across a
+//! crash. Recovery adopts the extents of the records it replays.
+
+use crate::error::{Result, TreeError};
+use crate::limits::VALUE_BYTES_MAX;
+use crate::maintenance::Admission;
+use crate::message::ExtentRef;
+use crate::tree::Tree;
+
+impl Tree {
+    /// Writes `bytes` to a fresh extent. Not durable until a later device
+    /// flush (the journal's group commit, or a checkpoint); not referenced
+    /// until the engine applies a put of it.
+    pub async fn write_extent(&self, bytes: &[u8]) -> Result<ExtentRef> {
+        if bytes.len() > VALUE_BYTES_MAX {
+            return Err(TreeError::ValueTooLarge { len_bytes: bytes.len(), max_bytes: VALUE_BYTES_MAX });
+        }
+        {
+            let st = self.sh.st.borrow();
+            self.space_check(&st, bytes.len(), Admission::Write)?;
+        }
+        let e = self.write_extent_in_flight(bytes).await?;
+        self.sh.st.borrow_mut().unattached.insert(e);
+        Ok(e)
+    }
+
+    /// An extent from `write_extent` that no journal record will refer to
+    /// (its transaction failed): its space is reclaimed.
+    pub fn forget_extent(&self, e: ExtentRef) {
+        let mut st = self.sh.st.borrow_mut();
+        if st.unattached.remove(&e) {
+            st.space.free_deferred(e.address, e.pages());
+        }
+    }
+
+    /// Recovery: a replayed journal record refers to `e`, which the
+    /// checkpoint does not count as in use. Call it for every such extent
+    /// *before* replaying (applying) any record, so nothing is allocated over
+    /// it. Idempotent.
+    pub fn adopt_extent(&self, e: ExtentRef) -> Result<()> {
+        let mut st = self.sh.st.borrow_mut();
+        if st.adopted.contains(&e) {
+            return Ok(());
+        }
+        if !st.space.map.is_free_range(e.address, e.pages()) {
+            return Err(TreeError::ExtentConflict { address: e.address, pages: e.pages() });
+        }
+        st.space.map.mark_used(e.address, e.pages());
+        st.adopted.insert(e);
+        Ok(())
+    }
+}

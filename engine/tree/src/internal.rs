@@ -1,0 +1,363 @@
+//! Internal nodes: pivots, child ids, and one message buffer per child.
+//!
+//! Child `i` holds the keys `k` with `pivots[i-1] <= k < pivots[i]` (the
+//! node's own bounds at the ends). Children are named by node id, never by
+//! address, so writing a child to a new place does not touch its parent.
+
+use crate::buffer::{Base, ChildBuffer, Pending, BUFFER_HEADER_BYTES};
+use crate::codec::{put_bytes16, put_bytes32, put_u32, put_u64, put_u8, Malformed, Reader};
+use crate::limits::{KEY_BYTES_MAX, MERGES_PER_ENTRY_MAX, RANGE_END_BYTES_MAX, VALUE_BYTES_MAX};
+use crate::message::{ExtentRef, MergeOp, Value};
+
+/// A node's name in the indirection table. 0 is never a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub u64);
+
+const CHILD_MEM_OVERHEAD: usize = 96;
+const INTERNAL_MEM_OVERHEAD: usize = 128;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Internal {
+    /// 1 for a parent of leaves.
+    pub height: u8,
+    pub pivots: Vec<Vec<u8>>,
+    pub children: Vec<NodeId>,
+    pub buffers: Vec<ChildBuffer>,
+}
+
+impl Internal {
+    /// A node with one child and empty buffers.
+    pub fn with_child(height: u8, child: NodeId) -> Internal {
+        Internal { height, pivots: Vec::new(), children: vec![child], buffers: vec![ChildBuffer::default()] }
+    }
+
+    pub fn child_index(&self, key: &[u8]) -> usize {
+        self.pivots.partition_point(|p| p.as_slice() <= key)
+    }
+
+    /// The lower bound of child `i` within this node (None for the first).
+    pub fn child_low(&self, i: usize) -> Option<&[u8]> {
+        i.checked_sub(1).map(|j| self.pivots[j].as_slice())
+    }
+
+    /// The upper bound of child `i` within this node (None for the last).
+    pub fn child_high(&self, i: usize) -> Option<&[u8]> {
+        self.pivots.get(i).map(Vec::as_slice)
+    }
+
+    pub fn buffer_bytes(&self) -> usize {
+        self.buffers.iter().map(ChildBuffer::encoded_bytes).sum()
+    }
+
+    /// Size of the serialized payload.
+    pub fn encoded_bytes(&self) -> usize {
+        self.children.len() * (8 + BUFFER_HEADER_BYTES)
+            + self.pivots.iter().map(|p| 2 + p.len()).sum::<usize>()
+            + self.buffer_bytes()
+    }
+
+    pub fn mem_bytes(&self) -> usize {
+        INTERNAL_MEM_OVERHEAD
+            + self.children.len() * CHILD_MEM_OVERHEAD
+            + self.pivots.iter().map(Vec::len).sum::<usize>()
+            + self.buffers.iter().map(ChildBuffer::mem_bytes).sum::<usize>()
+    }
+
+    /// The child with the most buffered bytes, and how many.
+    pub fn heaviest_child(&self) -> (usize, usize) {
+        let mut best = (0usize, 0usize);
+        for (i, b) in self.buffers.iter().enumerate() {
+            if b.encoded_bytes() > best.1 {
+                best = (i, b.encoded_bytes());
+            }
+        }
+        best
+    }
+
+    pub fn insert_point(&mut self, key: Vec<u8>, pending: Pending, inline_max: usize, garbage: &mut Vec<ExtentRef>) {
+        let i = self.child_index(&key);
+        self.buffers[i].insert_point(key, pending, inline_max, garbage);
+    }
+
+    /// Routes a range delete to every child it overlaps, clipped to each.
+    pub fn insert_tombstone(&mut self, start: &[u8], end: &[u8], garbage: &mut Vec<ExtentRef>) {
+        if start >= end {
+            return;
+        }
+        let first = self.child_index(start);
+        for i in first..self.children.len() {
+            let lo = match self.child_low(i) {
+                Some(low) if i > first => low.to_vec(),
+                _ => start.to_vec(),
+            };
+            let (hi, last) = match self.child_high(i) {
+                Some(high) if high < end => (high.to_vec(), false),
+                _ => (end.to_vec(), true),
+            };
+            self.buffers[i].insert_tombstone(&lo, &hi, garbage);
+            if last {
+                break;
+            }
+        }
+    }
+
+    /// Takes in a buffer flushed from the parent (newer than everything here).
+    pub fn absorb(&mut self, incoming: ChildBuffer, inline_max: usize, garbage: &mut Vec<ExtentRef>) {
+        let (points, tombstones) = incoming.into_parts();
+        for (s, e) in &tombstones {
+            self.insert_tombstone(s, e, garbage);
+        }
+        for (key, pending) in points {
+            self.insert_point(key, pending, inline_max, garbage);
+        }
+    }
+
+    /// Child `i` became `pieces` (the first keeps its id) separated by
+    /// `pivots`: the buffer for it is split along.
+    pub fn replace_child(&mut self, i: usize, pieces: &[NodeId], pivots: Vec<Vec<u8>>) {
+        assert_eq!(pieces.len(), pivots.len() + 1);
+        assert_eq!(pieces[0], self.children[i]);
+        let mut rest: Vec<ChildBuffer> = Vec::with_capacity(pivots.len());
+        for pivot in pivots.iter().rev() {
+            rest.push(self.buffers[i].split_off(pivot));
+        }
+        rest.reverse();
+        let at = i + 1;
+        self.children.splice(at..at, pieces[1..].iter().copied());
+        self.buffers.splice(at..at, rest);
+        self.pivots.splice(i..i, pivots);
+        debug_assert!(self.pivots.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    /// Joins children `i` and `i + 1` (the caller merged the nodes into
+    /// child `i`); returns the id of the removed child.
+    pub fn join_children(&mut self, i: usize) -> NodeId {
+        let right_buffer = self.buffers.remove(i + 1);
+        self.buffers[i].append(right_buffer);
+        self.pivots.remove(i);
+        self.children.remove(i + 1)
+    }
+
+    /// Splits off the upper half of the children. Returns the new right node
+    /// and the pivot between the halves.
+    pub fn split(&mut self) -> (Internal, Vec<u8>) {
+        let n = self.children.len();
+        assert!(n >= 2);
+        let mid = n / 2;
+        let right = Internal {
+            height: self.height,
+            pivots: self.pivots.split_off(mid),
+            children: self.children.split_off(mid),
+            buffers: self.buffers.split_off(mid),
+        };
+        let pivot = self.pivots.pop().expect("a split node has a pivot at the cut");
+        (right, pivot)
+    }
+
+    /// Appends `right` (whose keys start at `pivot`) to this node.
+    pub fn concat(&mut self, pivot: Vec<u8>, mut right: Internal) {
+        debug_assert_eq!(self.height, right.height);
+        self.pivots.push(pivot);
+        self.pivots.append(&mut right.pivots);
+        self.children.append(&mut right.children);
+        self.buffers.append(&mut right.buffers);
+    }
+
+    /// Every extent referenced by a buffered message.
+    pub fn extents(&self) -> impl Iterator<Item = ExtentRef> + '_ {
+        self.buffers.iter().flat_map(ChildBuffer::extents)
+    }
+
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        for c in &self.children {
+            put_u64(out, c.0);
+        }
+        for p in &self.pivots {
+            put_bytes16(out, p);
+        }
+        for b in &self.buffers {
+            put_u32(out, b.point_count() as u32);
+            put_u32(out, b.tombstones().len() as u32);
+            for (key, p) in b.points() {
+                put_bytes16(out, key);
+                encode_pending(out, p);
+            }
+            for (s, e) in b.tombstones() {
+                put_bytes16(out, s);
+                put_bytes16(out, e);
+            }
+        }
+    }
+
+    /// Decodes and checks an internal node's payload.
+    pub fn decode(height: u8, payload: &[u8], child_count: usize) -> Result<Internal, Malformed> {
+        if height == 0 || child_count == 0 || child_count > payload.len() / 8 {
+            return Err(Malformed("internal child count"));
+        }
+        let mut r = Reader::new(payload);
+        let mut children = Vec::with_capacity(child_count);
+        for _ in 0..child_count {
+            let id = r.u64("child id")?;
+            if id == 0 {
+                return Err(Malformed("child id"));
+            }
+            children.push(NodeId(id));
+        }
+        let mut pivots: Vec<Vec<u8>> = Vec::with_capacity(child_count - 1);
+        for _ in 1..child_count {
+            let p = r.bytes16(KEY_BYTES_MAX, "pivot")?;
+            if pivots.last().is_some_and(|last| last.as_slice() >= p) {
+                return Err(Malformed("pivot order"));
+            }
+            pivots.push(p.to_vec());
+        }
+        let mut node = Internal { height, pivots, children, buffers: Vec::with_capacity(child_count) };
+        for i in 0..child_count {
+            let buffer = decode_buffer(&mut r, node.child_low(i), node.child_high(i))?;
+            node.buffers.push(buffer);
+        }
+        if !r.is_empty() {
+            return Err(Malformed("internal node trailing bytes"));
+        }
+        Ok(node)
+    }
+}
+
+const BASE_BELOW: u8 = 0;
+const BASE_PUT_INLINE: u8 = 1;
+const BASE_PUT_EXTENT: u8 = 2;
+const BASE_DELETE: u8 = 3;
+
+fn encode_pending(out: &mut Vec<u8>, p: &Pending) {
+    match &p.base {
+        Base::Below => put_u8(out, BASE_BELOW),
+        Base::Put(Value::Inline(v)) => {
+            put_u8(out, BASE_PUT_INLINE);
+            put_bytes32(out, v);
+        }
+        Base::Put(Value::Extent(e)) => {
+            put_u8(out, BASE_PUT_EXTENT);
+            e.encode(out);
+        }
+        Base::Delete => put_u8(out, BASE_DELETE),
+    }
+    put_u32(out, p.merges.len() as u32);
+    for m in &p.merges {
+        m.encode(out);
+    }
+}
+
+fn decode_pending(r: &mut Reader<'_>) -> Result<Pending, Malformed> {
+    let base = match r.u8("pending base")? {
+        BASE_BELOW => Base::Below,
+        BASE_PUT_INLINE => Base::Put(Value::Inline(r.bytes32(VALUE_BYTES_MAX, "pending value")?.to_vec())),
+        BASE_PUT_EXTENT => Base::Put(Value::Extent(ExtentRef::decode(r)?)),
+        BASE_DELETE => Base::Delete,
+        _ => return Err(Malformed("pending base")),
+    };
+    let count = r.u32("pending merge count")? as usize;
+    if count > MERGES_PER_ENTRY_MAX || (count == 0 && base == Base::Below) {
+        return Err(Malformed("pending merge count"));
+    }
+    let mut merges = Vec::with_capacity(count.min(64));
+    for _ in 0..count {
+        merges.push(MergeOp::decode(r)?);
+    }
+    Ok(Pending { base, merges })
+}
+
+fn decode_buffer(r: &mut Reader<'_>, low: Option<&[u8]>, high: Option<&[u8]>) -> Result<ChildBuffer, Malformed> {
+    let in_range = |k: &[u8]| low.is_none_or(|l| l <= k) && high.is_none_or(|h| k < h);
+    let points_n = r.u32("buffer point count")? as usize;
+    let tombs_n = r.u32("buffer tombstone count")? as usize;
+    if points_n > r.remaining() || tombs_n > r.remaining() {
+        return Err(Malformed("buffer counts"));
+    }
+    let mut points = std::collections::BTreeMap::new();
+    let mut last: Option<Vec<u8>> = None;
+    for _ in 0..points_n {
+        let key = r.bytes16(KEY_BYTES_MAX, "buffered key")?.to_vec();
+        if !in_range(&key) || last.as_ref().is_some_and(|l| l >= &key) {
+            return Err(Malformed("buffered key order"));
+        }
+        let p = decode_pending(r)?;
+        last = Some(key.clone());
+        points.insert(key, p);
+    }
+    let mut tombstones: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(tombs_n);
+    for _ in 0..tombs_n {
+        let s = r.bytes16(KEY_BYTES_MAX, "tombstone start")?.to_vec();
+        let e = r.bytes16(RANGE_END_BYTES_MAX, "tombstone end")?.to_vec();
+        let ordered = tombstones.last().is_none_or(|(_, pe)| pe.as_slice() < s.as_slice());
+        if s >= e || !ordered || !in_range(&s) || high.is_some_and(|h| e.as_slice() > h) {
+            return Err(Malformed("tombstone range"));
+        }
+        tombstones.push((s, e));
+    }
+    let buffer = ChildBuffer::from_parts(points, tombstones);
+    let below_covered = buffer.points().iter().any(|(k, p)| p.base == Base::Below && buffer.covers(k));
+    if below_covered {
+        return Err(Malformed("buffered merge under a tombstone"));
+    }
+    Ok(buffer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Message;
+
+    fn node3() -> Internal {
+        let mut n = Internal::with_child(1, NodeId(1));
+        n.replace_child(0, &[NodeId(1), NodeId(2), NodeId(3)], vec![b"g".to_vec(), b"p".to_vec()]);
+        n
+    }
+
+    #[test]
+    fn tombstones_are_clipped_to_each_child() {
+        let mut n = node3();
+        let mut g = Vec::new();
+        n.insert_tombstone(b"c", b"r", &mut g);
+        assert_eq!(n.buffers[0].tombstones(), &[(b"c".to_vec(), b"g".to_vec())]);
+        assert_eq!(n.buffers[1].tombstones(), &[(b"g".to_vec(), b"p".to_vec())]);
+        assert_eq!(n.buffers[2].tombstones(), &[(b"p".to_vec(), b"r".to_vec())]);
+        n.insert_tombstone(b"h", b"i", &mut g);
+        assert_eq!(n.buffers[1].tombstones(), &[(b"g".to_vec(), b"p".to_vec())]);
+    }
+
+    #[test]
+    fn encoding_round_trips_and_split_concat_restore() {
+        let mut n = node3();
+        let mut g = Vec::new();
+        for (k, m) in [
+            (&b"a"[..], Message::Put(Value::Inline(b"1".to_vec()))),
+            (b"h", Message::Merge(MergeOp::AddI64(4))),
+            (b"z", Message::Delete),
+        ] {
+            n.insert_point(k.to_vec(), Pending::from_message(m), 16, &mut g);
+        }
+        n.insert_tombstone(b"q", b"s", &mut g);
+        let mut out = Vec::new();
+        n.encode(&mut out);
+        assert_eq!(out.len(), n.encoded_bytes());
+        let back = Internal::decode(1, &out, 3).unwrap();
+        assert_eq!(back, n);
+        let mut left = back.clone();
+        let (right, pivot) = left.split();
+        left.concat(pivot, right);
+        assert_eq!(left, n);
+        assert!(Internal::decode(1, &out[..out.len() - 1], 3).is_err());
+    }
+
+    #[test]
+    fn joining_children_joins_their_buffers() {
+        let mut n = node3();
+        let mut g = Vec::new();
+        n.insert_point(b"b".to_vec(), Pending::from_message(Message::Delete), 16, &mut g);
+        n.insert_point(b"k".to_vec(), Pending::from_message(Message::Delete), 16, &mut g);
+        assert_eq!(n.join_children(0), NodeId(2));
+        assert_eq!(n.children, vec![NodeId(1), NodeId(3)]);
+        assert_eq!(n.buffers[0].point_count(), 2);
+        assert_eq!(n.child_index(b"k"), 0);
+    }
+}

@@ -1,0 +1,416 @@
+//! Admission and maintenance: making room before a write is admitted, so
+//! that `apply` never has to wait. The engine awaits [`Tree::make_room`]
+//! before it reserves a journal LSN; it flushes buffers down, splits and
+//! merges nodes, resolves out-of-line merges, and writes dirty nodes back to
+//! fresh places to keep the cache within its budget. One task at a time does
+//! this work (the maintenance lock); reads go on meanwhile.
+
+use crate::error::{BlockKind, Result, TreeError};
+use crate::internal::NodeId;
+use crate::leaf::ValueRef;
+use crate::limits::{pages_for, PAGE_BYTES};
+use crate::lookup::Step;
+use crate::merge::apply_all;
+use crate::message::{ExtentRef, MergeOp, Value};
+use crate::node::Node;
+use crate::shape::{flush_step, underflow_step};
+use crate::sync::join_all;
+use crate::table::Location;
+use crate::tree::{PinGuard, State, Tree};
+
+/// Which writes may use the space reserve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Ordinary writes: refused with `NoSpace` before the reserve is touched.
+    Write,
+    /// Deletes and other writes that free space: may use most of the reserve,
+    /// so a full shard can still be emptied.
+    Reclaim,
+}
+
+/// The next thing maintenance must do before a write of some size fits.
+#[derive(Debug)]
+enum Action {
+    Done,
+    NoSpace(TreeError),
+    Evict(usize),
+    Flush(NodeId, Vec<u8>, bool),
+    Underflow(NodeId, Vec<u8>),
+    Materialize(NodeId),
+}
+
+impl Tree {
+    /// True when a write of about `bytes` (key + message) can be applied now.
+    pub fn has_room(&self, bytes: usize, admission: Admission) -> bool {
+        matches!(self.decide(bytes, admission), Action::Done)
+    }
+
+    /// Does whatever is needed so that a write of about `bytes` fits: on
+    /// return `apply` of such a message needs no I/O. Fails with `NoSpace`
+    /// when the region is full (for `Admission::Write`, before the reserve),
+    /// or with the error of a node it could not read or write.
+    pub async fn make_room(&self, bytes: usize, admission: Admission) -> Result<()> {
+        if self.has_room(bytes, admission) {
+            return Ok(());
+        }
+        let _guard = self.sh.maintenance.lock().await;
+        loop {
+            match self.decide(bytes, admission) {
+                Action::Done => return Ok(()),
+                Action::NoSpace(e) => return Err(e),
+                Action::Evict(need) => self.evict_or_wait(need).await?,
+                Action::Flush(id, key, force) => self.flush_node(id, &key, force).await?,
+                Action::Underflow(id, key) => self.fix_underflow(id, &key).await?,
+                Action::Materialize(id) => self.materialize(id).await,
+            }
+        }
+    }
+
+    fn decide(&self, bytes: usize, admission: Admission) -> Action {
+        let cfg = &self.sh.config;
+        let st = self.sh.st.borrow();
+        let root = st.root_internal();
+        let headroom = root.mem_bytes() + 2 * (cfg.internal_bytes + cfg.leaf_bytes);
+        let used = st.cache.used_bytes();
+        if used + bytes + headroom > cfg.cache_bytes {
+            return Action::Evict(used + bytes + headroom + cfg.cache_bytes / 16 - cfg.cache_bytes);
+        }
+        if let Some((id, key)) = st.work.overfull.last() {
+            return Action::Flush(*id, key.clone(), false);
+        }
+        let root_bytes = root.buffer_bytes();
+        if root_bytes > 0 && root_bytes + bytes > cfg.internal_bytes {
+            return Action::Flush(st.root, Vec::new(), true);
+        }
+        if let Some((id, key)) = st.work.underfull.last() {
+            return Action::Underflow(*id, key.clone());
+        }
+        if let Some(id) = st.work.materialize.last() {
+            return Action::Materialize(*id);
+        }
+        match self.space_check(&st, bytes, admission) {
+            Ok(()) => Action::Done,
+            Err(e) => Action::NoSpace(e),
+        }
+    }
+
+    /// Refuses a write when the region could not hold it and a checkpoint
+    /// of everything dirty, with the reserve left over.
+    pub(crate) fn space_check(&self, st: &State, bytes: usize, admission: Admission) -> Result<()> {
+        let free = st.space.map.free_pages();
+        let reserve = self.sh.config.reserve_pages_for(st.space.map.pages());
+        let reserve = match admission {
+            Admission::Write => reserve,
+            Admission::Reclaim => reserve / 4,
+        };
+        let needed = pages_for(st.cache.dirty_encoded_bytes())
+            + st.cache.dirty_count() as u64
+            + crate::checkpoint::metadata_pages_max(st)
+            + pages_for(bytes)
+            + reserve;
+        if free < needed {
+            return Err(TreeError::NoSpace { needed_pages: needed, free_pages: free });
+        }
+        Ok(())
+    }
+
+    async fn flush_node(&self, id: NodeId, key: &[u8], force: bool) -> Result<()> {
+        let mut pins = Vec::new();
+        loop {
+            let step = flush_step(&mut self.sh.st.borrow_mut(), &self.sh.config, id, key, force);
+            match step {
+                Step::Done(()) => return Ok(()),
+                Step::Load(n) => pins.push(self.load_in_maintenance(n).await?),
+            }
+        }
+    }
+
+    async fn fix_underflow(&self, id: NodeId, key: &[u8]) -> Result<()> {
+        let mut pins = Vec::new();
+        loop {
+            let step = underflow_step(&mut self.sh.st.borrow_mut(), &self.sh.config, id, key);
+            match step {
+                Step::Done(()) => return Ok(()),
+                Step::Load(n) => pins.push(self.load_in_maintenance(n).await?),
+            }
+        }
+    }
+
+    /// Loads a node while holding the maintenance lock: cache room is made
+    /// here, by writing dirty nodes back if need be.
+    async fn load_in_maintenance(&self, id: NodeId) -> Result<PinGuard> {
+        let need = self.sh.config.internal_bytes.max(self.sh.config.leaf_bytes) * 2;
+        self.ensure_cache_room_locked(need).await?;
+        self.load(id).await
+    }
+
+    /// Makes room for `bytes` of cache without the maintenance lock: drops
+    /// clean nodes, and takes the lock to write dirty ones back if needed.
+    pub(crate) async fn ensure_cache_room(&self, bytes: usize) -> Result<()> {
+        if self.evict_clean(bytes) {
+            return Ok(());
+        }
+        if self.sh.maintenance.is_locked() {
+            // The maintenance task is at work (perhaps this very load is
+            // its own): it rechecks the budget before each step.
+            return Ok(());
+        }
+        let _guard = self.sh.maintenance.lock().await;
+        self.ensure_cache_room_locked(bytes).await
+    }
+
+    async fn ensure_cache_room_locked(&self, bytes: usize) -> Result<()> {
+        loop {
+            if self.evict_clean(bytes) {
+                return Ok(());
+            }
+            let over = {
+                let st = self.sh.st.borrow();
+                (st.cache.used_bytes() + bytes).saturating_sub(self.sh.config.cache_bytes)
+            };
+            self.evict_or_wait(over + self.sh.config.cache_bytes / 16).await?;
+        }
+    }
+
+    /// Drops clean unpinned nodes until `bytes` more fit; true when they do.
+    fn evict_clean(&self, bytes: usize) -> bool {
+        let budget = self.sh.config.cache_bytes;
+        let mut st = self.sh.st.borrow_mut();
+        if st.cache.used_bytes() + bytes <= budget {
+            return true;
+        }
+        let need = st.cache.used_bytes() + bytes - budget;
+        let root = st.root;
+        let pins = self.sh.pins.borrow();
+        let victims = st.cache.pick_victims(need, |id, s| {
+            id == root || s.dirty || s.frozen || s.ckpt_writing || s.evicting || pins.contains_key(&id)
+        });
+        for id in victims {
+            st.cache.remove(id);
+            st.counters.evictions_clean += 1;
+        }
+        st.cache.used_bytes() + bytes <= budget
+    }
+
+    /// Evicts about `need` bytes; when nothing can be evicted, waits for
+    /// the checkpoint in progress to release nodes, or fails.
+    async fn evict_or_wait(&self, need: usize) -> Result<()> {
+        if self.evict(need).await? {
+            return Ok(());
+        }
+        if self.sh.st.borrow().ckpt.in_progress.is_some() {
+            self.sh.progress.wait().await;
+            return Ok(());
+        }
+        Err(TreeError::CacheTooSmall { needed_bytes: need, budget_bytes: self.sh.config.cache_bytes })
+    }
+
+    /// Evicts nodes worth about `need` bytes: clean ones are dropped, dirty
+    /// ones are written to fresh places first. False when nothing could go.
+    async fn evict(&self, need: usize) -> Result<bool> {
+        let (jobs, dropped) = self.pick_evictions(need)?;
+        if jobs.is_empty() {
+            return Ok(dropped);
+        }
+        let depth = self.sh.config.write_depth;
+        let mut results = Vec::with_capacity(jobs.len());
+        for batch in jobs.chunks(depth) {
+            let writes = batch.iter().map(|j| self.sh.region.write(j.kind, j.at.address, &j.bytes)).collect();
+            results.extend(join_all(writes).await);
+        }
+        let mut first_err = None;
+        let mut st = self.sh.st.borrow_mut();
+        let pins = self.sh.pins.borrow();
+        for (job, result) in jobs.iter().zip(results) {
+            let flags = st.cache.slot_mut(job.id).map(|slot| {
+                slot.evicting = false;
+                (slot.version, slot.dirty, slot.frozen || slot.ckpt_writing)
+            });
+            let Some((version, dirty, held)) = flags else {
+                st.space.abort(job.at.address);
+                continue;
+            };
+            let stays = held || pins.contains_key(&job.id) || job.id == st.root;
+            let failed = result.is_err();
+            if let Err(e) = result {
+                first_err.get_or_insert(e);
+            }
+            if version != job.version || !dirty || failed {
+                st.space.abort(job.at.address);
+                continue;
+            }
+            st.space.commit(job.at.address);
+            st.table.set(job.id, job.at);
+            st.cache.set_dirty(job.id, false);
+            st.counters.node_writes += 1;
+            st.counters.node_write_bytes += job.bytes.len() as u64;
+            if !stays {
+                st.cache.remove(job.id);
+                st.counters.evictions_dirty += 1;
+            }
+        }
+        drop(pins);
+        drop(st);
+        self.sh.progress.notify();
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(true),
+        }
+    }
+
+    /// Chooses victims; drops the clean ones and serializes the dirty ones
+    /// into write jobs with freshly allocated (in-flight) places.
+    fn pick_evictions(&self, need: usize) -> Result<(Vec<WriteJob>, bool)> {
+        let mut st = self.sh.st.borrow_mut();
+        let root = st.root;
+        let victims = {
+            let pins = self.sh.pins.borrow();
+            st.cache.pick_victims(need, |id, s| {
+                id == root || s.frozen || s.ckpt_writing || s.evicting || pins.contains_key(&id)
+            })
+        };
+        let mut jobs = Vec::new();
+        let mut dropped = false;
+        for id in victims {
+            let slot = st.cache.get(id).expect("picked from the cache");
+            if !slot.dirty {
+                st.cache.remove(id);
+                st.counters.evictions_clean += 1;
+                dropped = true;
+                continue;
+            }
+            let (kind, version) = (slot.node.kind(), slot.version);
+            let generation = st.generation();
+            let bytes = st.cache.get(id).expect("still cached").node.serialize(id, generation);
+            let pages = pages_for(bytes.len());
+            let Some(address) = st.space.alloc_in_flight(pages) else {
+                if jobs.is_empty() && !dropped {
+                    return Err(TreeError::NoSpace { needed_pages: pages, free_pages: st.space.map.free_pages() });
+                }
+                break;
+            };
+            let crc32c = crc32c::crc32c(&bytes);
+            let at = Location { address, length: bytes.len() as u32, crc32c, generation };
+            st.cache.slot_mut(id).expect("still cached").evicting = true;
+            jobs.push(WriteJob { id, kind, version, at, bytes });
+        }
+        Ok((jobs, dropped))
+    }
+
+    /// Moves large values of leaf `id` out of line and resolves merges that
+    /// wait on out-of-line values, one entry at a time. Failures (a corrupt
+    /// extent) leave the entry as it is, logged: reads of that key fail,
+    /// nothing else does.
+    async fn materialize(&self, id: NodeId) {
+        loop {
+            let job = {
+                let mut st = self.sh.st.borrow_mut();
+                let job = next_materialization(&st, id, self.sh.config.inline_value_max_bytes);
+                if job.is_none() {
+                    st.work.materialize.retain(|w| *w != id);
+                }
+                job
+            };
+            let Some(job) = job else { return };
+            if let Err(e) = self.materialize_entry(id, job).await {
+                tracing::warn!(node = id.0, error = %e, "could not materialize a leaf entry; left as it is");
+                self.sh.st.borrow_mut().work.materialize.retain(|w| *w != id);
+                return;
+            }
+        }
+    }
+
+    async fn materialize_entry(&self, id: NodeId, job: Materialization) -> Result<()> {
+        let inline_max = self.sh.config.inline_value_max_bytes;
+        let value = match &job.base {
+            Value::Inline(v) => Some(v.clone()),
+            Value::Extent(e) => {
+                let data = self.read_extent(*e).await?;
+                apply_all(Some(data), &job.merges)
+            }
+        };
+        let new = match value {
+            None => None,
+            Some(v) if v.len() <= inline_max => Some(Value::Inline(v)),
+            Some(v) => Some(Value::Extent(self.write_extent_in_flight(&v).await?)),
+        };
+        let mut st = self.sh.st.borrow_mut();
+        let unchanged = next_materialization(&st, id, inline_max).is_some_and(|now| now == job);
+        if !unchanged {
+            if let Some(Value::Extent(e)) = new {
+                st.space.abort(e.address);
+            }
+            return Ok(());
+        }
+        let vref = new.as_ref().map(|v| match v {
+            Value::Inline(v) => ValueRef::Inline(v),
+            Value::Extent(e) => ValueRef::Extent(*e),
+        });
+        let Node::Leaf(leaf) = st.node_mut(id) else { unreachable!("materialization jobs are on leaves") };
+        *leaf = leaf.replace_value(&job.key, vref);
+        let mut garbage = Vec::new();
+        if let Some(Value::Extent(e)) = new {
+            st.space.commit(e.address);
+        }
+        if let Value::Extent(old) = job.base {
+            garbage.push(old);
+        }
+        st.changed(id, garbage);
+        st.counters.materializations += 1;
+        Ok(())
+    }
+
+    /// Writes a value to a fresh extent that stays in flight until the
+    /// caller commits or aborts it.
+    pub(crate) async fn write_extent_in_flight(&self, bytes: &[u8]) -> Result<ExtentRef> {
+        let pages = pages_for(bytes.len()).max(1);
+        let (address, generation) = {
+            let mut st = self.sh.st.borrow_mut();
+            let Some(address) = st.space.alloc_in_flight(pages) else {
+                return Err(TreeError::NoSpace { needed_pages: pages, free_pages: st.space.map.free_pages() });
+            };
+            (address, st.generation())
+        };
+        let e = ExtentRef {
+            address,
+            length: bytes.len() as u32,
+            crc32c: ExtentRef::checksum(generation, bytes),
+            generation,
+        };
+        if let Err(err) = self.sh.region.write(BlockKind::Extent, address, bytes).await {
+            self.sh.st.borrow_mut().space.abort(address);
+            return Err(err);
+        }
+        let mut st = self.sh.st.borrow_mut();
+        st.counters.extent_writes += 1;
+        st.counters.extent_write_bytes += (pages as usize * PAGE_BYTES) as u64;
+        Ok(e)
+    }
+}
+
+/// A dirty node being written back.
+#[derive(Debug)]
+struct WriteJob {
+    id: NodeId,
+    kind: BlockKind,
+    version: u64,
+    at: Location,
+    bytes: Vec<u8>,
+}
+
+/// One leaf entry to move out of line or to resolve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Materialization {
+    key: Vec<u8>,
+    base: Value,
+    merges: Vec<MergeOp>,
+}
+
+fn next_materialization(st: &State, id: NodeId, inline_max: usize) -> Option<Materialization> {
+    let leaf = st.cache.get(id)?.node.as_leaf()?;
+    (0..leaf.len()).find_map(|i| {
+        let e = leaf.entry(i);
+        let needs = !e.merges.is_empty() || matches!(e.value, ValueRef::Inline(v) if v.len() > inline_max);
+        needs.then(|| Materialization { key: e.key.to_vec(), base: e.value.to_value(), merges: e.merges })
+    })
+}

@@ -1,0 +1,202 @@
+//! Reads: point lookups, partial reads of large values, range scans, and
+//! loading nodes and extents from the device with verification.
+
+use std::ops::Bound;
+
+use crate::error::{BlockKind, Result, TreeError};
+use crate::internal::NodeId;
+use crate::lookup::{lookup, scan_leaf, Found, Step};
+use crate::merge::apply_all;
+use crate::message::ExtentRef;
+use crate::node::Node;
+use crate::tree::{PinGuard, Tree};
+
+/// The most node loads one read may need before it gives up: a walk that
+/// keeps finding nodes gone again (evicted as fast as they load) would
+/// otherwise never end.
+const LOADS_PER_READ_MAX: usize = 1024;
+
+impl Tree {
+    /// The value of `key`, with pending merges applied and an out-of-line
+    /// value read and verified.
+    pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Self::check_key(key)?;
+        let mut pins = Vec::new();
+        loop {
+            let found = self.find(key, &mut pins).await?;
+            match self.resolve_found(key, found).await? {
+                Resolved::Value(v) => return Ok(v),
+                Resolved::Moved => continue,
+            }
+        }
+    }
+
+    /// `len` bytes of `key`'s value from `offset` (fewer at the end of the
+    /// value); `None` when the key has no value.
+    pub async fn read_range(&self, key: &[u8], offset: u64, len: usize) -> Result<Option<Vec<u8>>> {
+        let Some(value) = self.get(key).await? else { return Ok(None) };
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(value.len());
+        let end = start.saturating_add(len).min(value.len());
+        Ok(Some(value[start..end].to_vec()))
+    }
+
+    /// Up to `limit` live keys in `[start, end]` (per the bounds) in key
+    /// order, with their values. Each leaf's part is read atomically; a scan
+    /// that waits for the device between leaves may see writes applied
+    /// meanwhile in the leaves it reaches later.
+    pub async fn scan(&self, start: Bound<&[u8]>, end: Bound<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut cursor = match start {
+            Bound::Included(k) => k.to_vec(),
+            Bound::Excluded(k) => [k, &[0u8][..]].concat(),
+            Bound::Unbounded => Vec::new(),
+        };
+        let end_key: Option<Vec<u8>> = match end {
+            Bound::Included(k) => Some([k, &[0u8][..]].concat()),
+            Bound::Excluded(k) => Some(k.to_vec()),
+            Bound::Unbounded => None,
+        };
+        let mut out = Vec::new();
+        let mut pins = Vec::new();
+        let mut loads = 0usize;
+        while out.len() < limit && end_key.as_ref().is_none_or(|e| cursor < *e) {
+            let step = scan_leaf(&mut self.sh.st.borrow_mut(), &cursor, end_key.as_deref());
+            let part = match step {
+                Step::Done(part) => part,
+                Step::Load(id) => {
+                    loads += 1;
+                    self.check_loads(loads)?;
+                    pins.push(self.load(id).await?);
+                    continue;
+                }
+            };
+            for (key, found) in part.items {
+                if out.len() >= limit {
+                    break;
+                }
+                let value = match self.resolve_found(&key, found).await? {
+                    Resolved::Value(v) => v,
+                    Resolved::Moved => self.get(&key).await?,
+                };
+                if let Some(v) = value {
+                    out.push((key, v));
+                }
+            }
+            match part.next {
+                Some(next) => cursor = next,
+                None => break,
+            }
+            pins.clear();
+        }
+        self.sh.st.borrow_mut().counters.scans += 1;
+        Ok(out)
+    }
+
+    /// Walks to `key`'s value, loading nodes as needed.
+    async fn find(&self, key: &[u8], pins: &mut Vec<PinGuard>) -> Result<Found> {
+        let mut loads = 0usize;
+        loop {
+            let step = lookup(&mut self.sh.st.borrow_mut(), key);
+            match step {
+                Step::Done(found) => {
+                    let mut st = self.sh.st.borrow_mut();
+                    st.counters.gets += 1;
+                    if loads == 0 {
+                        st.counters.gets_cached += 1;
+                    }
+                    return Ok(found);
+                }
+                Step::Load(id) => {
+                    loads += 1;
+                    self.check_loads(loads)?;
+                    pins.push(self.load(id).await?);
+                }
+            }
+        }
+    }
+
+    fn check_loads(&self, loads: usize) -> Result<()> {
+        if loads > LOADS_PER_READ_MAX {
+            let budget_bytes = self.sh.config.cache_bytes;
+            return Err(TreeError::CacheTooSmall { needed_bytes: budget_bytes, budget_bytes });
+        }
+        Ok(())
+    }
+
+    /// Turns a walk's result into bytes, reading an out-of-line base. When
+    /// the extent fails verification, the key is looked up again: if its
+    /// value moved meanwhile (flushed, replaced, freed) the read is retried,
+    /// else the corruption is reported.
+    async fn resolve_found(&self, key: &[u8], found: Found) -> Result<Resolved> {
+        let (extent, merges) = match found {
+            Found::Absent => return Ok(Resolved::Value(None)),
+            Found::Inline(v) => return Ok(Resolved::Value(Some(v))),
+            Found::Extent { extent, merges } => (extent, merges),
+        };
+        match self.read_extent(extent).await {
+            Ok(data) => Ok(Resolved::Value(apply_all(Some(data), &merges))),
+            Err(e) => {
+                let again = self.find(key, &mut Vec::new()).await?;
+                match again {
+                    Found::Extent { extent: now, .. } if now == extent => Err(e),
+                    _ => Ok(Resolved::Moved),
+                }
+            }
+        }
+    }
+
+    /// Reads an extent and checks it against its reference.
+    pub(crate) async fn read_extent(&self, e: ExtentRef) -> Result<Vec<u8>> {
+        let bytes = self.sh.region.read(BlockKind::Extent, e.address, e.length as usize).await?;
+        let found = ExtentRef::checksum(e.generation, &bytes);
+        if found != e.crc32c {
+            return Err(TreeError::corrupt(
+                BlockKind::Extent,
+                e.address,
+                crate::error::CorruptReason::Checksum { expected: e.crc32c, found },
+            ));
+        }
+        let mut st = self.sh.st.borrow_mut();
+        st.counters.extent_reads += 1;
+        st.counters.extent_read_bytes += bytes.len() as u64;
+        Ok(bytes)
+    }
+
+    /// Makes node `id` resident and pins it. Reads and verifies it against
+    /// its table entry when it is not cached.
+    pub(crate) async fn load(&self, id: NodeId) -> Result<PinGuard> {
+        loop {
+            let at = {
+                let st = self.sh.st.borrow();
+                if st.cache.contains(id) {
+                    return Ok(PinGuard::new(&self.sh, id));
+                }
+                st.table.get(id)
+            };
+            if at.is_none() {
+                return Err(TreeError::corrupt(
+                    BlockKind::Node,
+                    0,
+                    crate::error::CorruptReason::Invariant("a referenced node has no location"),
+                ));
+            }
+            self.ensure_cache_room(at.length as usize * 2).await?;
+            let bytes = self.sh.region.read(BlockKind::Node, at.address, at.length as usize).await?;
+            let node = Node::verify_and_decode(&bytes, id, &at)?;
+            let mut st = self.sh.st.borrow_mut();
+            if st.cache.contains(id) || st.table.get(id) != at {
+                // Loaded by another task, or rewritten while we read: look again.
+                continue;
+            }
+            st.counters.node_reads += 1;
+            st.counters.node_read_bytes += bytes.len() as u64;
+            st.cache.insert(id, node, false);
+            return Ok(PinGuard::new(&self.sh, id));
+        }
+    }
+}
+
+/// A resolved read: the value, or "the key's value moved while we read it".
+enum Resolved {
+    Value(Option<Vec<u8>>),
+    Moved,
+}

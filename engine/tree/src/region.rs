@@ -1,0 +1,121 @@
+//! The shard's region of the device, and reads and writes of whole pages in
+//! it. Transfers larger than the device's maximum (or a DMA buffer) are split
+//! and run concurrently; the caller gets plain bytes.
+
+use keel_drivers::dma::REGION_BYTES;
+use keel_drivers::IoError;
+use keel_reactor::io::{self, DeviceId};
+
+use crate::error::{BlockKind, CorruptReason, TreeError};
+use crate::limits::{pages_for, PAGE_BYTES};
+use crate::sync::join_all;
+
+/// Where the tree lives: pages `first_page .. first_page + pages` of a device.
+#[derive(Debug, Clone)]
+pub(crate) struct Region {
+    pub device: DeviceId,
+    pub first_page: u64,
+    pub pages: u64,
+    blocks_per_page: u64,
+    chunk_pages: u64,
+}
+
+impl Region {
+    /// Checks the region against the device the calling reactor sees.
+    pub fn new(device: DeviceId, first_page: u64, pages: u64) -> Result<Region, TreeError> {
+        let info = io::device_info(device);
+        let block = u64::from(info.block_size_bytes);
+        if block == 0 || PAGE_BYTES as u64 % block != 0 {
+            return Err(TreeError::Config(format!("device block size {block} does not divide the page size")));
+        }
+        let blocks_per_page = PAGE_BYTES as u64 / block;
+        let end = first_page.checked_add(pages).and_then(|e| e.checked_mul(blocks_per_page));
+        if pages == 0 || end.is_none_or(|e| e > info.capacity_blocks) {
+            return Err(TreeError::Config(format!(
+                "region of {pages} pages at page {first_page} does not fit on {} ({} blocks)",
+                info.name, info.capacity_blocks
+            )));
+        }
+        let max_bytes = (info.max_transfer_bytes as usize).min(REGION_BYTES);
+        let chunk_pages = (max_bytes / PAGE_BYTES).max(1) as u64;
+        Ok(Region { device, first_page, pages, blocks_per_page, chunk_pages })
+    }
+
+    fn check(&self, what: BlockKind, address: u64, pages: u64) -> Result<(), TreeError> {
+        match address.checked_add(pages) {
+            Some(end) if end <= self.pages => Ok(()),
+            _ => Err(TreeError::corrupt(what, address, CorruptReason::OutOfRegion { pages: self.pages })),
+        }
+    }
+
+    fn lba(&self, page: u64) -> u64 {
+        (self.first_page + page) * self.blocks_per_page
+    }
+
+    /// Reads `len_bytes` starting at page `address` of the region.
+    pub async fn read(&self, what: BlockKind, address: u64, len_bytes: usize) -> Result<Vec<u8>, TreeError> {
+        let pages = pages_for(len_bytes).max(1);
+        self.check(what, address, pages)?;
+        let mut parts = Vec::new();
+        let mut page = 0;
+        while page < pages {
+            let n = (pages - page).min(self.chunk_pages);
+            parts.push(self.read_chunk(address + page, n));
+            page += n;
+        }
+        let mut out = Vec::with_capacity(len_bytes);
+        for part in join_all(parts).await {
+            let bytes = part.map_err(|e| e.into_tree_error(what, address))?;
+            out.extend_from_slice(&bytes);
+        }
+        out.truncate(len_bytes);
+        Ok(out)
+    }
+
+    async fn read_chunk(&self, page: u64, pages: u64) -> Result<Vec<u8>, ChunkError> {
+        let len = pages as usize * PAGE_BYTES;
+        let buf = io::alloc_buf(self.device, len).await.map_err(ChunkError::Dma)?;
+        let (buf, result) = io::read(self.device, self.lba(page), buf).await;
+        result.map(|()| buf.to_vec()).map_err(ChunkError::Io)
+    }
+
+    /// Writes `data` (padded with zeros to whole pages) at page `address`.
+    pub async fn write(&self, what: BlockKind, address: u64, data: &[u8]) -> Result<(), TreeError> {
+        let pages = pages_for(data.len()).max(1);
+        self.check(what, address, pages)?;
+        let chunk_bytes = self.chunk_pages as usize * PAGE_BYTES;
+        let parts: Vec<_> = data
+            .chunks(chunk_bytes)
+            .enumerate()
+            .map(|(i, part)| self.write_chunk(address + i as u64 * self.chunk_pages, part))
+            .collect();
+        for r in join_all(parts).await {
+            r.map_err(|e| e.into_tree_error(what, address))?;
+        }
+        Ok(())
+    }
+
+    async fn write_chunk(&self, page: u64, part: &[u8]) -> Result<(), ChunkError> {
+        let len = pages_for(part.len()).max(1) as usize * PAGE_BYTES;
+        let mut buf = io::alloc_buf(self.device, len).await.map_err(ChunkError::Dma)?;
+        buf[..part.len()].copy_from_slice(part);
+        buf[part.len()..].fill(0);
+        let (_, result) = io::write(self.device, self.lba(page), buf, false).await;
+        result.map_err(ChunkError::Io)
+    }
+}
+
+/// Why one piece of a transfer failed.
+enum ChunkError {
+    Io(IoError),
+    Dma(keel_drivers::dma::DmaError),
+}
+
+impl ChunkError {
+    fn into_tree_error(self, what: BlockKind, address: u64) -> TreeError {
+        match self {
+            ChunkError::Io(source) => TreeError::Io { what, address, source },
+            ChunkError::Dma(e) => TreeError::Dma(e),
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! What a tree can say about itself: shape, cache and space use, and
+//! counters of the work it did (for `keel inspect`, benchmarks and tests).
+
+use crate::node::Node;
+use crate::tree::Tree;
+
+/// Running totals since the tree was opened.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub applied: u64,
+    pub gets: u64,
+    /// Gets answered without reading a node from the device.
+    pub gets_cached: u64,
+    pub scans: u64,
+    pub node_reads: u64,
+    pub node_read_bytes: u64,
+    pub node_writes: u64,
+    pub node_write_bytes: u64,
+    pub extent_reads: u64,
+    pub extent_read_bytes: u64,
+    pub extent_writes: u64,
+    pub extent_write_bytes: u64,
+    /// Table pages, space-map pages and directories written.
+    pub meta_writes: u64,
+    pub meta_write_bytes: u64,
+    pub flushes: u64,
+    pub leaf_splits: u64,
+    pub internal_splits: u64,
+    pub root_splits: u64,
+    pub merges: u64,
+    pub root_collapses: u64,
+    pub evictions_clean: u64,
+    pub evictions_dirty: u64,
+    pub materializations: u64,
+    pub checkpoints: u64,
+}
+
+impl Counters {
+    /// Every byte the tree wrote to the device.
+    pub fn device_write_bytes(&self) -> u64 {
+        self.node_write_bytes + self.extent_write_bytes + self.meta_write_bytes
+    }
+}
+
+/// A snapshot of a tree's shape and resources.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TreeStats {
+    pub height: u8,
+    pub lsn_applied: u64,
+    pub nodes_cached: usize,
+    pub leaves_cached: usize,
+    pub dirty_nodes: usize,
+    /// Mean serialized size of the cached leaves over the leaf target.
+    pub leaf_fill: f64,
+    /// Mean buffer fill of the cached internal nodes over the node target.
+    pub internal_fill: f64,
+    pub cache_bytes_used: usize,
+    pub cache_bytes_budget: usize,
+    pub region_pages: u64,
+    pub pages_free: u64,
+    /// Freed pages waiting for a durable checkpoint before reuse.
+    pub pages_pending_free: u64,
+    pub counters: Counters,
+}
+
+impl Tree {
+    pub fn stats(&self) -> TreeStats {
+        let st = self.sh.st.borrow();
+        let cfg = &self.sh.config;
+        let (mut leaves, mut leaf_bytes, mut internals, mut internal_bytes) = (0usize, 0usize, 0usize, 0usize);
+        for (_, slot) in st.cache.iter() {
+            match &slot.node {
+                Node::Leaf(l) => {
+                    leaves += 1;
+                    leaf_bytes += l.encoded_bytes();
+                }
+                Node::Internal(n) => {
+                    internals += 1;
+                    internal_bytes += n.encoded_bytes();
+                }
+            }
+        }
+        let ratio =
+            |bytes: usize, n: usize, target: usize| if n == 0 { 0.0 } else { bytes as f64 / (n * target) as f64 };
+        TreeStats {
+            height: st.height,
+            lsn_applied: st.lsn_applied,
+            nodes_cached: st.cache.len(),
+            leaves_cached: leaves,
+            dirty_nodes: st.cache.dirty_count(),
+            leaf_fill: ratio(leaf_bytes, leaves, cfg.leaf_bytes),
+            internal_fill: ratio(internal_bytes, internals, cfg.internal_bytes),
+            cache_bytes_used: st.cache.used_bytes(),
+            cache_bytes_budget: cfg.cache_bytes,
+            region_pages: st.space.map.pages(),
+            pages_free: st.space.map.free_pages(),
+            pages_pending_free: st.space.pending_pages(),
+            counters: st.counters.clone(),
+        }
+    }
+
+    /// True when a checkpoint would give back a good share of the region
+    /// (space freed by copy-on-write waits for one) or of the cache.
+    pub fn checkpoint_advised(&self) -> bool {
+        let st = self.sh.st.borrow();
+        let pending = st.space.pending_pages();
+        let free = st.space.map.free_pages();
+        pending > free / 4 || st.cache.dirty_encoded_bytes() > self.sh.config.cache_bytes / 2
+    }
+}
