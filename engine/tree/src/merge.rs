@@ -176,7 +176,10 @@ mod tests {
         let v = apply_merge(v, &MergeOp::FieldDelete { field: b"b".to_vec() });
         assert_eq!(field_map::get(v.as_deref().unwrap(), b"b"), None);
         assert_eq!(field_map::decode(v.as_deref().unwrap()).unwrap().len(), 2);
-        let v = apply_all(v, &[MergeOp::FieldDelete { field: b"a".to_vec() }, MergeOp::FieldDelete { field: b"c".to_vec() }]);
+        let v = apply_all(
+            v,
+            &[MergeOp::FieldDelete { field: b"a".to_vec() }, MergeOp::FieldDelete { field: b"c".to_vec() }],
+        );
         assert_eq!(v, None, "deleting the last field deletes the key");
         assert_eq!(apply_merge(None, &MergeOp::FieldDelete { field: b"a".to_vec() }), None);
     }
