@@ -1,0 +1,72 @@
+//! A running gateway on an in-memory engine, and clients for it.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use keel_engine::{Engine, Limits as EngineLimits};
+use keel_nfs::client::{Auth, Nfs3Client};
+use keel_nfs::{Gateway, GatewayConfig};
+use keel_reactor::{Runtime, RuntimeConfig};
+
+pub struct Server {
+    pub gateway: Option<Gateway>,
+    pub engine: Engine,
+    pub runtime: Runtime,
+}
+
+impl Server {
+    pub fn start(config: GatewayConfig) -> Server {
+        Self::start_with(2, 4, config)
+    }
+
+    pub fn start_with(reactors: usize, shards: u32, config: GatewayConfig) -> Server {
+        let runtime = Runtime::start(&RuntimeConfig { reactors, ..RuntimeConfig::default() }, &[]).unwrap();
+        let engine = Engine::open(&runtime, shards, EngineLimits::default()).unwrap();
+        let gateway = Gateway::start(&runtime, engine.clone(), config).unwrap();
+        Server { gateway: Some(gateway), engine, runtime }
+    }
+
+    pub fn gateway(&self) -> &Gateway {
+        self.gateway.as_ref().unwrap()
+    }
+
+    pub fn nfs_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.gateway().ports().nfs))
+    }
+
+    pub fn mount_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.gateway().ports().mount))
+    }
+
+    /// A client as `auth`, and the handle of `path`.
+    pub fn client(&self, auth: Auth, path: &str) -> (Nfs3Client, Vec<u8>) {
+        let root = Nfs3Client::mount(self.mount_addr(), auth.clone(), path).unwrap();
+        (Nfs3Client::connect(self.nfs_addr(), auth).unwrap(), root)
+    }
+
+    /// Stops the gateway and starts a new one on the same engine (a restart
+    /// of the gateway; the in-memory engine keeps its data).
+    pub fn restart(&mut self, config: GatewayConfig) {
+        self.gateway.take().unwrap().stop();
+        self.gateway = Some(Gateway::start(&self.runtime, self.engine.clone(), config).unwrap());
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(g) = self.gateway.take() {
+            g.stop();
+        }
+    }
+}
+
+pub fn user(uid: u32) -> Auth {
+    Auth::Sys { uid, gid: uid, gids: vec![] }
+}
+
+/// Configuration with squashing off, so tests can act as root.
+pub fn trusting() -> GatewayConfig {
+    let mut config = GatewayConfig::for_tests();
+    config.exports[0].squash = keel_nfs::Squash::None;
+    config
+}
