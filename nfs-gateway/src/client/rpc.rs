@@ -85,6 +85,11 @@ impl RpcClient {
     pub fn send(&mut self, prog: u32, vers: u32, proc_num: u32, args: &[u8]) -> Result<u32, ClientError> {
         let xid = self.next_xid;
         self.next_xid = self.next_xid.wrapping_add(1);
+        self.send_as(xid, prog, vers, proc_num, args)
+    }
+
+    /// Sends a call with a chosen xid (a retransmission reuses its xid).
+    pub fn send_as(&mut self, xid: u32, prog: u32, vers: u32, proc_num: u32, args: &[u8]) -> Result<u32, ClientError> {
         let (flavor, body) = self.auth.body();
         let mut w = encode_call(xid, prog, vers, proc_num, OpaqueAuth { flavor, body: &body });
         w.fixed(args);

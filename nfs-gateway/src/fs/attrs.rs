@@ -132,7 +132,9 @@ impl Fs {
         let mut delta = SpaceDelta::default();
         if let Some(size) = set.size.filter(|&s| s != before.size) {
             delta = truncate_ops(&mut txn, &mut after, size).await?;
-            after.mtime = now;
+            if set.mtime == SetTime::Keep {
+                after.mtime = now;
+            }
         }
         txn_store(&mut txn, &after)?;
         self.record_space(&mut txn, self.shard_of(r.ino), delta)?;

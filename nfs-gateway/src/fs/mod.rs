@@ -156,7 +156,7 @@ impl Fs {
     pub async fn open(engine: Engine, options: FsOptions) -> FsResult<Fs> {
         let shard_count = engine.shard_count();
         let anchors = keys::anchors(shard_count);
-        let sb = superblock::open(&engine, anchors[0]).await?;
+        let sb = superblock::open(&engine, &anchors).await?;
         let space = space::Space::load(&engine, &anchors).await?;
         let shared = Arc::new(FsShared {
             uid: NEXT_FS_UID.fetch_add(1, Ordering::Relaxed),

@@ -2,7 +2,7 @@
 //! the file system, with its root directory), its boot counter bumped
 //! durably at every open.
 
-use keel_engine::Engine;
+use keel_engine::{Engine, MergeOp};
 
 use crate::fs::error::{FsError, FsResult};
 use crate::fs::inode::{FileType, Inode, Time};
@@ -58,7 +58,8 @@ fn fresh_fsid() -> u64 {
 
 /// Reads the superblock (creating the file system if absent), bumps the
 /// boot counter and waits until that is durable.
-pub async fn open(engine: &Engine, anchor0: u64) -> FsResult<FsSuper> {
+pub async fn open(engine: &Engine, anchors: &[u64]) -> FsResult<FsSuper> {
+    let anchor0 = anchors[0];
     let key = keys::fs_super(anchor0);
     let mut txn = engine.transaction();
     txn.lock(&[&key, &keys::attr(ROOT_INO)]).await?;
@@ -69,6 +70,8 @@ pub async fn open(engine: &Engine, anchor0: u64) -> FsResult<FsSuper> {
             let mut root = Inode::new(ROOT_INO, FileType::Directory, 0o755, 0, 0, ROOT_GENERATION, now);
             root.parent = ROOT_INO;
             txn.put(&keys::attr(ROOT_INO), root.encode())?;
+            let root_shard = keys::shard_of_ino(ROOT_INO, engine.shard_count()) as usize;
+            txn.merge(&keys::shard_inodes(anchors[root_shard]), MergeOp::AddI64(1))?;
             tracing::info!("creating a new file system");
             FsSuper { root: ROOT_INO, fsid: fresh_fsid(), boot_counter: 0, created_secs: now.secs }
         }

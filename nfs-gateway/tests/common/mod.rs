@@ -70,3 +70,11 @@ pub fn trusting() -> GatewayConfig {
     config.exports[0].squash = keel_nfs::Squash::None;
     config
 }
+
+/// The NFS status of a failed call (panics on success or other errors).
+pub fn status<T: std::fmt::Debug>(r: Result<T, keel_nfs::client::ClientError>) -> keel_nfs::nfs3::types::Status {
+    match r {
+        Err(keel_nfs::client::ClientError::Nfs(s)) => s,
+        other => panic!("expected an NFS error status, got {other:?}"),
+    }
+}
