@@ -1,0 +1,117 @@
+//! Batches: the unit of group commit. A batch is one device write that starts
+//! at a page boundary and ends at one; its records are packed back to back.
+//!
+//! Records are laid out so that a reader can walk them without knowing where
+//! batches end: a record never starts where fewer than a header's bytes remain
+//! in the page (those bytes are zero and skipped), and a sealed batch ends with
+//! a pad record (or such a short zero tail) up to the end of its last page —
+//! or, when the next record would not fit before the end of the ring, up to the
+//! ring's end, so that the next batch starts at the ring's beginning.
+
+use keel_drivers::DmaBuf;
+
+use crate::format::{put_header, seal_record, RecordKind, HEADER_BYTES, PAGE_BYTES};
+use crate::Lsn;
+
+/// The batch that records are being committed into.
+#[derive(Debug)]
+pub(crate) struct OpenBatch {
+    pub seq: u64,
+    pub buf: DmaBuf,
+    /// Logical ring offset of the batch's first byte; a page boundary.
+    pub start: u64,
+    /// Bytes of records (and page-tail gaps) placed so far.
+    pub used_bytes: usize,
+    /// Bytes promised to live reservations; a batch is sealed only at zero.
+    pub claimed_bytes: usize,
+    /// The LSN of the first record (the next LSN while the batch is empty).
+    pub first_lsn: Lsn,
+    /// No new reservations join; sealed once the claims drain.
+    pub closing: bool,
+    /// Seal with a pad that reaches the end of the ring.
+    pub skip_to_ring_end: bool,
+}
+
+/// Bytes a reservation of `payload_bytes` must claim: its record, plus the
+/// page-tail gap that placing it might first need.
+pub(crate) fn claim_bytes(payload_bytes: usize) -> usize {
+    crate::format::record_bytes(payload_bytes) + HEADER_BYTES
+}
+
+impl OpenBatch {
+    /// Places a data record at the end of the batch. The caller holds a claim
+    /// of at least `claim_bytes(payload.len())`.
+    pub fn place(&mut self, lsn: Lsn, epoch: u64, payload: &[u8]) -> usize {
+        let before = self.used_bytes;
+        let page_left = PAGE_BYTES - self.used_bytes % PAGE_BYTES;
+        if page_left < HEADER_BYTES {
+            self.buf[self.used_bytes..self.used_bytes + page_left].fill(0);
+            self.used_bytes += page_left;
+        }
+        let at = self.used_bytes;
+        let len = crate::format::record_bytes(payload.len());
+        let record = &mut self.buf[at..at + len];
+        put_header(record, RecordKind::Data, lsn, epoch, payload.len() as u32);
+        record[HEADER_BYTES..HEADER_BYTES + payload.len()].copy_from_slice(payload);
+        record[HEADER_BYTES + payload.len()..].fill(0);
+        self.used_bytes += len;
+        self.used_bytes - before
+    }
+}
+
+/// How a sealed batch ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SealShape {
+    /// Bytes the device write covers (whole pages).
+    pub write_bytes: usize,
+    /// Logical ring offset where the next batch starts.
+    pub end: u64,
+    /// Where the closing pad record sits in the buffer, if there is one.
+    pub pad_at: Option<usize>,
+}
+
+/// Writes the closing pad (or zero tail) of `batch` and says where it ends.
+/// `ring_bytes` is the ring's size; `lsn_next` the LSN of the next record.
+pub(crate) fn close(batch: &mut OpenBatch, ring_bytes: u64, lsn_next: Lsn, epoch: u64) -> SealShape {
+    let used = batch.used_bytes;
+    let target = if batch.skip_to_ring_end {
+        let ring_end = (batch.start / ring_bytes + 1) * ring_bytes;
+        (ring_end - batch.start) as usize
+    } else {
+        used.next_multiple_of(PAGE_BYTES)
+    };
+    // A header never starts in a page's last few bytes: the pad goes to the
+    // next page when the current one has no room for it.
+    let page_left = PAGE_BYTES - used % PAGE_BYTES;
+    let pad_pos = if page_left < HEADER_BYTES { used + page_left } else { used };
+    let pad_at = (pad_pos < target).then_some(pad_pos);
+    let written_end = pad_at.map_or(used, |pad| pad + HEADER_BYTES);
+    let write_bytes = written_end.next_multiple_of(PAGE_BYTES).max(PAGE_BYTES);
+    // Deterministic bytes after the last record: zeros, never stale buffer
+    // contents from an earlier batch.
+    batch.buf[used..write_bytes].fill(0);
+    if let Some(pad) = pad_at {
+        let payload_bytes = (target - pad - HEADER_BYTES) as u32;
+        put_header(&mut batch.buf[pad..pad + HEADER_BYTES], RecordKind::Pad, lsn_next, epoch, payload_bytes);
+    }
+    SealShape { write_bytes, end: batch.start + target.max(write_bytes) as u64, pad_at }
+}
+
+/// Stamps the durable-LSN hint and the CRC into every record of a sealed
+/// batch. Runs outside the journal's lock: the batch's buffer is owned by the
+/// task that writes it.
+pub(crate) fn stamp(buf: &mut [u8], records_end: usize, pad_at: Option<usize>, seed: u32, hint: Lsn) {
+    let mut at = 0usize;
+    while at < records_end {
+        let page_left = PAGE_BYTES - at % PAGE_BYTES;
+        if page_left < HEADER_BYTES {
+            at += page_left;
+            continue;
+        }
+        at += seal_record(seed, &mut buf[at..], hint);
+    }
+    assert_eq!(at, records_end, "records of a batch must end where the batch says");
+    if let Some(pad) = pad_at {
+        seal_record(seed, &mut buf[pad..pad + HEADER_BYTES], hint);
+    }
+}

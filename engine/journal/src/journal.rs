@@ -1,0 +1,370 @@
+//! The journal handle: open, reserve and commit, wait for durability, advance
+//! the head. One journal per volume is shared by every reactor; its state sits
+//! behind one mutex (the documented exception to "no shared mutable state"),
+//! held only for a few copies and decisions. Device I/O is done by tasks
+//! spawned on whichever reactor made the decision, on that reactor's queue
+//! pair; completions wake waiters on any reactor through their wakers.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use keel_reactor::io;
+
+use crate::batch::{claim_bytes, stamp};
+use crate::config::{JournalConfig, JournalIdentity, JournalPosition, JournalRegion, Limits};
+use crate::error::JournalError;
+use crate::format::{crc_seed, PAGE_BYTES};
+use crate::state::{Action, JournalStats, State, WriteJob};
+use crate::Lsn;
+
+/// A handle to a volume's journal. Clones share it.
+#[derive(Clone, Debug)]
+pub struct Journal {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    region: JournalRegion,
+    seed: u32,
+    batch_delay: Duration,
+    state: Mutex<State>,
+}
+
+/// How full the ring is, for deciding when to checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalUsage {
+    pub used_bytes: u64,
+    pub ring_bytes: u64,
+    pub head_lsn: Lsn,
+    pub next_lsn: Lsn,
+    pub lsn_durable: Lsn,
+}
+
+impl Journal {
+    /// Opens a journal that appends with `identity.epoch` from `position`.
+    /// Runs on a reactor: it takes its batch buffers from the device's DMA
+    /// pool (waiting if the pool is exhausted).
+    pub async fn open(
+        region: JournalRegion,
+        config: &JournalConfig,
+        identity: JournalIdentity,
+        position: JournalPosition,
+    ) -> Result<Journal, JournalError> {
+        let limits = Limits::derive(config, &region, &io::device_info(region.device))?;
+        check_position(&position, limits.ring_bytes)?;
+        let mut free_bufs = Vec::with_capacity(limits.batch_buffers);
+        for _ in 0..limits.batch_buffers {
+            let mut buf = io::alloc_buf(region.device, limits.batch_bytes)
+                .await
+                .map_err(|e| JournalError::Config(format!("batch buffer: {e}")))?;
+            buf.set_len(limits.batch_bytes);
+            free_bufs.push(buf);
+        }
+        let mut state = State {
+            limits,
+            first_byte: region.first_page * PAGE_BYTES as u64,
+            epoch: identity.epoch,
+            next_lsn: position.next_lsn,
+            head_lsn: position.head_lsn,
+            head_offset: position.head_offset,
+            open: None,
+            next_batch_offset: position.next_offset,
+            next_seq: 0,
+            free_bufs,
+            batches: Default::default(),
+            writes_in_flight: 0,
+            writes_pending: 0,
+            written_seq: 0,
+            lsn_written: position.next_lsn - 1,
+            lsn_durable: position.next_lsn - 1,
+            flush_in_flight: None,
+            durable_waiters: Default::default(),
+            space_waiters: Vec::new(),
+            next_waiter_id: 0,
+            failed: None,
+            to_wake: Vec::new(),
+            stats: JournalStats::default(),
+        };
+        state.pump(&mut Vec::new());
+        tracing::info!(
+            ring_bytes = limits.ring_bytes,
+            batch_bytes = limits.batch_bytes,
+            durability = ?limits.durable,
+            next_lsn = position.next_lsn,
+            epoch = identity.epoch,
+            "journal open"
+        );
+        let inner = Inner {
+            region,
+            seed: crc_seed(&identity.volume_uuid, identity.epoch),
+            batch_delay: Duration::from_micros(config.batch_delay_us),
+            state: Mutex::new(state),
+        };
+        Ok(Journal { inner: Arc::new(inner) })
+    }
+
+    /// Waits until a record of `payload_bytes` is guaranteed room in the ring
+    /// and in the open batch (back-pressure: a full ring waits for
+    /// [`Journal::advance_head`]). Hold a reservation briefly: the batch it
+    /// sits in cannot be sealed until it is committed or dropped.
+    pub async fn reserve(&self, payload_bytes: usize) -> Result<Reservation<'_>, JournalError> {
+        let payload_bytes_max = self.lock().limits.payload_bytes_max;
+        if payload_bytes > payload_bytes_max {
+            return Err(JournalError::RecordTooLarge { payload_bytes, payload_bytes_max });
+        }
+        let claim = claim_bytes(payload_bytes);
+        std::future::poll_fn(|cx| {
+            self.with_state(|state, actions| match state.try_claim(claim) {
+                Ok(true) => Poll::Ready(Ok(())),
+                Ok(false) => {
+                    state.space_waiters.push(cx.waker().clone());
+                    state.pump(actions);
+                    Poll::Pending
+                }
+                Err(e) => Poll::Ready(Err(e)),
+            })
+        })
+        .await?;
+        Ok(Reservation { journal: self, payload_bytes, claim, live: true })
+    }
+
+    /// Waits until every record up to `lsn` is durable.
+    pub fn wait_durable(&self, lsn: Lsn) -> DurableWait<'_> {
+        DurableWait { journal: self, lsn, key: None }
+    }
+
+    /// The highest LSN up to which everything is durable.
+    pub fn lsn_durable(&self) -> Lsn {
+        self.lock().lsn_durable
+    }
+
+    /// Frees the ring space before the batch that holds `lsn` (called by the
+    /// checkpoint once everything before `lsn` is in the tree on disk).
+    /// Returns the (head LSN, head offset) the superblock must record; the
+    /// head LSN may be lower than `lsn` (the batch's first record), so replay
+    /// skips what the checkpoint already holds.
+    pub fn advance_head(&self, lsn: Lsn) -> Result<(Lsn, u64), JournalError> {
+        self.with_state(|state, actions| {
+            let head = state.advance_head(lsn)?;
+            state.pump(actions);
+            Ok(head)
+        })
+    }
+
+    pub fn usage(&self) -> JournalUsage {
+        let state = self.lock();
+        JournalUsage {
+            used_bytes: state.used_bytes(),
+            ring_bytes: state.limits.ring_bytes,
+            head_lsn: state.head_lsn,
+            next_lsn: state.next_lsn,
+            lsn_durable: state.lsn_durable,
+        }
+    }
+
+    pub fn stats(&self) -> JournalStats {
+        self.lock().stats
+    }
+
+    /// Where appending would go on now (for a clean shutdown's superblock).
+    pub fn position(&self) -> JournalPosition {
+        let state = self.lock();
+        let next_offset = match &state.open {
+            Some(batch) if batch.used_bytes == 0 => batch.start,
+            Some(batch) => batch.start + batch.used_bytes.next_multiple_of(PAGE_BYTES) as u64,
+            None => state.next_batch_offset,
+        };
+        JournalPosition {
+            head_lsn: state.head_lsn,
+            head_offset: state.head_offset,
+            next_lsn: state.next_lsn,
+            next_offset,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock is a bug; keep serving the others.
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` under the lock, then performs its actions and wakes its
+    /// wakers after the lock is released.
+    fn with_state<R>(&self, f: impl FnOnce(&mut State, &mut Vec<Action>) -> R) -> R {
+        let mut actions = Vec::new();
+        let (result, wakers) = {
+            let mut state = self.lock();
+            let result = f(&mut state, &mut actions);
+            (result, std::mem::take(&mut state.to_wake))
+        };
+        self.perform(actions);
+        for waker in wakers {
+            waker.wake();
+        }
+        result
+    }
+
+    fn perform(&self, actions: Vec<Action>) {
+        for action in actions {
+            let journal = self.clone();
+            match action {
+                Action::Write(job) => keel_reactor::spawn(journal.write_batch(job)).detach(),
+                Action::Flush { lsn_covered } => keel_reactor::spawn(journal.flush(lsn_covered)).detach(),
+                Action::ArmTimer { seq } if !self.inner.batch_delay.is_zero() => {
+                    keel_reactor::spawn(journal.batch_timer(seq)).detach();
+                }
+                Action::ArmTimer { .. } => {}
+            }
+        }
+    }
+
+    async fn write_batch(self, job: WriteJob) {
+        let WriteJob { seq, lba, mut buf, fua, records_end, pad_at, lsn_durable_hint } = job;
+        stamp(&mut buf, records_end, pad_at, self.inner.seed, lsn_durable_hint);
+        let (buf, result) = io::write(self.inner.region.device, lba, buf, fua).await;
+        self.with_state(|state, actions| {
+            state.write_done(seq, buf, result);
+            state.pump(actions);
+        });
+    }
+
+    async fn flush(self, lsn_covered: Lsn) {
+        let result = io::flush(self.inner.region.device).await;
+        self.with_state(|state, actions| {
+            state.flush_done(lsn_covered, result);
+            state.pump(actions);
+        });
+    }
+
+    async fn batch_timer(self, seq: u64) {
+        keel_reactor::time::sleep(self.inner.batch_delay).await;
+        self.with_state(|state, actions| {
+            state.timer_fired(seq);
+            state.pump(actions);
+        });
+    }
+}
+
+fn check_position(position: &JournalPosition, ring_bytes: u64) -> Result<(), JournalError> {
+    let page = PAGE_BYTES as u64;
+    let ok = position.next_lsn >= 1
+        && position.head_lsn <= position.next_lsn
+        && position.head_offset <= position.next_offset
+        && position.next_offset % page == 0
+        && position.next_offset - position.head_offset / page * page <= ring_bytes;
+    if ok {
+        Ok(())
+    } else {
+        Err(JournalError::Config(format!(
+            "inconsistent journal position {position:?} for a ring of {ring_bytes} bytes"
+        )))
+    }
+}
+
+/// Room for one record, promised by [`Journal::reserve`].
+#[derive(Debug)]
+#[must_use = "a reservation holds ring space until committed or dropped"]
+pub struct Reservation<'a> {
+    journal: &'a Journal,
+    payload_bytes: usize,
+    claim: usize,
+    live: bool,
+}
+
+impl Reservation<'_> {
+    /// Assigns the next LSN to `payload` and places the record in the open
+    /// batch. Synchronous, so the caller can apply the transaction to its
+    /// in-memory state in the same step, in LSN order.
+    pub fn commit(mut self, payload: &[u8]) -> Result<Lsn, JournalError> {
+        if payload.len() > self.payload_bytes {
+            return Err(JournalError::ReservationExceeded {
+                payload_bytes: payload.len(),
+                reserved_bytes: self.payload_bytes,
+            });
+        }
+        self.live = false;
+        let claim = self.claim;
+        self.journal.with_state(|state, actions| {
+            let lsn = state.commit(claim, payload, actions);
+            state.pump(actions);
+            Ok(lsn)
+        })
+    }
+
+    pub fn payload_bytes(&self) -> usize {
+        self.payload_bytes
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.live {
+            let claim = self.claim;
+            self.journal.with_state(|state, actions| {
+                state.release(claim);
+                state.pump(actions);
+            });
+        }
+    }
+}
+
+/// The future of [`Journal::wait_durable`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct DurableWait<'a> {
+    journal: &'a Journal,
+    lsn: Lsn,
+    key: Option<(Lsn, u64)>,
+}
+
+impl Future for DurableWait<'_> {
+    type Output = Result<(), JournalError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let lsn = self.lsn;
+        let key = self.key;
+        let waker = cx.waker();
+        let (poll, key) = self.journal.with_state(|state, actions| poll_durable(state, actions, lsn, key, waker));
+        self.key = key;
+        poll
+    }
+}
+
+fn poll_durable(
+    state: &mut State,
+    actions: &mut Vec<Action>,
+    lsn: Lsn,
+    key: Option<(Lsn, u64)>,
+    waker: &Waker,
+) -> (Poll<Result<(), JournalError>>, Option<(Lsn, u64)>) {
+    if state.lsn_durable >= lsn {
+        if let Some(key) = key {
+            state.durable_waiters.remove(&key);
+        }
+        return (Poll::Ready(Ok(())), None);
+    }
+    if let Some(e) = &state.failed {
+        return (Poll::Ready(Err(e.clone())), None);
+    }
+    if lsn >= state.next_lsn {
+        return (Poll::Ready(Err(JournalError::NotCommitted { lsn, lsn_next: state.next_lsn })), None);
+    }
+    let key = key.unwrap_or_else(|| {
+        state.next_waiter_id += 1;
+        (lsn, state.next_waiter_id)
+    });
+    state.durable_waiters.insert(key, waker.clone());
+    state.pump(actions);
+    (Poll::Pending, Some(key))
+}
+
+impl Drop for DurableWait<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            self.journal.lock().durable_waiters.remove(&key);
+        }
+    }
+}

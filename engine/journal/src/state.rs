@@ -1,0 +1,420 @@
+//! The journal's shared state and every decision made under its lock: who
+//! may claim space, when a batch is sealed, which writes and flushes go out,
+//! and how far the durable LSN advances. No I/O happens here: decisions come
+//! out as [`Action`]s that the caller performs after releasing the lock, and
+//! wakers to wake are collected in `to_wake`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::task::Waker;
+
+use keel_drivers::{DmaBuf, IoError};
+
+use crate::batch::{close, OpenBatch};
+use crate::config::{Durable, Limits};
+use crate::error::JournalError;
+use crate::format::PAGE_BYTES;
+use crate::Lsn;
+
+/// Where a sealed batch is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BatchState {
+    /// Sealed, waiting for a write slot.
+    Pending,
+    InFlight,
+    /// The write completed (durable only per `lsn_durable`).
+    Written,
+}
+
+/// A sealed batch, kept until its space is reclaimed by the head.
+#[derive(Debug)]
+pub(crate) struct SealedBatch {
+    pub seq: u64,
+    pub start: u64,
+    pub end: u64,
+    pub first_lsn: Lsn,
+    /// One past the last LSN in the batch (== `first_lsn` for a pad-only batch).
+    pub next_lsn: Lsn,
+    pub state: BatchState,
+    pub job: Option<WriteJob>,
+}
+
+/// A batch write for the caller to perform.
+#[derive(Debug)]
+pub(crate) struct WriteJob {
+    pub seq: u64,
+    pub lba: u64,
+    pub buf: DmaBuf,
+    pub fua: bool,
+    pub records_end: usize,
+    pub pad_at: Option<usize>,
+    pub lsn_durable_hint: Lsn,
+}
+
+/// Work decided under the lock, performed after it is released.
+#[derive(Debug)]
+pub(crate) enum Action {
+    Write(WriteJob),
+    Flush { lsn_covered: Lsn },
+    ArmTimer { seq: u64 },
+}
+
+/// Counters for tests and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JournalStats {
+    pub records: u64,
+    pub batches: u64,
+    pub batch_bytes_written: u64,
+    pub flushes: u64,
+    pub reserve_waits: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct State {
+    pub limits: Limits,
+    pub first_byte: u64,
+    pub epoch: u64,
+    pub next_lsn: Lsn,
+    pub head_lsn: Lsn,
+    pub head_offset: u64,
+    pub open: Option<OpenBatch>,
+    /// Where the next batch starts while no batch is open.
+    pub next_batch_offset: u64,
+    pub next_seq: u64,
+    pub free_bufs: Vec<DmaBuf>,
+    pub batches: VecDeque<SealedBatch>,
+    pub writes_in_flight: usize,
+    pub writes_pending: usize,
+    /// The first batch whose write has not completed in order.
+    pub written_seq: u64,
+    pub lsn_written: Lsn,
+    pub lsn_durable: Lsn,
+    pub flush_in_flight: Option<Lsn>,
+    pub durable_waiters: BTreeMap<(Lsn, u64), Waker>,
+    pub space_waiters: Vec<Waker>,
+    pub next_waiter_id: u64,
+    pub failed: Option<JournalError>,
+    pub to_wake: Vec<Waker>,
+    pub stats: JournalStats,
+}
+
+fn floor_page(offset: u64) -> u64 {
+    offset / PAGE_BYTES as u64 * PAGE_BYTES as u64
+}
+
+impl State {
+    /// Everything at or after this offset, one ring ahead, holds records that
+    /// may not be overwritten: the head's page, or an older batch whose write
+    /// is still in flight (a second write over it could land first).
+    fn space_floor(&self) -> u64 {
+        let head_page = floor_page(self.head_offset);
+        match self.batch_index(self.written_seq) {
+            Some(index) => head_page.min(self.batches[index].start),
+            None => head_page,
+        }
+    }
+
+    /// Bytes the open batch may grow to: bounded by the buffer, the ring's end
+    /// and the unreclaimed records ahead (never overwritten).
+    fn capacity(&self, batch: &OpenBatch) -> usize {
+        let ring = self.limits.ring_bytes;
+        let to_ring_end = ring - batch.start % ring;
+        let to_free_end = (self.space_floor() + ring).saturating_sub(batch.start);
+        (self.limits.batch_bytes as u64).min(to_ring_end).min(to_free_end) as usize
+    }
+
+    /// Claims `claim` bytes in the open batch. `Ok(false)`: wait for space (the
+    /// batch may have been marked for sealing to make room).
+    pub fn try_claim(&mut self, claim: usize) -> Result<bool, JournalError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        let Some(batch) = self.open.as_ref() else { return Ok(false) };
+        if batch.closing {
+            return Ok(false);
+        }
+        let capacity = self.capacity(batch);
+        let ring = self.limits.ring_bytes;
+        let to_ring_end = ring - batch.start % ring;
+        let to_free_end = (self.space_floor() + ring).saturating_sub(batch.start);
+        let batch_bytes = self.limits.batch_bytes as u64;
+        let batch = self.open.as_mut().expect("checked above");
+        let wanted = batch.used_bytes + batch.claimed_bytes + claim;
+        if wanted <= capacity {
+            batch.claimed_bytes += claim;
+            return Ok(true);
+        }
+        // The ring's end is what stops it: close this batch with a pad to the
+        // end so the next one starts at the ring's beginning.
+        let end_binds = to_ring_end <= batch_bytes && to_ring_end <= to_free_end && wanted as u64 > to_ring_end;
+        if batch.used_bytes + batch.claimed_bytes > 0 || end_binds {
+            batch.closing = true;
+            batch.skip_to_ring_end = end_binds;
+        }
+        self.stats.reserve_waits += 1;
+        Ok(false)
+    }
+
+    /// Gives back an unused claim (a dropped reservation).
+    pub fn release(&mut self, claim: usize) {
+        let batch = self.open.as_mut().expect("a live claim keeps its batch open");
+        assert!(batch.claimed_bytes >= claim);
+        batch.claimed_bytes -= claim;
+        self.wake_space_waiters();
+    }
+
+    /// Assigns the next LSN to `payload` and places it in the open batch, in
+    /// place of a claim of `claim` bytes.
+    pub fn commit(&mut self, claim: usize, payload: &[u8], actions: &mut Vec<Action>) -> Lsn {
+        let lsn = self.next_lsn;
+        let epoch = self.epoch;
+        let batch = self.open.as_mut().expect("a live claim keeps its batch open");
+        assert!(batch.claimed_bytes >= claim);
+        let was_empty = batch.used_bytes == 0;
+        let placed = batch.place(lsn, epoch, payload);
+        assert!(placed <= claim, "record of {placed} bytes exceeds its claim of {claim}");
+        batch.claimed_bytes -= claim;
+        self.next_lsn += 1;
+        self.stats.records += 1;
+        if was_empty {
+            actions.push(Action::ArmTimer { seq: batch.seq });
+        }
+        lsn
+    }
+
+    /// The batch-delay timer of batch `seq` fired.
+    pub fn timer_fired(&mut self, seq: u64) {
+        if let Some(batch) = self.open.as_mut() {
+            if batch.seq == seq && batch.used_bytes > 0 {
+                batch.closing = true;
+            }
+        }
+    }
+
+    /// Takes every decision the current state allows.
+    pub fn pump(&mut self, actions: &mut Vec<Action>) {
+        loop {
+            self.open_batch_if_possible();
+            let sealed = self.seal_if_ready();
+            let submitted = self.submit_pending(actions);
+            if !sealed && !submitted {
+                break;
+            }
+        }
+        self.flush_if_needed(actions);
+    }
+
+    fn open_batch_if_possible(&mut self) {
+        if self.open.is_some() || self.failed.is_some() {
+            return;
+        }
+        let Some(buf) = self.free_bufs.pop() else { return };
+        self.open = Some(OpenBatch {
+            seq: self.next_seq,
+            buf,
+            start: self.next_batch_offset,
+            used_bytes: 0,
+            claimed_bytes: 0,
+            first_lsn: self.next_lsn,
+            closing: false,
+            skip_to_ring_end: false,
+        });
+        self.next_seq += 1;
+        self.wake_space_waiters();
+    }
+
+    fn durability_needs(&self, lsn: Lsn) -> bool {
+        self.durable_waiters.last_key_value().is_some_and(|((wanted, _), _)| *wanted >= lsn)
+    }
+
+    fn seal_if_ready(&mut self) -> bool {
+        let writes_busy = self.writes_in_flight + self.writes_pending;
+        let Some(batch) = self.open.as_ref() else { return false };
+        let needed = batch.used_bytes > 0 && self.durability_needs(batch.first_lsn);
+        let batch = self.open.as_mut().expect("checked above");
+        if needed && writes_busy < self.limits.writes_in_flight_max {
+            batch.closing = true;
+        }
+        if !batch.closing || batch.claimed_bytes > 0 {
+            return false;
+        }
+        if batch.used_bytes == 0 && !batch.skip_to_ring_end {
+            batch.closing = false;
+            return false;
+        }
+        self.seal();
+        true
+    }
+
+    fn seal(&mut self) {
+        let mut batch = self.open.take().expect("sealing needs an open batch");
+        let shape = close(&mut batch, self.limits.ring_bytes, self.next_lsn, self.epoch);
+        let ring = self.limits.ring_bytes;
+        // The pages written must not hold unreclaimed records.
+        assert!(batch.start + shape.write_bytes as u64 <= self.space_floor() + ring);
+        assert!(batch.start % ring + shape.write_bytes as u64 <= ring, "a batch never straddles the ring's end");
+        let mut buf = batch.buf;
+        buf.set_len(shape.write_bytes);
+        let byte = self.first_byte + batch.start % ring;
+        let job = WriteJob {
+            seq: batch.seq,
+            lba: byte / self.limits.block_bytes,
+            buf,
+            fua: self.limits.durable == Durable::Fua,
+            records_end: batch.used_bytes,
+            pad_at: shape.pad_at,
+            lsn_durable_hint: self.lsn_durable,
+        };
+        self.batches.push_back(SealedBatch {
+            seq: batch.seq,
+            start: batch.start,
+            end: shape.end,
+            first_lsn: batch.first_lsn,
+            next_lsn: self.next_lsn,
+            state: BatchState::Pending,
+            job: Some(job),
+        });
+        self.writes_pending += 1;
+        self.next_batch_offset = shape.end;
+        self.stats.batches += 1;
+        self.stats.batch_bytes_written += shape.write_bytes as u64;
+    }
+
+    fn submit_pending(&mut self, actions: &mut Vec<Action>) -> bool {
+        let mut submitted = false;
+        while self.writes_pending > 0 && self.writes_in_flight < self.limits.writes_in_flight_max {
+            let index = self.batches.len() - self.writes_pending;
+            let batch = &mut self.batches[index];
+            assert_eq!(batch.state, BatchState::Pending);
+            batch.state = BatchState::InFlight;
+            actions.push(Action::Write(batch.job.take().expect("a pending batch has its write")));
+            self.writes_pending -= 1;
+            self.writes_in_flight += 1;
+            submitted = true;
+        }
+        submitted
+    }
+
+    fn flush_if_needed(&mut self, actions: &mut Vec<Action>) {
+        if self.limits.durable != Durable::Flush || self.flush_in_flight.is_some() || self.failed.is_some() {
+            return;
+        }
+        let waiting = self.durable_waiters.first_key_value().is_some_and(|((lsn, _), _)| *lsn <= self.lsn_written);
+        if waiting && self.lsn_written > self.lsn_durable {
+            self.flush_in_flight = Some(self.lsn_written);
+            self.stats.flushes += 1;
+            actions.push(Action::Flush { lsn_covered: self.lsn_written });
+        }
+    }
+
+    fn batch_index(&self, seq: u64) -> Option<usize> {
+        let front = self.batches.front()?.seq;
+        let index = seq.checked_sub(front)? as usize;
+        (index < self.batches.len()).then_some(index)
+    }
+
+    /// A batch write completed; its buffer comes back.
+    pub fn write_done(&mut self, seq: u64, mut buf: DmaBuf, result: Result<(), IoError>) {
+        self.writes_in_flight -= 1;
+        buf.set_len(self.limits.batch_bytes);
+        self.free_bufs.push(buf);
+        if let Err(e) = result {
+            self.fail(e);
+            return;
+        }
+        let index = self.batch_index(seq).expect("an in-flight batch is never reclaimed");
+        assert_eq!(self.batches[index].state, BatchState::InFlight);
+        self.batches[index].state = BatchState::Written;
+        while let Some(index) = self.batch_index(self.written_seq) {
+            let batch = &self.batches[index];
+            if batch.state != BatchState::Written {
+                break;
+            }
+            self.lsn_written = self.lsn_written.max(batch.next_lsn - 1);
+            self.written_seq += 1;
+        }
+        if self.limits.durable != Durable::Flush {
+            self.set_durable(self.lsn_written);
+        }
+        self.reclaim();
+        // A completed write may have freed ring space and a buffer.
+        self.wake_space_waiters();
+    }
+
+    /// A flush that covered every LSN up to `lsn_covered` completed.
+    pub fn flush_done(&mut self, lsn_covered: Lsn, result: Result<(), IoError>) {
+        self.flush_in_flight = None;
+        match result {
+            Ok(()) => self.set_durable(lsn_covered),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    fn set_durable(&mut self, lsn: Lsn) {
+        if lsn <= self.lsn_durable {
+            return;
+        }
+        assert!(lsn <= self.lsn_written, "durable beyond the written prefix");
+        self.lsn_durable = lsn;
+        let later = self.durable_waiters.split_off(&(lsn + 1, 0));
+        let ready = std::mem::replace(&mut self.durable_waiters, later);
+        self.to_wake.extend(ready.into_values());
+    }
+
+    fn fail(&mut self, error: IoError) {
+        tracing::error!(%error, "journal write failed; the journal stops accepting work");
+        if self.failed.is_none() {
+            self.failed = Some(JournalError::Io(error));
+        }
+        let waiters = std::mem::take(&mut self.durable_waiters);
+        self.to_wake.extend(waiters.into_values());
+        self.wake_space_waiters();
+    }
+
+    pub fn wake_space_waiters(&mut self) {
+        self.to_wake.append(&mut self.space_waiters);
+    }
+
+    /// Moves the head to the batch holding `lsn` and returns (head LSN, head
+    /// offset): the position the superblock records.
+    pub fn advance_head(&mut self, lsn: Lsn) -> Result<(Lsn, u64), JournalError> {
+        if lsn > self.next_lsn {
+            return Err(JournalError::HeadBeyondTail { lsn, lsn_next: self.next_lsn });
+        }
+        if lsn <= self.head_lsn {
+            return Ok((self.head_lsn, self.head_offset));
+        }
+        let index = self.batches.partition_point(|b| b.next_lsn <= lsn);
+        let (head_lsn, head_offset) = match self.batches.get(index) {
+            Some(batch) => (batch.first_lsn, batch.start),
+            None => match &self.open {
+                Some(batch) => (batch.first_lsn, batch.start),
+                None => (self.next_lsn, self.next_batch_offset),
+            },
+        };
+        if head_offset > self.head_offset {
+            self.head_lsn = head_lsn;
+            self.head_offset = head_offset;
+            self.reclaim();
+            self.wake_space_waiters();
+        }
+        Ok((self.head_lsn, self.head_offset))
+    }
+
+    fn reclaim(&mut self) {
+        while let Some(front) = self.batches.front() {
+            if front.state != BatchState::Written || front.seq >= self.written_seq || front.end > self.head_offset {
+                break;
+            }
+            self.batches.pop_front();
+        }
+    }
+
+    /// Bytes of the ring between the head and the end of the last batch.
+    pub fn used_bytes(&self) -> u64 {
+        let tail = match &self.open {
+            Some(batch) => batch.start + batch.used_bytes.next_multiple_of(PAGE_BYTES) as u64,
+            None => self.next_batch_offset,
+        };
+        (tail - floor_page(self.head_offset)).min(self.limits.ring_bytes)
+    }
+}
