@@ -3,9 +3,12 @@
 //!
 //! - `device`: raw device I/O through Keel's reactors, like spdk_nvme_perf,
 //!   with fio run on the same file in the same invocation as the peer.
+//! - `journal`: durable commits per second and large-record bandwidth of the
+//!   journal, against fio's fdatasync rate and sequential write bandwidth.
 #![forbid(unsafe_code)]
 
 mod device;
+mod journal;
 
 use std::process::ExitCode;
 
@@ -24,6 +27,8 @@ struct Cli {
 enum Command {
     /// Block I/O through Keel's reactors and device backends, against fio.
     Device(device::DeviceArgs),
+    /// Journal: durable commits/s and large-record bandwidth, as ratios to fio.
+    Journal(journal::JournalArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,7 +41,8 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Device(args) => device::main(&args),
+        Command::Device(args) => device::main(&args).map_err(|e| e.to_string()),
+        Command::Journal(args) => journal::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

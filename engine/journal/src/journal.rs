@@ -142,11 +142,18 @@ impl Journal {
         self.lock().lsn_durable
     }
 
-    /// Frees the ring space before the batch that holds `lsn` (called by the
-    /// checkpoint once everything before `lsn` is in the tree on disk).
-    /// Returns the (head LSN, head offset) the superblock must record; the
-    /// head LSN may be lower than `lsn` (the batch's first record), so replay
-    /// skips what the checkpoint already holds.
+    /// The (head LSN, head offset) the superblock must record before
+    /// [`Journal::advance_head`]`(lsn)` may free the space: the start of the
+    /// batch holding `lsn` and that batch's first LSN. The head LSN may be
+    /// lower than `lsn`, so replay skips what the checkpoint already holds.
+    pub fn head_for(&self, lsn: Lsn) -> Result<(Lsn, u64), JournalError> {
+        self.lock().head_for(lsn)
+    }
+
+    /// Frees the ring space before the batch that holds `lsn`, and returns
+    /// the new head (as [`Journal::head_for`] gave it). Call it only once a
+    /// superblock recording that head is durable: until then, recovery would
+    /// start from the old head, whose records must not be overwritten.
     pub fn advance_head(&self, lsn: Lsn) -> Result<(Lsn, u64), JournalError> {
         self.with_state(|state, actions| {
             let head = state.advance_head(lsn)?;
@@ -311,13 +318,16 @@ impl Drop for Reservation<'_> {
     }
 }
 
+/// A durability waiter's place in the queue: (LSN waited for, waiter id).
+type WaiterKey = (Lsn, u64);
+
 /// The future of [`Journal::wait_durable`].
 #[derive(Debug)]
 #[must_use = "futures do nothing unless awaited"]
 pub struct DurableWait<'a> {
     journal: &'a Journal,
     lsn: Lsn,
-    key: Option<(Lsn, u64)>,
+    key: Option<WaiterKey>,
 }
 
 impl Future for DurableWait<'_> {
@@ -337,9 +347,9 @@ fn poll_durable(
     state: &mut State,
     actions: &mut Vec<Action>,
     lsn: Lsn,
-    key: Option<(Lsn, u64)>,
+    key: Option<WaiterKey>,
     waker: &Waker,
-) -> (Poll<Result<(), JournalError>>, Option<(Lsn, u64)>) {
+) -> (Poll<Result<(), JournalError>>, Option<WaiterKey>) {
     if state.lsn_durable >= lsn {
         if let Some(key) = key {
             state.durable_waiters.remove(&key);

@@ -374,9 +374,9 @@ impl State {
         self.to_wake.append(&mut self.space_waiters);
     }
 
-    /// Moves the head to the batch holding `lsn` and returns (head LSN, head
-    /// offset): the position the superblock records.
-    pub fn advance_head(&mut self, lsn: Lsn) -> Result<(Lsn, u64), JournalError> {
+    /// The head position that freeing everything before `lsn` would give:
+    /// the start of the batch holding `lsn`, and that batch's first LSN.
+    pub fn head_for(&self, lsn: Lsn) -> Result<(Lsn, u64), JournalError> {
         if lsn > self.next_lsn {
             return Err(JournalError::HeadBeyondTail { lsn, lsn_next: self.next_lsn });
         }
@@ -384,13 +384,20 @@ impl State {
             return Ok((self.head_lsn, self.head_offset));
         }
         let index = self.batches.partition_point(|b| b.next_lsn <= lsn);
-        let (head_lsn, head_offset) = match self.batches.get(index) {
+        let head = match self.batches.get(index) {
             Some(batch) => (batch.first_lsn, batch.start),
             None => match &self.open {
                 Some(batch) => (batch.first_lsn, batch.start),
                 None => (self.next_lsn, self.next_batch_offset),
             },
         };
+        // Batches only move forward, so neither does the head.
+        Ok(if head.1 > self.head_offset { head } else { (self.head_lsn, self.head_offset) })
+    }
+
+    /// Moves the head as [`State::head_for`] says and frees the space before it.
+    pub fn advance_head(&mut self, lsn: Lsn) -> Result<(Lsn, u64), JournalError> {
+        let (head_lsn, head_offset) = self.head_for(lsn)?;
         if head_offset > self.head_offset {
             self.head_lsn = head_lsn;
             self.head_offset = head_offset;

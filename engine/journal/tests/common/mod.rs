@@ -1,6 +1,8 @@
 //! Helpers shared by the journal's integration tests.
 #![allow(dead_code)]
 
+pub mod txn;
+
 use std::sync::Arc;
 
 use keel_drivers::memory::{MemoryDevice, MemoryDeviceConfig, MemoryStore};

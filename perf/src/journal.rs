@@ -1,0 +1,275 @@
+//! `keel-perf journal`: durable commits per second and large-record bandwidth
+//! of the journal on an io_uring file, each as a ratio to fio on the same file
+//! system in the same run.
+//!
+//! Small records: `committers` tasks each loop reserve + commit + wait_durable
+//! of `record_bytes`; the peer is fio's 4 KiB write + fdatasync rate (the cost
+//! of one durable write without group commit). Large records: tasks stream
+//! records of `large_record_bytes`, each waiting for durability; the peer is
+//! fio's sequential O_DIRECT io_uring write bandwidth. A background task plays
+//! the checkpoint: it advances the head to the durable LSN every millisecond,
+//! so the ring never fills.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keel_drivers::uring::{UringConfig, UringDevice};
+use keel_drivers::{BlockDevice, DmaPool, DmaPoolConfig};
+use keel_journal::{
+    DurabilityMode, Journal, JournalConfig, JournalIdentity, JournalPosition, JournalRegion, JournalStats,
+};
+use keel_reactor::io::DeviceId;
+use keel_reactor::{IdlePolicy, Runtime, RuntimeConfig};
+
+/// Options of `keel-perf journal`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct JournalArgs {
+    /// File the journal is written to (created; on the file system to measure).
+    #[arg(long, default_value = "/var/tmp/keel-perf-journal.img")]
+    pub path: PathBuf,
+    /// Journal ring size in MiB.
+    #[arg(long, default_value_t = 256)]
+    pub ring_mib: u64,
+    /// Committer counts to measure with small records.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    pub committers: Vec<usize>,
+    /// Payload bytes of a small record.
+    #[arg(long, default_value_t = 100)]
+    pub record_bytes: usize,
+    /// Payload bytes of a large record.
+    #[arg(long, default_value_t = 256 * 1024)]
+    pub large_record_bytes: usize,
+    /// Concurrent committers of large records.
+    #[arg(long, default_value_t = 8)]
+    pub large_committers: usize,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Repetitions of every measurement (the median and spread are printed).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// auto, fua or flush (write, then fdatasync).
+    #[arg(long, default_value = "auto")]
+    pub durability: String,
+    /// Reactors (threads) the committers are spread over.
+    #[arg(long, default_value_t = 1)]
+    pub reactors: usize,
+    /// Skip the fio peers (only the journal's own figures).
+    #[arg(long)]
+    pub no_fio: bool,
+}
+
+fn durability(name: &str) -> Result<DurabilityMode, String> {
+    match name {
+        "auto" => Ok(DurabilityMode::Auto),
+        "fua" => Ok(DurabilityMode::Fua),
+        "flush" => Ok(DurabilityMode::WriteThenFlush),
+        other => Err(format!("unknown durability mode {other:?}: expected auto, fua or flush")),
+    }
+}
+
+/// One measured point.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    commits_per_sec: f64,
+    bytes_per_sec: f64,
+    stats: JournalStats,
+}
+
+pub fn run(args: &JournalArgs) -> Result<(), String> {
+    let mode = durability(&args.durability)?;
+    let ring_bytes = args.ring_mib << 20;
+    let file_bytes = ring_bytes + (16 << 20);
+    let pool = Arc::new(
+        DmaPool::new(&DmaPoolConfig { size_bytes: 64 << 20, ..Default::default() }).map_err(|e| e.to_string())?,
+    );
+    let mut uring = UringConfig::new(&args.path);
+    uring.create_size_bytes = Some(file_bytes);
+    let device: Arc<dyn BlockDevice> = Arc::new(UringDevice::open(&uring, pool).map_err(|e| e.to_string())?);
+    println!("device: {:?}", device.info());
+    println!("durability: {} ; reactors: {} ; machine: shared 2-core VM", args.durability, args.reactors);
+    let mut epoch = 1u64;
+    for &committers in &args.committers {
+        let mut journal_samples = Vec::new();
+        let mut fio_samples = Vec::new();
+        for _ in 0..args.runs {
+            journal_samples.push(measure(args, &device, mode, committers, args.record_bytes, epoch)?);
+            epoch += 1;
+            if !args.no_fio {
+                fio_samples.push(fio_fdatasync_iops(args)?);
+            }
+        }
+        report(
+            &format!("{committers} committers x {} B, commits/s", args.record_bytes),
+            &journal_samples,
+            &fio_samples,
+            |s| s.commits_per_sec,
+        );
+    }
+    let mut journal_samples = Vec::new();
+    let mut fio_samples = Vec::new();
+    for _ in 0..args.runs {
+        journal_samples.push(measure(args, &device, mode, args.large_committers, args.large_record_bytes, epoch)?);
+        epoch += 1;
+        if !args.no_fio {
+            fio_samples.push(fio_seq_write_bytes_per_sec(args)?);
+        }
+    }
+    let name = format!("{} committers x {} KiB, MB/s", args.large_committers, args.large_record_bytes >> 10);
+    report(&name, &journal_samples, &fio_samples, |s| s.bytes_per_sec / 1e6);
+    let _ = std::fs::remove_file(&args.path);
+    Ok(())
+}
+
+fn median_and_spread(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let median = values[values.len() / 2];
+    (median, values[0], values[values.len() - 1])
+}
+
+fn report(name: &str, journal: &[Sample], fio: &[f64], metric: impl Fn(&Sample) -> f64) {
+    let (median, min, max) = median_and_spread(journal.iter().map(&metric).collect());
+    let mid = &journal[journal.len() / 2].stats;
+    let per_batch = mid.records as f64 / mid.batches.max(1) as f64;
+    let per_flush = mid.records as f64 / mid.flushes.max(1) as f64;
+    println!(
+        "journal {name}: median {median:.1} (min {min:.1}, max {max:.1}); records/batch {per_batch:.1}, records/flush {per_flush:.1}"
+    );
+    if fio.is_empty() {
+        return;
+    }
+    let scale = if name.ends_with("MB/s") { 1e-6 } else { 1.0 };
+    let (fio_median, fio_min, fio_max) = median_and_spread(fio.iter().map(|v| v * scale).collect());
+    let ratios: Vec<f64> = journal.iter().zip(fio).map(|(j, f)| metric(j) / (f * scale)).collect();
+    let (ratio, ratio_min, ratio_max) = median_and_spread(ratios);
+    println!(
+        "  fio peer: median {fio_median:.1} (min {fio_min:.1}, max {fio_max:.1}); ratio journal/fio: median {ratio:.2}x (min {ratio_min:.2}x, max {ratio_max:.2}x)"
+    );
+}
+
+const DEV: DeviceId = DeviceId(0);
+
+fn measure(
+    args: &JournalArgs,
+    device: &Arc<dyn BlockDevice>,
+    mode: DurabilityMode,
+    committers: usize,
+    record_bytes: usize,
+    epoch: u64,
+) -> Result<Sample, String> {
+    let config = RuntimeConfig { reactors: args.reactors, idle: IdlePolicy::Poll, ..RuntimeConfig::default() };
+    let runtime = Runtime::start(&config, std::slice::from_ref(device)).map_err(|e| e.to_string())?;
+    let region = JournalRegion { device: DEV, first_page: 0, page_count: (args.ring_mib << 20) / 4096 };
+    let journal_config = JournalConfig { durability: mode, ..JournalConfig::default() };
+    let identity = JournalIdentity { volume_uuid: *b"keel-perf-journl", epoch };
+    let journal = runtime
+        .call_blocking(0, move || async move {
+            Journal::open(region, &journal_config, identity, JournalPosition::FRESH).await
+        })
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let commits = Arc::new(AtomicU64::new(0));
+    let running = Arc::new(AtomicU64::new(0));
+    spawn_checkpointer(&runtime, &journal, &stop, &running)?;
+    for c in 0..committers {
+        let (journal, stop, commits, running) = (journal.clone(), stop.clone(), commits.clone(), running.clone());
+        running.fetch_add(1, Ordering::SeqCst);
+        runtime
+            .spawn_on(c % args.reactors, move || async move {
+                let payload = vec![0xA5u8; record_bytes];
+                while !stop.load(Ordering::Relaxed) {
+                    let lsn = journal.reserve(record_bytes).await.expect("reserve").commit(&payload).expect("commit");
+                    journal.wait_durable(lsn).await.expect("durable");
+                    commits.fetch_add(1, Ordering::Relaxed);
+                }
+                running.fetch_sub(1, Ordering::SeqCst);
+            })
+            .map_err(|e| e.to_string())?;
+    }
+    // Warm up, then count over the measured window only.
+    std::thread::sleep(Duration::from_millis(300));
+    let (start_commits, start_stats, started) = (commits.load(Ordering::SeqCst), journal.stats(), Instant::now());
+    std::thread::sleep(Duration::from_secs_f64(args.seconds));
+    let (end_commits, end_stats, elapsed) = (commits.load(Ordering::SeqCst), journal.stats(), started.elapsed());
+    stop.store(true, Ordering::SeqCst);
+    while running.load(Ordering::SeqCst) > 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(journal);
+    runtime.stop();
+    let n = (end_commits - start_commits) as f64;
+    let secs = elapsed.as_secs_f64();
+    let stats = JournalStats {
+        records: end_stats.records - start_stats.records,
+        batches: end_stats.batches - start_stats.batches,
+        batch_bytes_written: end_stats.batch_bytes_written - start_stats.batch_bytes_written,
+        flushes: end_stats.flushes - start_stats.flushes,
+        reserve_waits: end_stats.reserve_waits - start_stats.reserve_waits,
+    };
+    Ok(Sample { commits_per_sec: n / secs, bytes_per_sec: n * record_bytes as f64 / secs, stats })
+}
+
+/// The checkpoint's stand-in: frees everything durable, every millisecond.
+fn spawn_checkpointer(
+    runtime: &Runtime,
+    journal: &Journal,
+    stop: &Arc<AtomicBool>,
+    running: &Arc<AtomicU64>,
+) -> Result<(), String> {
+    let (journal, stop, running) = (journal.clone(), stop.clone(), running.clone());
+    running.fetch_add(1, Ordering::SeqCst);
+    runtime
+        .spawn_on(0, move || async move {
+            while !stop.load(Ordering::Relaxed) {
+                keel_reactor::time::sleep(Duration::from_millis(1)).await;
+                let _ = journal.advance_head(journal.lsn_durable() + 1);
+            }
+            running.fetch_sub(1, Ordering::SeqCst);
+        })
+        .map_err(|e| e.to_string())
+}
+
+fn fio_peer_path(args: &JournalArgs) -> PathBuf {
+    args.path.with_extension("fio")
+}
+
+fn run_fio(args: &JournalArgs, extra: &[&str]) -> Result<serde_json::Value, String> {
+    let path = fio_peer_path(args);
+    let runtime = format!("--runtime={}", args.seconds);
+    let mut command = Command::new("fio");
+    command
+        .arg("--name=peer")
+        .arg(format!("--filename={}", path.display()))
+        .arg("--size=256M")
+        .arg("--rw=write")
+        .arg("--time_based")
+        .arg(&runtime)
+        .arg("--output-format=json")
+        .args(extra);
+    let output = command.output().map_err(|e| format!("cannot run fio (apt-get install fio): {e}"))?;
+    let _ = std::fs::remove_file(&path);
+    if !output.status.success() {
+        return Err(format!("fio failed: {}", String::from_utf8_lossy(&output.stderr)));
+    }
+    serde_json::from_slice(&output.stdout).map_err(|e| format!("fio output: {e}"))
+}
+
+fn fio_write_field(value: &serde_json::Value, field: &str) -> Result<f64, String> {
+    value["jobs"][0]["write"][field].as_f64().ok_or_else(|| format!("fio output lacks jobs[0].write.{field}"))
+}
+
+/// `fio --ioengine=sync --fdatasync=1 --rw=write --bs=4k`: durable 4 KiB writes per second.
+fn fio_fdatasync_iops(args: &JournalArgs) -> Result<f64, String> {
+    let value = run_fio(args, &["--ioengine=sync", "--fdatasync=1", "--bs=4k"])?;
+    fio_write_field(&value, "iops")
+}
+
+/// `fio --ioengine=io_uring --direct=1 --rw=write --bs=2M --iodepth=4`: bytes per second.
+fn fio_seq_write_bytes_per_sec(args: &JournalArgs) -> Result<f64, String> {
+    let value = run_fio(args, &["--ioengine=io_uring", "--direct=1", "--bs=2M", "--iodepth=4"])?;
+    Ok(fio_write_field(&value, "bw_bytes")?)
+}
