@@ -256,7 +256,7 @@ fn report(name: &str, log: &CrashLog, committed: usize, checked: u64) {
 fn one_reactor_write_then_flush_recovers_a_prefix_with_every_acknowledged_transaction() {
     let w = Workload { tasks: 9, txns_per_task: 40, durability: DurabilityMode::WriteThenFlush, seed: 11 };
     let (log, committed) = record_one_reactor(&w);
-    let checked = check_crash_states(&log, &committed, &w, 12);
+    let checked = check_crash_states(&log, &committed, &w, 40);
     report("one reactor, write+flush", &log, committed.len(), checked);
     assert!(log.flushes().len() > 10 && checked >= 4000, "{checked} states");
 }
@@ -265,7 +265,7 @@ fn one_reactor_write_then_flush_recovers_a_prefix_with_every_acknowledged_transa
 fn two_reactors_write_then_flush_recover_a_prefix_with_every_acknowledged_transaction() {
     let w = Workload { tasks: 5, txns_per_task: 40, durability: DurabilityMode::WriteThenFlush, seed: 23 };
     let (log, committed) = record_two_reactors(&w);
-    let checked = check_crash_states(&log, &committed, &w, 12);
+    let checked = check_crash_states(&log, &committed, &w, 40);
     report("two reactors, write+flush", &log, committed.len(), checked);
     assert!(checked >= 3000, "{checked} states");
 }
@@ -274,7 +274,7 @@ fn two_reactors_write_then_flush_recover_a_prefix_with_every_acknowledged_transa
 fn fua_writes_recover_a_prefix_with_every_acknowledged_transaction() {
     let w = Workload { tasks: 9, txns_per_task: 30, durability: DurabilityMode::Fua, seed: 37 };
     let (log, committed) = record_one_reactor(&w);
-    let checked = check_crash_states(&log, &committed, &w, 12);
+    let checked = check_crash_states(&log, &committed, &w, 40);
     report("one reactor, FUA", &log, committed.len(), checked);
     assert!(log.flushes().is_empty() && checked >= 3000, "{checked} states");
 }
