@@ -206,6 +206,7 @@ fn measure(
     let stats = JournalStats {
         records: end_stats.records - start_stats.records,
         batches: end_stats.batches - start_stats.batches,
+        vouches: end_stats.vouches - start_stats.vouches,
         batch_bytes_written: end_stats.batch_bytes_written - start_stats.batch_bytes_written,
         flushes: end_stats.flushes - start_stats.flushes,
         reserve_waits: end_stats.reserve_waits - start_stats.reserve_waits,

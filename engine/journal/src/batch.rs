@@ -30,6 +30,9 @@ pub(crate) struct OpenBatch {
     pub closing: bool,
     /// Seal with a pad that reaches the end of the ring.
     pub skip_to_ring_end: bool,
+    /// Seal even while empty, as one pad page: a batch that only carries the
+    /// durable-LSN hint (see `State::vouch_if_idle`).
+    pub vouch: bool,
 }
 
 /// Bytes a reservation of `payload_bytes` must claim: its record, plus the
@@ -78,7 +81,7 @@ pub(crate) fn close(batch: &mut OpenBatch, ring_bytes: u64, lsn_next: Lsn, epoch
         let ring_end = (batch.start / ring_bytes + 1) * ring_bytes;
         (ring_end - batch.start) as usize
     } else {
-        used.next_multiple_of(PAGE_BYTES)
+        used.next_multiple_of(PAGE_BYTES).max(PAGE_BYTES)
     };
     // A header never starts in a page's last few bytes: the pad goes to the
     // next page when the current one has no room for it.

@@ -26,6 +26,9 @@ pub enum JournalError {
     /// after the failed write can never become durable in order.
     #[error("journal I/O failed: {0}")]
     Io(IoError),
+    /// The journal was closed.
+    #[error("the journal is closed")]
+    Closed,
     /// Recovery found damage to records that had been acknowledged durable.
     #[error("journal corrupt at LSN {lsn} (ring offset {offset}): {evidence}")]
     Corrupt { lsn: Lsn, offset: u64, evidence: String },

@@ -88,6 +88,8 @@ impl Journal {
             failed: None,
             to_wake: Vec::new(),
             stats: JournalStats::default(),
+            hint_sealed: position.next_lsn - 1,
+            vouch_armed: None,
         };
         state.pump(&mut Vec::new());
         tracing::info!(
@@ -162,6 +164,17 @@ impl Journal {
         })
     }
 
+    /// Stops the journal and waits for the writes and flushes in flight.
+    /// Nothing is written after it returns (timers of the journal find it
+    /// closed), so the region may be handed to another journal. Records not
+    /// yet durable stay so: wait for durability first for a clean shutdown.
+    pub async fn close(&self) {
+        self.with_state(|state, _| state.stop(JournalError::Closed));
+        while !self.lock().quiet() {
+            keel_reactor::time::sleep(Duration::from_micros(50)).await;
+        }
+    }
+
     pub fn usage(&self) -> JournalUsage {
         let state = self.lock();
         JournalUsage {
@@ -224,6 +237,7 @@ impl Journal {
                     keel_reactor::spawn(journal.batch_timer(seq)).detach();
                 }
                 Action::ArmTimer { .. } => {}
+                Action::ArmVouch { seq } => keel_reactor::spawn(journal.vouch_timer(seq)).detach(),
             }
         }
     }
@@ -242,6 +256,14 @@ impl Journal {
         let result = io::flush(self.inner.region.device).await;
         self.with_state(|state, actions| {
             state.flush_done(lsn_covered, result);
+            state.pump(actions);
+        });
+    }
+
+    async fn vouch_timer(self, seq: u64) {
+        keel_reactor::time::sleep(self.inner.batch_delay.max(Duration::from_micros(100))).await;
+        self.with_state(|state, actions| {
+            state.vouch_timer_fired(seq);
             state.pump(actions);
         });
     }
