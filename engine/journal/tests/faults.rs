@@ -17,6 +17,9 @@ use keel_drivers::{BlockDevice, DmaPool};
 use keel_journal::{DurabilityMode, Journal, JournalConfig, JournalError, JournalPosition, Lsn};
 
 const RING_PAGES: u64 = 64;
+
+/// Replayed records, in LSN order.
+type Records = Vec<(Lsn, Vec<u8>)>;
 /// A payload that fills most of a page, so damage anywhere in a batch write
 /// hits a record.
 const PAYLOAD_BYTES: usize = 4000;
@@ -71,10 +74,7 @@ fn run_and_idle(rule: Option<FaultRule>, idle: std::time::Duration) -> (Result<L
 }
 
 /// Recovers the medium in `store` (with `read_rule` active, if any).
-fn recover_store(
-    store: Arc<MemoryStore>,
-    read_rule: Option<FaultRule>,
-) -> Result<(Vec<(Lsn, Vec<u8>)>, Lsn), JournalError> {
+fn recover_store(store: Arc<MemoryStore>, read_rule: Option<FaultRule>) -> Result<(Records, Lsn), JournalError> {
     let injector = Arc::new(FaultInjector::new(memory(store)));
     if let Some(rule) = read_rule {
         injector.add(rule).unwrap();
