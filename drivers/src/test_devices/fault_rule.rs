@@ -58,7 +58,10 @@ pub enum Fault {
     Misdirect(Misdirect),
     /// Writes: only the first `sectors` 512-byte sectors are written, reported
     /// successful. When the tear falls inside a logical block, the block is
-    /// read, patched and rewritten (not atomic against other queue pairs).
+    /// read, patched and rewritten (not atomic against other queue pairs);
+    /// the patch needs a DMA buffer, and with the pool exhausted the request
+    /// is refused as `QueueFull` after the rule counted it (an `Nth` rule then
+    /// does not fire on the retry).
     Tear { sectors: u32 },
     /// The completion is held back this long after the device completed the
     /// request, then delivered by a later poll. Delays combine with one other
