@@ -5,9 +5,12 @@
 //!   with fio run on the same file in the same invocation as the peer.
 //! - `journal`: durable commits per second and large-record bandwidth of the
 //!   journal, against fio's fdatasync rate and sequential write bandwidth.
+//! - `idle`: the CPU an idle `keel serve` uses, per idle policy, with an idle
+//!   redis-server as the peer.
 #![forbid(unsafe_code)]
 
 mod device;
+mod idle;
 mod journal;
 
 use std::process::ExitCode;
@@ -29,6 +32,8 @@ enum Command {
     Device(device::DeviceArgs),
     /// Journal: durable commits/s and large-record bandwidth, as ratios to fio.
     Journal(journal::JournalArgs),
+    /// CPU used by an idle `keel serve`, per idle policy, against an idle redis-server.
+    Idle(idle::IdleArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +48,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Device(args) => device::main(&args).map_err(|e| e.to_string()),
         Command::Journal(args) => journal::run(&args),
+        Command::Idle(args) => idle::main(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
