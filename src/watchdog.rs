@@ -125,23 +125,25 @@ mod tests {
 
     #[test]
     fn pings_stop_while_a_reactor_is_wedged_and_resume_after() {
+        // Periods are long enough that a loaded shared machine still answers
+        // in time: a 1 s timeout gives 500 ms for every reactor to reply.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("notify.sock");
         let receiver = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-        receiver.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        receiver.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let notifier = Arc::new(Notifier::for_socket(&path));
         let runtime = Runtime::start(&RuntimeConfig { reactors: 2, ..RuntimeConfig::default() }, &[]).unwrap();
-        let watchdog = Watchdog::start(runtime.handle(), notifier, Duration::from_millis(100)).unwrap();
+        let watchdog = Watchdog::start(runtime.handle(), notifier, Duration::from_secs(1)).unwrap();
         let mut buf = [0u8; 64];
         let n = receiver.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"WATCHDOG=1", "a healthy runtime is pinged for");
 
-        runtime.spawn_on(0, || async { std::thread::sleep(Duration::from_millis(1500)) }).unwrap();
-        // Let a ping that was already decided go out, then throw it away.
-        std::thread::sleep(Duration::from_millis(200));
+        runtime.spawn_on(0, || async { std::thread::sleep(Duration::from_millis(4000)) }).unwrap();
+        // A ping already decided before the wedge may still arrive: let it, then drop it.
+        std::thread::sleep(Duration::from_millis(700));
         receiver.set_nonblocking(true).unwrap();
         while receiver.recv(&mut buf).is_ok() {}
-        std::thread::sleep(Duration::from_millis(600));
+        std::thread::sleep(Duration::from_millis(1500));
         assert!(receiver.recv(&mut buf).is_err(), "no ping while reactor 0 is wedged");
 
         receiver.set_nonblocking(false).unwrap();

@@ -120,7 +120,7 @@ fn serve_under_systemd_reports_ready_watchdog_and_stopping() {
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     socket.set_read_timeout(Some(START_TIMEOUT)).unwrap();
     let mut command = keel(dir.path(), &["serve"]);
-    command.env("NOTIFY_SOCKET", &socket_path).env("WATCHDOG_USEC", "400000");
+    command.env("NOTIFY_SOCKET", &socket_path).env("WATCHDOG_USEC", "1000000");
     let mut server = Server::start(command);
     let receive = || {
         let mut buf = [0u8; 4096];
@@ -130,12 +130,12 @@ fn serve_under_systemd_reports_ready_watchdog_and_stopping() {
     let first = receive();
     assert!(first.lines().any(|l| l == "READY=1"), "{first}");
     server.wait_for_line("Ready");
-    // Pings come every half period (200 ms) while the reactors answer.
+    // Pings come every half period (500 ms) while the reactors answer.
     let started = Instant::now();
     for _ in 0..3 {
         assert_eq!(receive(), "WATCHDOG=1");
     }
-    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(started.elapsed() < Duration::from_secs(30));
     server.signal("INT");
     let stopping = loop {
         let message = receive();

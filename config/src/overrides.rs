@@ -54,31 +54,45 @@ impl Override {
             table.insert(first.clone(), self.value.clone());
             return Ok(());
         }
-        let mut slot = table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let mut slot = table.entry(first.clone()).or_insert_with(|| empty_for(rest.first()));
         for (i, segment) in rest.iter().enumerate() {
-            let last = i + 1 == rest.len();
-            slot = step(slot, segment, last).map_err(|reason| bad(format!("{}: {reason}", self.key)))?;
+            slot = step(slot, segment, rest.get(i + 1)).map_err(|reason| bad(format!("{}: {reason}", self.key)))?;
         }
         *slot = self.value.clone();
         Ok(())
     }
 }
 
-/// Moves one segment down from `slot`, creating a table (or a new array
-/// element, for an index one past the end) when the path goes on.
-fn step<'a>(slot: &'a mut toml::Value, segment: &Segment, last: bool) -> Result<&'a mut toml::Value, String> {
-    let fresh = || if last { toml::Value::Boolean(false) } else { toml::Value::Table(toml::Table::new()) };
+/// Moves one segment down from `slot`, creating what the path needs next (a
+/// table, an array, or, for an index one past the end, a new element).
+fn step<'a>(
+    slot: &'a mut toml::Value,
+    segment: &Segment,
+    next: Option<&Segment>,
+) -> Result<&'a mut toml::Value, String> {
     match (slot, segment) {
-        (toml::Value::Table(table), Segment::Key(key)) => Ok(table.entry(key.clone()).or_insert_with(fresh)),
+        (toml::Value::Table(table), Segment::Key(key)) => {
+            Ok(table.entry(key.clone()).or_insert_with(|| empty_for(next)))
+        }
         (toml::Value::Array(array), Segment::Index(index)) => {
             if *index == array.len() {
-                array.push(fresh());
+                array.push(empty_for(next));
             }
             let len = array.len();
             array.get_mut(*index).ok_or_else(|| format!("index {index} is past the end (the array has {len} elements)"))
         }
         (_, Segment::Key(key)) => Err(format!("\"{key}\" is set inside a value that is not a table")),
         (_, Segment::Index(index)) => Err(format!("[{index}] indexes a value that is not an array")),
+    }
+}
+
+/// An empty container for the segment that comes next; a placeholder (about
+/// to be overwritten) at the end of the path.
+fn empty_for(next: Option<&Segment>) -> toml::Value {
+    match next {
+        Some(Segment::Key(_)) => toml::Value::Table(toml::Table::new()),
+        Some(Segment::Index(_)) => toml::Value::Array(Vec::new()),
+        None => toml::Value::Boolean(false),
     }
 }
 
@@ -118,17 +132,16 @@ mod tests {
     #[test]
     fn set_creates_tables_and_appends_array_elements() {
         let mut table = toml::Table::new();
-        Override::parse_set("nfs.export[0].path=/").unwrap().apply(&mut table).unwrap_err();
-        table.insert(
-            "nfs".into(),
-            toml::Value::Table(toml::Table::from_iter([("export".to_owned(), toml::Value::Array(vec![]))])),
-        );
         Override::parse_set("nfs.export[0].path=/").unwrap().apply(&mut table).unwrap();
         Override::parse_set("nfs.export[0].async=true").unwrap().apply(&mut table).unwrap();
         let export = &table["nfs"]["export"][0];
         assert_eq!(export["path"].as_str(), Some("/"));
         assert_eq!(export["async"].as_bool(), Some(true));
+        Override::parse_set("nfs.export[1].path=/b").unwrap().apply(&mut table).unwrap();
+        assert_eq!(table["nfs"]["export"][1]["path"].as_str(), Some("/b"));
         let err = Override::parse_set("nfs.export[5].path=/x").unwrap().apply(&mut table).unwrap_err();
         assert!(err.to_string().contains("past the end"), "{err}");
+        let err = Override::parse_set("kv.listen.port=1").unwrap().apply(&mut table);
+        assert!(err.is_ok(), "kv.listen is created as a table here; deserialization rejects it later");
     }
 }

@@ -184,3 +184,15 @@ fn a_missing_file_is_an_error_that_names_it() {
     let err = Config::load(Some(std::path::Path::new("/nonexistent/keel.toml")), &[]).unwrap_err();
     assert!(err.to_string().contains("/nonexistent/keel.toml"), "{err}");
 }
+
+#[test]
+fn set_can_add_an_export_from_the_command_line() {
+    let overrides = [
+        Override::parse_set("nfs.enabled=true").unwrap(),
+        Override::parse_set("nfs.export[0].path=/").unwrap(),
+        Override::parse_set("nfs.export[0].clients=[\"*\"]").unwrap(),
+    ];
+    let config = Config::load(None, &overrides).unwrap();
+    assert_eq!(config.nfs.exports[0].path, "/");
+    assert_eq!(config.nfs.exports[0].clients, ["*"]);
+}
