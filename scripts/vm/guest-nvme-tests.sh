@@ -20,10 +20,13 @@ done
 # The keel binary on NVMe: mkfs, then serve twice (each start opens the
 # volume from the medium, each Ctrl-C closes it cleanly), then inspect.
 set -- $BDFS
-/host/keel mkfs --force --set device.backend=nvme --set "device.pci_addresses=[\"$2\"]" --set device.data_dir=/tmp/keel-data > /tmp/mkfs.log 2>&1 \
+printf '[device]\nbackend = "nvme"\npci_addresses = ["%s"]\ndata_dir = "/tmp/keel-data"\n[dma]\npool_size = "32MiB"\n' "$2" > /tmp/keel.toml
+/host/keel setup --config /tmp/keel.toml > /tmp/setup.log 2>&1 && grep -q "bind $2 to vfio-pci: already bound" /tmp/setup.log \
+  && echo "NVME-KEEL setup --config: $(tail -1 /tmp/setup.log)" || { echo "NVME-KEEL setup --config failed:"; cat /tmp/setup.log; rc=1; }
+/host/keel mkfs --force --config /tmp/keel.toml > /tmp/mkfs.log 2>&1 \
   && echo "NVME-KEEL mkfs on $2: ok" || { echo "NVME-KEEL mkfs on $2 failed:"; cat /tmp/mkfs.log; rc=1; }
 for boot in 1 2; do
-  /host/keel serve --set device.backend=nvme --set "device.pci_addresses=[\"$2\"]" --set device.data_dir=/tmp/keel-data > /tmp/serve$boot.log 2>&1 &
+  /host/keel serve --config /tmp/keel.toml > /tmp/serve$boot.log 2>&1 &
   pid=$!
   i=0; while ! grep -q '^Ready' /tmp/serve$boot.log && [ $i -lt 200 ] && kill -0 $pid 2>/dev/null; do sleep 0.1; i=$((i+1)); done
   kill -INT $pid 2>/dev/null; wait $pid; src=$?
@@ -33,7 +36,7 @@ for boot in 1 2; do
     echo "NVME-KEEL serve start $boot on $2 FAILED (exit $src):"; cat /tmp/serve$boot.log; rc=1
   fi
 done
-/host/keel inspect --set device.backend=nvme --set "device.pci_addresses=[\"$2\"]" --set device.data_dir=/tmp/keel-data > /tmp/inspect.log 2>&1 \
+/host/keel inspect --config /tmp/keel.toml > /tmp/inspect.log 2>&1 \
   && echo "NVME-KEEL inspect: $(grep -ciE 'clean' /tmp/inspect.log) lines mention clean" || { cat /tmp/inspect.log; rc=1; }
 KEEL_NVME_PCI=$1 $T --ignored --test-threads=1 --nocapture --exact unbind_mid_io_fails_requests_and_the_process_survives || rc=1
 /host/keel setup --reset --hugepages-mib 0 --pci "$1" || rc=1

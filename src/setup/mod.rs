@@ -19,18 +19,26 @@ pub use checks::Step;
 /// What to prepare.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct SetupArgs {
+    /// Keel's configuration file: with backend = "nvme" its
+    /// device.pci_addresses are prepared, and the hugepages and memlock
+    /// checks follow its dma.pool_size (flags given as well still win).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
     /// PCI address of a controller to hand to vfio-pci (repeatable), e.g. 0000:00:04.0.
     #[arg(long = "pci", value_name = "ADDRESS")]
     pub pci_addresses: Vec<String>,
     /// Every NVMe controller the kernel is not using.
     #[arg(long)]
     pub all: bool,
-    /// 2 MiB hugepages to have reserved, in MiB (0: leave the reservation alone).
-    #[arg(long, value_name = "MIB", default_value_t = 256)]
-    pub hugepages_mib: u64,
-    /// DMA memory the service will map, in MiB (checked against the memlock limit).
-    #[arg(long, value_name = "MIB", default_value_t = 256)]
-    pub dma_mib: u64,
+    /// 2 MiB hugepages to have reserved, in MiB (0: leave the reservation
+    /// alone). Default: the configuration's dma.pool_size (0 when its
+    /// dma.hugepages is "never"), else 256.
+    #[arg(long, value_name = "MIB")]
+    pub hugepages_mib: Option<u64>,
+    /// DMA memory the service will map, in MiB (checked against the memlock
+    /// limit). Default: the configuration's dma.pool_size, else 256.
+    #[arg(long, value_name = "MIB")]
+    pub dma_mib: Option<u64>,
     /// Take controllers from the kernel even when they hold mounted file systems.
     #[arg(long)]
     pub force: bool,
@@ -65,7 +73,14 @@ impl fmt::Display for SetupReport {
 /// sense, so one run shows every problem.
 pub fn run(args: &SetupArgs) -> SetupReport {
     let mut report = SetupReport::default();
-    let targets = match select_targets(args) {
+    let plan = match Plan::of(args) {
+        Ok(plan) => plan,
+        Err(step) => {
+            report.steps.push(step);
+            return report;
+        }
+    };
+    let targets = match select_targets(args, &plan.pci_addresses) {
         Ok(t) => t,
         Err(step) => {
             report.steps.push(step);
@@ -78,8 +93,8 @@ pub fn run(args: &SetupArgs) -> SetupReport {
         }
         return report;
     }
-    if args.hugepages_mib > 0 {
-        report.steps.push(checks::hugepages(args.hugepages_mib));
+    if plan.hugepages_mib > 0 {
+        report.steps.push(checks::hugepages(plan.hugepages_mib));
     }
     report.steps.push(checks::iommu_enabled());
     report.steps.push(checks::vfio_loaded());
@@ -91,12 +106,52 @@ pub fn run(args: &SetupArgs) -> SetupReport {
             report.steps.push(checks::group_viable(address));
         }
     }
-    report.steps.push(limits::memlock(args.dma_mib << 20));
+    report.steps.push(limits::memlock(plan.dma_mib << 20));
     report
 }
 
-fn select_targets(args: &SetupArgs) -> Result<Vec<String>, Step> {
+/// The flags with the configuration's values filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Plan {
+    pci_addresses: Vec<String>,
+    hugepages_mib: u64,
+    dma_mib: u64,
+}
+
+const DEFAULT_MIB: u64 = 256;
+
+impl Plan {
+    fn of(args: &SetupArgs) -> Result<Plan, Step> {
+        let Some(path) = &args.config else {
+            return Ok(Plan {
+                pci_addresses: Vec::new(),
+                hugepages_mib: args.hugepages_mib.unwrap_or(DEFAULT_MIB),
+                dma_mib: args.dma_mib.unwrap_or(DEFAULT_MIB),
+            });
+        };
+        let config = keel_config::Config::load(Some(path), &[])
+            .map_err(|e| Step::fail("read the configuration", e.to_string()))?;
+        let pool_mib = config.dma.pool_size.bytes().div_ceil(1 << 20);
+        let pci_addresses = match config.device.backend {
+            keel_config::Backend::Nvme => config.device.pci_addresses.clone(),
+            _ => Vec::new(),
+        };
+        let hugepages_default = if config.dma.hugepages == keel_config::Hugepages::Never { 0 } else { pool_mib };
+        Ok(Plan {
+            pci_addresses,
+            hugepages_mib: args.hugepages_mib.unwrap_or(hugepages_default),
+            dma_mib: args.dma_mib.unwrap_or(pool_mib),
+        })
+    }
+}
+
+fn select_targets(args: &SetupArgs, configured: &[String]) -> Result<Vec<String>, Step> {
     let mut targets = args.pci_addresses.clone();
+    for address in configured {
+        if !targets.contains(address) {
+            targets.push(address.clone());
+        }
+    }
     if args.all {
         for address in pci::nvme_controllers() {
             if !targets.contains(&address) && (args.reset || args.force || !checks::in_use(&address)) {
@@ -121,5 +176,45 @@ pub fn main(args: &SetupArgs) -> std::process::ExitCode {
         std::process::ExitCode::FAILURE
     } else {
         std::process::ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(config: Option<std::path::PathBuf>) -> SetupArgs {
+        SetupArgs {
+            config,
+            pci_addresses: vec!["0000:00:04.0".into()],
+            all: false,
+            hugepages_mib: None,
+            dma_mib: None,
+            force: false,
+            reset: false,
+        }
+    }
+
+    #[test]
+    fn the_configuration_names_the_controllers_and_sizes_the_pool() {
+        let dir = std::env::temp_dir().join(format!("keel-setup-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keel.toml");
+        std::fs::write(
+            &path,
+            "[device]\nbackend = \"nvme\"\npci_addresses = [\"0000:01:00.0\", \"0000:04:00.0\"]\n[dma]\npool_size = \"128MiB\"\n",
+        )
+        .unwrap();
+        let plan = Plan::of(&args(Some(path.clone()))).unwrap();
+        assert_eq!(plan.pci_addresses, vec!["0000:01:00.0".to_owned(), "0000:04:00.0".to_owned()]);
+        assert_eq!((plan.hugepages_mib, plan.dma_mib), (128, 128));
+        let targets = select_targets(&args(Some(path.clone())), &plan.pci_addresses).unwrap();
+        assert_eq!(targets, vec!["0000:00:04.0", "0000:01:00.0", "0000:04:00.0"]);
+        let defaults = Plan::of(&args(None)).unwrap();
+        assert_eq!((defaults.hugepages_mib, defaults.dma_mib, defaults.pci_addresses.len()), (256, 256, 0));
+        std::fs::write(&path, "[device]\nbackend = \"nvme\"\npci_addresses = []\n").unwrap();
+        let refused = Plan::of(&args(Some(path))).unwrap_err();
+        assert!(refused.failed() && refused.to_string().contains("pci_addresses"), "{refused}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }
