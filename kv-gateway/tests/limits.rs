@@ -1,0 +1,93 @@
+//! Malformed and oversized input, client limits and idle clients: each gets
+//! an error (or its own connection closed) while other clients are served.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{closed, exchange, read_at_least, Appliance};
+use keel_kv::resp::DecodeLimits;
+use keel_kv::KvConfig;
+use redis::{cmd, Commands};
+
+fn small_limits() -> KvConfig {
+    let decode =
+        DecodeLimits { bulk_bytes_max: 1024, multibulk_len_max: 64, request_bytes_max: 4096, inline_bytes_max: 256 };
+    KvConfig { decode, query_buffer_bytes_max: 8192, max_clients: 4, ..KvConfig::default() }
+}
+
+#[test]
+fn an_oversized_bulk_gets_an_error_and_the_connection_keeps_serving() {
+    let app = Appliance::start_with(small_limits());
+    let mut s = app.raw();
+    let big = vec![b'x'; 5000];
+    let mut req = format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\n", big.len()).into_bytes();
+    req.extend_from_slice(&big);
+    req.extend_from_slice(b"\r\n*1\r\n$4\r\nPING\r\n");
+    let got = exchange(&mut s, &req, 10);
+    let text = String::from_utf8_lossy(&got).to_string();
+    let text = if text.contains("PONG") { text } else { text + &String::from_utf8_lossy(&read_at_least(&mut s, 7)) };
+    assert!(text.starts_with("-ERR Protocol error: bulk of 5000 bytes exceeds"), "{text}");
+    assert!(text.ends_with("+PONG\r\n"), "{text}");
+}
+
+#[test]
+fn malformed_protocol_closes_only_that_connection() {
+    let app = Appliance::start_with(small_limits());
+    let mut other = app.client();
+    let _: () = other.set("k", "v").unwrap();
+    for bad in [&b"*1\r\n:5\r\n"[..], b"*abc\r\n", b"*1\r\n$-7\r\n", b"*1000\r\n", b"*1\r\n$2\r\nabcd\r\n"] {
+        let mut s = app.raw();
+        let got = exchange(&mut s, bad, 5);
+        assert!(got.starts_with(b"-ERR Protocol error"), "{:?} -> {:?}", bad, String::from_utf8_lossy(&got));
+        assert!(closed(&mut s));
+    }
+    let mut s = app.raw();
+    let long_inline = vec![b'a'; 600];
+    let got = exchange(&mut s, &long_inline, 5);
+    assert!(got.starts_with(b"-ERR Protocol error: too big inline"), "{:?}", String::from_utf8_lossy(&got));
+    assert_eq!(other.get::<_, String>("k").unwrap(), "v", "other clients are unaffected");
+}
+
+#[test]
+fn inline_commands_work_for_telnet_users() {
+    let app = Appliance::start();
+    let mut s = app.raw();
+    let got = exchange(&mut s, b"SET greeting \"hello world\"\r\nGET greeting\r\n", 22);
+    assert_eq!(got, b"+OK\r\n$11\r\nhello world\r\n");
+}
+
+#[test]
+fn clients_beyond_max_clients_are_refused_with_an_error() {
+    let app = Appliance::start_with(small_limits());
+    let mut held: Vec<redis::Connection> = (0..4).map(|_| app.client()).collect();
+    let mut s = app.raw();
+    let got = read_at_least(&mut s, 10);
+    assert_eq!(got, b"-ERR max number of clients reached\r\n");
+    assert_eq!(cmd("PING").query::<String>(&mut held[0]).unwrap(), "PONG");
+    drop(held.pop());
+    std::thread::sleep(Duration::from_millis(100));
+    let mut c = app.client();
+    assert_eq!(cmd("PING").query::<String>(&mut c).unwrap(), "PONG");
+}
+
+#[test]
+fn idle_clients_are_closed_after_the_idle_timeout() {
+    let config = KvConfig { idle_timeout: Some(Duration::from_millis(400)), ..KvConfig::default() };
+    let app = Appliance::start_with(config);
+    let mut s = app.raw();
+    assert_eq!(exchange(&mut s, b"PING\r\n", 7), b"+PONG\r\n");
+    let started = std::time::Instant::now();
+    assert!(closed(&mut s));
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+#[test]
+fn keys_too_long_for_the_engine_get_an_error() {
+    let app = Appliance::start();
+    let mut c = app.client();
+    let long = "k".repeat(5000);
+    let e = c.set::<_, _, ()>(&long, "v").unwrap_err();
+    assert!(e.to_string().contains("exceeds the limit"), "{e}");
+    let _: () = c.set("fine", "v").unwrap();
+}
