@@ -10,6 +10,7 @@ mod commands;
 mod error;
 mod format;
 mod inspect;
+mod kv_service;
 mod logging;
 mod progress;
 mod services;

@@ -31,6 +31,10 @@ const READ_CHUNK_BYTES: usize = 64 << 10;
 /// has accumulated, so one large pipeline does not hold them all.
 const OUTPUT_FLUSH_BYTES: usize = 64 << 10;
 
+/// Most commands sent to another reactor in one message: bounds the replies
+/// one message brings back before the connection can flush them.
+const GROUP_COMMANDS_MAX: usize = 128;
+
 /// One decoded request, planned for execution.
 enum Planned {
     /// A reply known without executing (arity errors, NOAUTH, refusals).
@@ -197,8 +201,11 @@ async fn run_batch(
         }
         let planned = plan(session, frame);
         if let Planned::Data(reactor, args) = planned {
-            if reactor != group_reactor && !group.is_empty() {
+            if (reactor != group_reactor || group.len() >= GROUP_COMMANDS_MAX) && !group.is_empty() {
                 run_group(session, group_reactor, std::mem::take(&mut group), output).await;
+                if output.bytes.len() >= OUTPUT_FLUSH_BYTES {
+                    flush(stream, session, output).await?;
+                }
             }
             group_reactor = reactor;
             group.push(args);

@@ -134,8 +134,13 @@ impl KvServer {
     /// Stops accepting, closes connections (each finishes the request it is
     /// running), and waits for the gateway's tasks to end.
     pub fn stop(self) {
+        self.stop_by(Instant::now() + STOP_WAIT);
+    }
+
+    /// [`KvServer::stop`], giving up at `deadline`. Returns how many gateway
+    /// tasks were still running then (0: a clean stop).
+    pub fn stop_by(self, deadline: Instant) -> usize {
         self.shared.stop.store(true, Ordering::Release);
-        let deadline = Instant::now() + STOP_WAIT;
         while self.shared.tasks.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -143,6 +148,7 @@ impl KvServer {
         if left > 0 {
             tracing::warn!(tasks = left, "kv gateway tasks still running after stop");
         }
+        left
     }
 }
 

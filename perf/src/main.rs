@@ -7,6 +7,8 @@
 //!   journal, against fio's fdatasync rate and sequential write bandwidth.
 //! - `idle`: the CPU an idle `keel serve` uses, per idle policy, with an idle
 //!   redis-server as the peer.
+//! - `ycsb`: YCSB's core workloads A-F against the engine in process or any
+//!   Redis-protocol server (Keel, redis-server).
 #![forbid(unsafe_code)]
 
 mod device;
@@ -16,6 +18,7 @@ mod journal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use keel_perf::ycsb;
 
 /// Keel's benchmarks. Every figure is reported next to a peer measured in the
 /// same run.
@@ -34,6 +37,8 @@ enum Command {
     Journal(journal::JournalArgs),
     /// CPU used by an idle `keel serve`, per idle policy, against an idle redis-server.
     Idle(idle::IdleArgs),
+    /// YCSB core workloads (A-F) against the engine or a Redis-protocol server.
+    Ycsb(ycsb::YcsbArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +54,7 @@ fn main() -> ExitCode {
         Command::Device(args) => device::main(&args).map_err(|e| e.to_string()),
         Command::Journal(args) => journal::run(&args),
         Command::Idle(args) => idle::main(&args),
+        Command::Ycsb(args) => ycsb::main(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

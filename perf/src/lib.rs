@@ -1,0 +1,4 @@
+//! keel-perf's benchmarks as a library, so that tests can drive them.
+#![forbid(unsafe_code)]
+
+pub mod ycsb;
