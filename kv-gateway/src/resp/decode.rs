@@ -107,6 +107,9 @@ impl Decoder {
             return (0, None);
         };
         let line = strip_cr(&buf[..nl]);
+        if line.len() > self.limits.inline_bytes_max {
+            return (buf.len(), Some(Frame::Fatal("Protocol error: too big inline request".into())));
+        }
         match split_inline(line) {
             Some(args) if args.is_empty() => (nl + 1, None),
             Some(args) => (nl + 1, Some(Frame::Command(args))),
