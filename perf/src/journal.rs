@@ -60,6 +60,9 @@ pub struct JournalArgs {
     /// auto, fua or flush (write, then fdatasync).
     #[arg(long, default_value = "auto")]
     pub durability: String,
+    /// Batch writes in flight at once (the journal's `writes_in_flight_max`).
+    #[arg(long, default_value_t = 4)]
+    pub writes_in_flight: usize,
     /// Reactors (threads) the committers are spread over.
     #[arg(long, default_value_t = 1)]
     pub reactors: usize,
@@ -190,7 +193,8 @@ fn measure(
     let config = RuntimeConfig { reactors: args.reactors, idle: IdlePolicy::Poll, ..RuntimeConfig::default() };
     let runtime = Runtime::start(&config, std::slice::from_ref(device)).map_err(|e| e.to_string())?;
     let region = JournalRegion { device: DEV, first_page: 0, page_count: (args.ring_mib << 20) / 4096 };
-    let journal_config = JournalConfig { durability: mode, ..JournalConfig::default() };
+    let journal_config =
+        JournalConfig { durability: mode, writes_in_flight_max: args.writes_in_flight, ..JournalConfig::default() };
     let identity = JournalIdentity { volume_uuid: *b"keel-perf-journl", epoch };
     let journal = runtime
         .call_blocking(0, move || async move {
