@@ -11,13 +11,20 @@ const KEEL: &str = env!("CARGO_BIN_EXE_keel");
 /// Generous: the machine is shared and tests run in parallel.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// `keel <args>` on a small data file in `dir`.
+/// A TCP port nobody listens on right now (tests run in parallel).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `keel <args>` on a small data file in `dir`, the KV gateway on a free port.
 fn keel(dir: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(KEEL);
     command
         .args(args)
         .arg("--data-dir")
         .arg(dir)
+        .arg("--kv-listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
         .args(["--set", "device.size=64MiB", "--set", "dma.pool_size=8MiB"])
         .env_remove("NOTIFY_SOCKET")
         .env_remove("WATCHDOG_USEC")
@@ -94,6 +101,7 @@ fn serve_starts_on_defaults_says_where_it_is_and_stops_cleanly_on_sigint() {
     let banner = server.seen.join("\n");
     assert!(banner.contains("creating a Keel volume"), "{banner}");
     assert!(banner.contains(&format!("file {}/keel.img (io_uring", dir.path().display())), "{banner}");
+    assert!(banner.contains("kv         redis 127.0.0.1:"), "what it listens on: {banner}");
     server.signal("INT");
     let (status, lines) = server.wait();
     assert!(status.success(), "exit status {status:?}; stdout: {lines:#?}");

@@ -71,12 +71,30 @@ pub fn main(args: &IdleArgs) -> Result<(), String> {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
     );
+    let rows = measure_all(args, &keel, &data_dir, ticks_per_sec);
+    if remove_after {
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    let rows = rows?;
+    print_report(&rows);
+    Ok(())
+}
+
+/// Every policy, then the peer; each row is one process kind's samples.
+fn measure_all(
+    args: &IdleArgs,
+    keel: &Path,
+    data_dir: &Path,
+    ticks_per_sec: f64,
+) -> Result<Vec<(String, Vec<Sample>)>, String> {
     let mut rows = Vec::new();
     for policy in &args.policies {
         let mut samples = Vec::new();
         for _ in 0..args.runs {
-            let mut command = Command::new(&keel);
-            command.args(["serve", "--idle", policy, "--data-dir"]).arg(&data_dir).args(&args.serve_args);
+            let mut command = Command::new(keel);
+            command.args(["serve", "--idle", policy, "--data-dir"]).arg(data_dir);
+            // A free port, so a Redis or another Keel on 6379 does not stop the run.
+            command.arg("--kv-listen").arg(format!("127.0.0.1:{}", free_port()?)).args(&args.serve_args);
             command.env_remove("NOTIFY_SOCKET").env_remove("WATCHDOG_USEC");
             samples.push(measure(command, "Ready", args, ticks_per_sec)?);
         }
@@ -98,11 +116,7 @@ pub fn main(args: &IdleArgs) -> Result<(), String> {
             None => println!("(redis-server is not installed: no peer measured)"),
         }
     }
-    if remove_after {
-        let _ = std::fs::remove_dir_all(&data_dir);
-    }
-    print_report(&rows);
-    Ok(())
+    Ok(rows)
 }
 
 /// One run: start, wait for a stdout line containing `ready_prefix` (any
@@ -228,6 +242,11 @@ fn sibling_binary(name: &str) -> Result<PathBuf, String> {
     } else {
         Err(format!("{} not found: build it first (cargo build --release -p keel) or pass --keel", path.display()))
     }
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
 
 fn which(name: &str) -> Option<PathBuf> {
