@@ -133,6 +133,10 @@ pub struct DeviceArgs {
     pub pin: bool,
     #[arg(long, value_enum, default_value_t = Idle::Poll)]
     pub idle: Idle,
+    /// With --idle adaptive: microseconds an idle reactor spins before it
+    /// sleeps.
+    #[arg(long, default_value_t = 200)]
+    pub spin_us: u32,
     /// io_uring setup flags: auto, defer, coop or plain.
     #[arg(long, default_value = "auto")]
     pub setup: UringSetup,

@@ -46,7 +46,7 @@ pub fn run(device: &Arc<dyn BlockDevice>, args: &DeviceArgs, run_index: u32) -> 
     let info = device.info().clone();
     let idle = match args.idle {
         Idle::Poll => IdlePolicy::Poll,
-        Idle::Adaptive => IdlePolicy::default(),
+        Idle::Adaptive => IdlePolicy::Adaptive { spin_us: args.spin_us },
     };
     let config = RuntimeConfig {
         reactors: args.reactors as usize,

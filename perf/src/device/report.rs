@@ -33,6 +33,7 @@ pub struct Settings {
     pub duration_s: u64,
     pub ramp_s: u64,
     pub idle: super::args::Idle,
+    pub spin_us: u32,
     pub pinned: bool,
     pub fua: bool,
     /// What a completed write means for durability in this run.
@@ -51,6 +52,7 @@ impl Settings {
             duration_s: args.duration,
             ramp_s: args.ramp,
             idle: args.idle,
+            spin_us: args.spin_us,
             pinned: args.pin,
             fua: args.fua,
             durability: if args.fua {
