@@ -81,6 +81,10 @@ pub struct Summary {
     pub ratio_iops: Option<Spread>,
     pub keel_cpu_cores: Option<Spread>,
     pub fio_cpu_cores: Option<Spread>,
+    /// CPU time per I/O in microseconds: how much work each side does per
+    /// request, less sensitive than IOPS to a shared machine's load.
+    pub keel_cpu_us_per_io: Option<Spread>,
+    pub fio_cpu_us_per_io: Option<Spread>,
 }
 
 impl Summary {
@@ -93,8 +97,14 @@ impl Summary {
             ratio_iops: series(&|r| r.ratio_iops),
             keel_cpu_cores: series(&|r| Some(r.keel.cpu_cores)),
             fio_cpu_cores: series(&|r| r.fio.as_ref().map(|f| f.cpu_cores)),
+            keel_cpu_us_per_io: series(&|r| cpu_us_per_io(r.keel.cpu_cores, &r.keel.total)),
+            fio_cpu_us_per_io: series(&|r| r.fio.as_ref().and_then(|f| cpu_us_per_io(f.cpu_cores, &f.total))),
         }
     }
+}
+
+fn cpu_us_per_io(cores: f64, m: &Measured) -> Option<f64> {
+    (m.iops > 0.0).then(|| cores * 1e6 / m.iops)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -168,5 +178,7 @@ pub fn summary_text(summary: &Summary) -> String {
     lines.extend(show("keel/fio IOPS", &summary.ratio_iops, 3));
     lines.extend(show("keel cpu cores", &summary.keel_cpu_cores, 2));
     lines.extend(show("fio cpu cores", &summary.fio_cpu_cores, 2));
+    lines.extend(show("keel cpu us/io", &summary.keel_cpu_us_per_io, 2));
+    lines.extend(show("fio cpu us/io", &summary.fio_cpu_us_per_io, 2));
     lines.join("\n")
 }
