@@ -162,6 +162,12 @@ impl ChildBuffer {
         self.points.get(key)
     }
 
+    /// True when the buffer holds deletes (which free space once they reach
+    /// the leaves).
+    pub fn has_deletes(&self) -> bool {
+        !self.tombstones.is_empty() || self.points.values().any(|p| p.base == Base::Delete)
+    }
+
     /// True when a tombstone of this buffer covers `key`.
     pub fn covers(&self, key: &[u8]) -> bool {
         let i = self.tombstones.partition_point(|(s, _)| s.as_slice() <= key);

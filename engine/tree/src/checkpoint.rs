@@ -130,7 +130,9 @@ impl Tree {
         }
         debug_assert!(st.lsn_applied <= lsn_applied, "records past the checkpoint LSN were applied");
         st.lsn_applied = st.lsn_applied.max(lsn_applied);
-        let dirty: Vec<NodeId> = st.cache.iter().filter(|(_, s)| s.dirty).map(|(id, _)| id).collect();
+        let mut dirty: Vec<NodeId> = st.cache.iter().filter(|(_, s)| s.dirty).map(|(id, _)| id).collect();
+        // Sorted, so that a run's writes (and its addresses) repeat exactly.
+        dirty.sort_unstable();
         for id in &dirty {
             st.cache.slot_mut(*id).expect("listed above").frozen = true;
         }

@@ -20,7 +20,12 @@ impl Tree {
         if bytes.len() > VALUE_BYTES_MAX {
             return Err(TreeError::ValueTooLarge { len_bytes: bytes.len(), max_bytes: VALUE_BYTES_MAX });
         }
-        {
+        let fits = {
+            let st = self.sh.st.borrow();
+            self.space_check(&st, bytes.len(), Admission::Write)
+        };
+        if fits.is_err() {
+            self.reclaim().await?;
             let st = self.sh.st.borrow();
             self.space_check(&st, bytes.len(), Admission::Write)?;
         }

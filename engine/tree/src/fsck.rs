@@ -23,6 +23,19 @@ pub struct FsckProgress {
     pub nodes_total: u64,
 }
 
+/// One block of the durable checkpoint, as [`Tree::block_map`] lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockInfo {
+    pub kind: BlockKind,
+    /// First page, relative to the region.
+    pub address: u64,
+    pub pages: u64,
+    /// The node id, for nodes.
+    pub node: Option<u64>,
+    /// For leaves and extents: a key whose reads need this block.
+    pub key: Option<Vec<u8>>,
+}
+
 /// What fsck found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FsckReport {
@@ -94,9 +107,38 @@ impl Tree {
     /// while no checkpoint completes (`keel fsck` opens the volume and runs
     /// it first). Device errors and corruption are reported as problems.
     pub async fn fsck(&self, progress: &mut dyn FnMut(FsckProgress)) -> Result<FsckReport> {
+        Ok(self.walk_durable(progress, None).await)
+    }
+
+    /// Every block of the durable checkpoint, for inspection tools and for
+    /// tests that aim faults at one kind of block. Blocks that fail to read
+    /// are listed without what lies below them.
+    pub async fn block_map(&self) -> Result<Vec<BlockInfo>> {
+        let mut blocks = Vec::new();
+        self.walk_durable(&mut |_| {}, Some(&mut blocks)).await;
+        Ok(blocks)
+    }
+
+    async fn walk_durable(
+        &self,
+        progress: &mut dyn FnMut(FsckProgress),
+        mut blocks: Option<&mut Vec<BlockInfo>>,
+    ) -> FsckReport {
         let image = self.sh.st.borrow().ckpt.durable.clone();
         let mut report = FsckReport::default();
-        let Some(image) = image else { return Ok(report) };
+        let Some(image) = image else { return report };
+        if let Some(blocks) = blocks.as_deref_mut() {
+            let meta = |kind, l: &crate::table::Location| BlockInfo {
+                kind,
+                address: l.address,
+                pages: l.pages(),
+                node: None,
+                key: None,
+            };
+            blocks.extend(image.table_locs.iter().map(|l| meta(BlockKind::Table, l)));
+            blocks.extend(image.chunk_locs.iter().map(|l| meta(BlockKind::SpaceMap, l)));
+            blocks.push(meta(BlockKind::Directory, &image.directory));
+        }
         report.lsn_applied = image.lsn_applied;
         report.height = image.height;
         let pages = self.sh.region.pages;
@@ -112,7 +154,7 @@ impl Tree {
                 report.problem(format!("node {} is reachable twice", p.id.0));
                 continue;
             }
-            self.check_node(&image, p, &mut report, &mut marks, &mut stack).await;
+            self.check_node(&image, p, &mut report, &mut marks, &mut stack, blocks.as_deref_mut()).await;
             progress(FsckProgress { nodes_checked: visited.len() as u64, nodes_total });
         }
         for (id, _) in image.table.iter() {
@@ -121,7 +163,7 @@ impl Tree {
             }
         }
         self.check_accounting(&image, &marks, &mut report);
-        Ok(report)
+        report
     }
 
     async fn check_node(
@@ -131,6 +173,7 @@ impl Tree {
         report: &mut FsckReport,
         marks: &mut Pages,
         stack: &mut Vec<Pending>,
+        mut blocks: Option<&mut Vec<BlockInfo>>,
     ) {
         let at = image.table.get(p.id);
         if at.is_none() {
@@ -146,12 +189,22 @@ impl Tree {
             Ok(n) => n,
             Err(e) => return report.problem(format!("node {}: {e}", p.id.0)),
         };
+        if let Some(blocks) = blocks.as_deref_mut() {
+            let key = node.as_leaf().and_then(|l| l.first_key()).map(<[u8]>::to_vec);
+            blocks.push(BlockInfo {
+                kind: node.kind(),
+                address: at.address,
+                pages: at.pages(),
+                node: Some(p.id.0),
+                key,
+            });
+        }
         if node.height() != p.height {
             report.problem(format!("node {} has height {}, expected {}", p.id.0, node.height(), p.height));
             return;
         }
         let in_range = |k: &[u8]| p.low.as_deref().is_none_or(|l| l <= k) && p.high.as_deref().is_none_or(|h| k < h);
-        let mut extents: Vec<ExtentRef> = Vec::new();
+        let mut extents: Vec<(ExtentRef, Option<Vec<u8>>)> = Vec::new();
         match &node {
             Node::Leaf(l) => {
                 report.leaves += 1;
@@ -162,7 +215,7 @@ impl Tree {
                         report.problem(format!("leaf {} holds a key outside its range", p.id.0));
                     }
                     if let ValueRef::Extent(x) = e.value {
-                        extents.push(x);
+                        extents.push((x, Some(e.key.to_vec())));
                     }
                 }
             }
@@ -186,10 +239,19 @@ impl Tree {
                         height: n.height - 1,
                     });
                 }
-                extents.extend(n.extents());
+                extents.extend(n.extents().map(|x| (x, None)));
             }
         }
-        for x in extents {
+        for (x, key) in extents {
+            if let Some(blocks) = blocks.as_deref_mut() {
+                blocks.push(BlockInfo {
+                    kind: BlockKind::Extent,
+                    address: x.address,
+                    pages: x.pages(),
+                    node: None,
+                    key,
+                });
+            }
             report.extents += 1;
             report.extent_bytes += u64::from(x.length);
             marks.mark(report, "extent", x.address, x.pages());

@@ -13,7 +13,7 @@ use crate::lookup::Step;
 use crate::merge::apply_all;
 use crate::message::{ExtentRef, MergeOp, Value};
 use crate::node::Node;
-use crate::shape::{flush_step, underflow_step};
+use crate::shape::{flush_step, underflow_step, Pick};
 use crate::sync::join_all;
 use crate::table::Location;
 use crate::tree::{PinGuard, State, Tree};
@@ -54,10 +54,16 @@ impl Tree {
             return Ok(());
         }
         let _guard = self.sh.maintenance.lock().await;
+        let mut reclaimed = false;
         loop {
             match self.decide(bytes, admission) {
                 Action::Done => return Ok(()),
-                Action::NoSpace(e) => return Err(e),
+                Action::NoSpace(e) => {
+                    if reclaimed || !self.reclaim_locked().await? {
+                        return Err(e);
+                    }
+                    reclaimed = true;
+                }
                 Action::Evict(need) => self.evict_or_wait(need).await?,
                 Action::Flush(id, key, force) => self.flush_node(id, &key, force).await?,
                 Action::Underflow(id, key) => self.fix_underflow(id, &key).await?,
@@ -94,6 +100,17 @@ impl Tree {
         }
     }
 
+    /// True when, after `bytes` more of dirty nodes, a checkpoint of
+    /// everything dirty would still fit in the free space.
+    fn has_checkpoint_room(&self, bytes: usize) -> bool {
+        let st = self.sh.st.borrow();
+        let needed = pages_for(st.cache.dirty_encoded_bytes() + st.cache.extra_bytes + 2 * bytes)
+            + st.cache.dirty_count() as u64
+            + 4
+            + crate::checkpoint::metadata_pages_max(&st);
+        st.space.map.free_pages() >= needed
+    }
+
     /// Refuses a write when the region could not hold it and a checkpoint
     /// of everything dirty, with the reserve left over.
     pub(crate) fn space_check(&self, st: &State, bytes: usize, admission: Admission) -> Result<()> {
@@ -103,7 +120,7 @@ impl Tree {
             Admission::Write => reserve,
             Admission::Reclaim => reserve / 4,
         };
-        let needed = pages_for(st.cache.dirty_encoded_bytes())
+        let needed = pages_for(st.cache.dirty_encoded_bytes() + st.cache.extra_bytes)
             + st.cache.dirty_count() as u64
             + crate::checkpoint::metadata_pages_max(st)
             + pages_for(bytes)
@@ -115,14 +132,63 @@ impl Tree {
     }
 
     async fn flush_node(&self, id: NodeId, key: &[u8], force: bool) -> Result<()> {
+        self.flush_pick(id, key, Pick::Heaviest { force }).await.map(|_| ())
+    }
+
+    async fn flush_pick(&self, id: NodeId, key: &[u8], pick: Pick) -> Result<bool> {
         let mut pins = Vec::new();
         loop {
-            let step = flush_step(&mut self.sh.st.borrow_mut(), &self.sh.config, id, key, force);
+            let step = flush_step(&mut self.sh.st.borrow_mut(), &self.sh.config, id, key, pick);
             match step {
-                Step::Done(()) => return Ok(()),
+                Step::Done(flushed) => return Ok(flushed),
                 Step::Load(n) => pins.push(self.load_in_maintenance(n).await?),
             }
         }
+    }
+
+    /// Pushes every buffered delete down to the leaves, so the space the
+    /// deleted values hold is freed (reusable once the next checkpoint is
+    /// durable). `make_room` does this by itself before it answers
+    /// `NoSpace`; an engine may also call it when space runs low. It reads
+    /// and rewrites much of the tree: an emergency measure.
+    pub async fn reclaim(&self) -> Result<()> {
+        let _guard = self.sh.maintenance.lock().await;
+        self.reclaim_locked().await.map(|_| ())
+    }
+
+    /// Walks the internal nodes from the root and flushes each buffer that
+    /// holds deletes into its child, so they travel down level by level.
+    /// True when anything moved.
+    async fn reclaim_locked(&self) -> Result<bool> {
+        let mut moved = false;
+        let root = self.sh.st.borrow().root;
+        let mut stack: Vec<(NodeId, Vec<u8>)> = vec![(root, Vec::new())];
+        while let Some((id, key)) = stack.pop() {
+            let _pin = self.load_in_maintenance(id).await?;
+            loop {
+                let slack = 2 * (self.sh.config.internal_bytes + self.sh.config.leaf_bytes);
+                if !self.has_checkpoint_room(slack) {
+                    // Rewriting more nodes could leave no room to checkpoint
+                    // them: stop; the next checkpoint frees space to go on.
+                    self.sh.st.borrow_mut().counters.reclaims += 1;
+                    return Ok(moved);
+                }
+                self.ensure_cache_room_locked(slack).await?;
+                if !self.flush_pick(id, &key, Pick::Deletes).await? {
+                    break;
+                }
+                moved = true;
+            }
+            let st = self.sh.st.borrow();
+            if let Some(n) = st.cache.get(id).and_then(|s| s.node.as_internal()).filter(|n| n.height >= 2) {
+                for (i, child) in n.children.iter().enumerate() {
+                    let low = n.child_low(i).map_or_else(|| key.clone(), <[u8]>::to_vec);
+                    stack.push((*child, low));
+                }
+            }
+        }
+        self.sh.st.borrow_mut().counters.reclaims += 1;
+        Ok(moved)
     }
 
     async fn fix_underflow(&self, id: NodeId, key: &[u8]) -> Result<()> {

@@ -4,6 +4,7 @@
 //! are already cached; the async callers in `maintenance.rs` load what a
 //! step says it needs and run the step again.
 
+use crate::buffer::ChildBuffer;
 use crate::config::TreeConfig;
 use crate::internal::{Internal, NodeId};
 use crate::leaf::Leaf;
@@ -60,23 +61,42 @@ pub(crate) fn is_underfull(st: &State, cfg: &TreeConfig, id: NodeId) -> bool {
     }
 }
 
-/// Flushes `id`'s heaviest buffer into that child, when `id` is over its
-/// size (or `force`). Splits what grew too big on the way.
-pub(crate) fn flush_step(st: &mut State, cfg: &TreeConfig, id: NodeId, key: &[u8], force: bool) -> Step<()> {
+/// Which buffer of a node a flush empties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pick {
+    /// The one with the most bytes, when the node is over its size (or
+    /// `force`).
+    Heaviest { force: bool },
+    /// The first one holding deletes (space reclamation).
+    Deletes,
+}
+
+/// Flushes one buffer of `id` into its child, as `pick` says; splits what
+/// grew too big on the way. `Done(false)` when there was nothing to flush.
+pub(crate) fn flush_step(st: &mut State, cfg: &TreeConfig, id: NodeId, key: &[u8], pick: Pick) -> Step<bool> {
     let mut path = match find_path(st, key, id) {
         Step::Load(n) => return Step::Load(n),
         Step::Done(None) => {
             st.work.overfull.retain(|(i, _)| *i != id);
-            return Step::Done(());
+            return Step::Done(false);
         }
         Step::Done(Some(path)) => path,
     };
     let n = internal(st, id);
-    let (i, bytes) = n.heaviest_child();
-    if bytes == 0 || !(force || n.encoded_bytes() > cfg.internal_bytes) {
-        st.work.overfull.retain(|(w, _)| *w != id);
-        return Step::Done(());
-    }
+    let i = match pick {
+        Pick::Heaviest { force } => {
+            let (i, bytes) = n.heaviest_child();
+            if bytes == 0 || !(force || n.encoded_bytes() > cfg.internal_bytes) {
+                st.work.overfull.retain(|(w, _)| *w != id);
+                return Step::Done(false);
+            }
+            i
+        }
+        Pick::Deletes => match n.buffers.iter().position(ChildBuffer::has_deletes) {
+            Some(i) => i,
+            None => return Step::Done(false),
+        },
+    };
     let child = n.children[i];
     let child_low = n.child_low(i).map_or_else(|| path.last().expect("non-empty").low.clone(), <[u8]>::to_vec);
     if !st.cache.contains(child) {
@@ -110,7 +130,7 @@ pub(crate) fn flush_step(st: &mut State, cfg: &TreeConfig, id: NodeId, key: &[u8
     if !is_overfull(st, cfg, id) {
         st.work.overfull.retain(|(w, _)| *w != id);
     }
-    Step::Done(())
+    Step::Done(true)
 }
 
 /// Splits the last node of `path` if it is too big, and its ancestors in

@@ -33,6 +33,8 @@ pub struct Counters {
     pub evictions_dirty: u64,
     pub materializations: u64,
     pub checkpoints: u64,
+    /// Passes that pushed buffered deletes down to free space.
+    pub reclaims: u64,
 }
 
 impl Counters {
