@@ -153,8 +153,8 @@ mod tests {
 
     #[test]
     fn gateways_start_in_order_stop_in_reverse_and_a_failure_unwinds() {
-        let runtime = Runtime::start(&keel_reactor::RuntimeConfig::default(), &[]).unwrap();
-        let engine = Engine::open(&runtime, 1, keel_engine::Limits::default()).unwrap();
+        let spec = keel_engine::testing::TestEngineSpec { reactors: 1, shards: 1, ..Default::default() };
+        let (runtime, engine, _device) = keel_engine::testing::memory_engine(&spec);
         let config = Config::default();
         let context = ServiceContext { config: &config, runtime: &runtime, engine: &engine };
         let slots = [

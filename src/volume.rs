@@ -6,8 +6,8 @@ use keel_config::Config;
 use keel_engine::layout::LayoutParams;
 use keel_engine::superblock::Superblock;
 use keel_engine::volume::{self, MkfsParams, SuperblockPair, VolumeError};
+use keel_reactor::block_on;
 use keel_reactor::io::DeviceId;
-use keel_reactor::{block_on, Runtime};
 
 use crate::error::CliError;
 use crate::progress;
@@ -68,7 +68,9 @@ pub fn open_or_create(storage: &Storage, config: &Config) -> Result<Opened, CliE
     } else if !pair.has_keel_magic() {
         return Err(VolumeError::Foreign { device: storage.device.info().name.clone() }.into());
     }
-    let superblock = block_on(&storage.devices(), volume::open(VOLUME_DEVICE))??;
+    // Read only: the engine recovers from this superblock and its first
+    // checkpoint writes the next generation.
+    let superblock = block_on(&storage.devices(), volume::read_current(VOLUME_DEVICE))??;
     if let Some(shards) = config.engine.shards {
         if shards != superblock.layout.shard_count {
             tracing::warn!(
@@ -79,10 +81,4 @@ pub fn open_or_create(storage: &Storage, config: &Config) -> Result<Opened, CliE
         }
     }
     Ok(Opened { superblock, created })
-}
-
-/// Marks the volume cleanly shut down, from reactor 0 of `runtime`.
-pub fn close(runtime: &Runtime, superblock: &Superblock) -> Result<Superblock, CliError> {
-    let superblock = superblock.clone();
-    Ok(runtime.call_blocking(0, move || async move { volume::close(VOLUME_DEVICE, &superblock).await })??)
 }

@@ -25,7 +25,7 @@ fn keel(dir: &Path, args: &[&str]) -> Command {
         .arg(dir)
         .arg("--kv-listen")
         .arg(format!("127.0.0.1:{}", free_port()))
-        .args(["--set", "device.size=64MiB", "--set", "dma.pool_size=8MiB"])
+        .args(["--set", "device.size=64MiB", "--set", "dma.pool_size=32MiB"])
         .env_remove("NOTIFY_SOCKET")
         .env_remove("WATCHDOG_USEC")
         .env_remove("RUST_LOG");

@@ -19,7 +19,8 @@ pub enum Hugepages {
 }
 
 /// Smallest pool: one 2 MiB region.
-pub const POOL_SIZE_MIN: ByteSize = ByteSize::mib(2);
+/// Room for the journal's batch buffers, checkpoint and eviction writes.
+pub const POOL_SIZE_MIN: ByteSize = ByteSize::mib(32);
 /// The DMA pool's own upper bound (drivers::dma::POOL_BYTES_MAX).
 pub const POOL_SIZE_MAX: ByteSize = ByteSize::gib(64);
 

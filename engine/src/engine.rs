@@ -3,40 +3,54 @@
 //! `Engine` is cheap to clone and may be used from any reactor. Every
 //! operation on a key runs on the reactor that hosts the key's shard: the call
 //! travels there as a message and the result comes back (no shared state on
-//! the data path). A write's LSN is assigned and the write applied to the
-//! shard's store in one synchronous step, so each shard applies writes in LSN
-//! order; durability is asked for separately with [`Engine::wait_durable`].
+//! the data path except the journal). A write's LSN is assigned and the write
+//! applied to the shard's tree in one synchronous step, so each shard applies
+//! writes in LSN order; durability is asked for separately with
+//! [`Engine::wait_durable`].
 
 use std::future::Future;
 use std::ops::Bound;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use keel_reactor::{call_on, Runtime};
+use keel_journal::Journal;
+use keel_reactor::call_on;
+use keel_reactor::io::DeviceId;
+use keel_tree::{MergeOp, Message, Value};
 
+use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::limits::Limits;
-use crate::merge::MergeOp;
 use crate::record::{self, Op};
 use crate::route;
 use crate::shard::{self, Shard};
-use crate::store::Message;
+use crate::superblock::Superblock;
+use crate::sync::LocalMutex;
 use crate::txn::Transaction;
-use crate::wal::Wal;
 
 /// A log sequence number: the position of a committed change in the journal.
 pub type Lsn = u64;
 
-static NEXT_ENGINE_UID: AtomicU64 = AtomicU64::new(1);
+pub(crate) static NEXT_ENGINE_UID: AtomicU64 = AtomicU64::new(1);
 
 pub(crate) struct EngineShared {
     pub uid: u64,
+    pub device: DeviceId,
     pub shard_count: u32,
     pub reactor_count: usize,
-    pub limits: Limits,
+    pub config: EngineConfig,
     pub next_txn: AtomicU64,
-    pub wal: Wal,
+    pub journal: Journal,
+    /// The superblock in force; replaced by each checkpoint.
+    pub superblock: Mutex<Superblock>,
+    pub stopping: AtomicBool,
+    pub checkpoints: AtomicU64,
+}
+
+thread_local! {
+    /// One checkpoint at a time; checkpoints run on reactor 0.
+    pub(crate) static CHECKPOINT_LOCK: Rc<LocalMutex> = Rc::new(LocalMutex::default());
 }
 
 /// A handle to an open engine.
@@ -52,48 +66,36 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Creates the engine's shards on the reactors of `runtime` (shard `i` on
-    /// reactor `i % reactors`). Call from a thread that is not a reactor.
-    pub fn open(runtime: &Runtime, shard_count: u32, limits: Limits) -> Result<Engine, EngineError> {
-        let shared = Arc::new(EngineShared {
-            uid: NEXT_ENGINE_UID.fetch_add(1, Ordering::Relaxed),
-            shard_count,
-            reactor_count: runtime.reactor_count(),
-            limits,
-            next_txn: AtomicU64::new(1),
-            wal: Wal::default(),
-        });
-        for reactor in 0..shared.reactor_count {
-            let uid = shared.uid;
-            let reactors = shared.reactor_count;
-            runtime.call_blocking(reactor, move || async move {
-                for id in (0..shard_count).filter(|&s| route::reactor_of(s, reactors) == reactor) {
-                    shard::register(uid, Shard::new(id));
-                }
-            })?;
-        }
-        Ok(Engine { shared })
-    }
-
-    /// Drops the engine's shards from their reactors.
-    pub fn close(self, runtime: &Runtime) -> Result<(), EngineError> {
-        for reactor in 0..self.shared.reactor_count {
-            let uid = self.shared.uid;
-            runtime.call_blocking(reactor, move || async move { shard::unregister_all(uid) })?;
-        }
-        Ok(())
-    }
-
     pub fn shard_count(&self) -> u32 {
         self.shared.shard_count
     }
 
     pub fn limits(&self) -> &Limits {
-        &self.shared.limits
+        &self.shared.config.limits
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.shared.config
     }
 
     pub fn shard_of(&self, key: &[u8]) -> u32 {
         route::shard_of(key, self.shared.shard_count)
+    }
+
+    /// The superblock now in force.
+    pub fn superblock(&self) -> Superblock {
+        self.superblock_lock().clone()
+    }
+
+    pub(crate) fn superblock_lock(&self) -> MutexGuard<'_, Superblock> {
+        self.shared.superblock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Incremented every time the volume is opened; a value that changes
+    /// whenever unacknowledged writes could have been lost (NFS's write
+    /// verifier derives from it).
+    pub fn boot_counter(&self) -> u64 {
+        self.superblock_lock().boot_counter
     }
 
     /// Runs `f` with shard `id` on the reactor that hosts it.
@@ -115,62 +117,112 @@ impl Engine {
 
     /// The highest LSN known durable.
     pub fn lsn_durable(&self) -> Lsn {
-        self.shared.wal.lsn_durable()
+        self.shared.journal.lsn_durable()
     }
 
     /// Waits until every change up to `lsn` is durable.
     pub async fn wait_durable(&self, lsn: Lsn) -> Result<(), EngineError> {
-        self.shared.wal.wait_durable(lsn).await
+        Ok(self.shared.journal.wait_durable(lsn).await?)
     }
 
     /// The value of `key`, if any.
     pub async fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
-        self.shared.limits.check_key(key)?;
+        self.limits().check_key(key)?;
         let key = key.to_vec();
-        self.on_shard(self.shard_of(&key), move |shard| async move { shard.store.get(&key).await }).await?
+        self.on_shard(self.shard_of(&key), move |shard| async move {
+            shard.tree.get(&key).await.map_err(|e| EngineError::from_tree(shard.id, e))
+        })
+        .await?
     }
 
+    /// `len` bytes of `key`'s value from `offset` (fewer at the end of the
+    /// value), without reading the rest of a large value.
+    pub async fn read_range(&self, key: &[u8], offset: u64, len: usize) -> Result<Option<Vec<u8>>, EngineError> {
+        self.limits().check_key(key)?;
+        self.limits().check_value(len)?;
+        let key = key.to_vec();
+        self.on_shard(self.shard_of(&key), move |shard| async move {
+            shard.tree.read_range(&key, offset, len).await.map_err(|e| EngineError::from_tree(shard.id, e))
+        })
+        .await?
+    }
+
+    /// Stores `value` under `key`. Values above the tree's inline limit are
+    /// written once, out of line, before the journal record that names them.
     pub async fn put(&self, key: &[u8], value: Vec<u8>) -> Result<Lsn, EngineError> {
-        self.shared.limits.check_value(value.len())?;
-        self.write(key, Message::Put(value)).await
+        self.limits().check_key(key)?;
+        self.limits().check_value(value.len())?;
+        self.write(key, Message::Put(Value::Inline(value))).await
     }
 
     pub async fn delete(&self, key: &[u8]) -> Result<Lsn, EngineError> {
+        self.limits().check_key(key)?;
         self.write(key, Message::Delete).await
     }
 
     pub async fn merge(&self, key: &[u8], op: MergeOp) -> Result<Lsn, EngineError> {
-        self.shared.limits.check_merge(&op)?;
+        self.limits().check_key(key)?;
+        self.limits().check_merge(&op)?;
         self.write(key, Message::Merge(op)).await
     }
 
     async fn write(&self, key: &[u8], message: Message) -> Result<Lsn, EngineError> {
-        self.shared.limits.check_key(key)?;
         let op = Op::Write { shard: self.shard_of(key), key: key.to_vec(), message };
         let engine = self.clone();
-        self.on_shard(op.shard(), move |shard| async move { engine.write_on_shard(&shard, op).await }).await?
+        self.on_shard(op.shard(), move |shard| async move {
+            let op = engine.externalize(&shard, op).await?;
+            let extent = op.extent();
+            let result = engine.write_on_shard(&shard, op).await;
+            if let (Err(_), Some(e)) = (&result, extent) {
+                shard.tree.forget_extent(e);
+            }
+            result
+        })
+        .await?
+    }
+
+    /// Moves a put's value out of line when it is above the inline limit
+    /// (on the shard's own reactor), and checks the op against the tree.
+    pub(crate) async fn externalize(&self, shard: &Shard, op: Op) -> Result<Op, EngineError> {
+        let inline_max = self.shared.config.tree.inline_value_max_bytes;
+        let op = match op {
+            Op::Write { shard: s, key, message: Message::Put(Value::Inline(v)) } if v.len() > inline_max => {
+                let extent = shard.tree.write_extent(&v).await.map_err(|e| EngineError::from_tree(shard.id, e))?;
+                Op::Write { shard: s, key, message: Message::Put(Value::Extent(extent)) }
+            }
+            other => other,
+        };
+        if let Op::Write { key, message, .. } = &op {
+            if let Err(e) = shard.tree.check_message(key, message) {
+                if let Some(extent) = op.extent() {
+                    shard.tree.forget_extent(extent);
+                }
+                return Err(EngineError::from_tree(shard.id, e));
+            }
+        }
+        Ok(op)
     }
 
     /// Commits one single-key op on its own shard: reserves journal space,
     /// waits until neither a transaction's key lock nor a gate is in the way
-    /// and the store has room, then assigns the LSN and applies in one
+    /// and the tree has room, then assigns the LSN and applies in one
     /// synchronous step.
     async fn write_on_shard(&self, shard: &Shard, op: Op) -> Result<Lsn, EngineError> {
         let Op::Write { key, .. } = &op else { unreachable!("single-key writes only") };
-        let payload = record::encode(std::slice::from_ref(&op));
-        let size_bytes = op.size_bytes();
+        let ops = std::slice::from_ref(&op);
+        let payload = record::encode(ops);
         // Journal space first: waiting for it must never happen while holding
         // anything a checkpoint (which frees journal space) waits for.
-        let reservation = self.shared.wal.reserve(payload.len()).await?;
+        let reservation = self.shared.journal.reserve(payload.len()).await?;
         loop {
             shard.locks.wait_unlocked(key).await;
             shard.gate.wait_free().await;
-            shard.store.make_room(size_bytes).await?;
-            if !shard.gate.is_free() || shard.locks.locked_by_other(key, None) || !shard.store.has_room(size_bytes) {
+            shard.make_room(ops).await?;
+            if !shard.gate.is_free() || shard.locks.locked_by_other(key, None) || !shard.has_room(ops) {
                 continue;
             }
-            let lsn = reservation.commit(&payload);
-            shard.apply_ops(lsn, std::slice::from_ref(&op));
+            let lsn = commit_record(reservation, &payload, op.extent().is_some())?;
+            shard.apply_ops(lsn, ops);
             return Ok(lsn);
         }
     }
@@ -197,7 +249,7 @@ impl Engine {
         end: Bound<Vec<u8>>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, EngineError> {
-        let limit = limit.min(self.shared.limits.scan_entries_max);
+        let limit = limit.min(self.limits().scan_entries_max);
         let shards = self.shards_for_range(&start, &end);
         let mut handles = Vec::with_capacity(shards.len());
         for id in shards {
@@ -206,7 +258,8 @@ impl Engine {
             handles.push(keel_reactor::spawn(async move {
                 engine
                     .on_shard(id, move |shard| async move {
-                        shard.store.scan(as_ref_bound(&start), as_ref_bound(&end), limit).await
+                        let scanned = shard.tree.scan(as_ref_bound(&start), as_ref_bound(&end), limit).await;
+                        scanned.map_err(|e| EngineError::from_tree(shard.id, e))
                     })
                     .await
             }));
@@ -236,7 +289,19 @@ impl Engine {
     }
 }
 
-fn as_ref_bound(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+/// Appends a reserved record. A record that names an out-of-line value is
+/// durable only after a flush that follows the value's write (FUA on the
+/// record's own write would not cover the value).
+pub(crate) fn commit_record(
+    reservation: keel_journal::Reservation<'_>,
+    payload: &[u8],
+    after_data: bool,
+) -> Result<Lsn, EngineError> {
+    let lsn = if after_data { reservation.commit_after_data(payload)? } else { reservation.commit(payload)? };
+    Ok(lsn)
+}
+
+pub(crate) fn as_ref_bound(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
     match b {
         Bound::Included(v) => Bound::Included(v.as_slice()),
         Bound::Excluded(v) => Bound::Excluded(v.as_slice()),

@@ -4,24 +4,28 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+mod checkpoint;
+mod config;
 mod engine;
 mod error;
 pub mod layout;
 mod limits;
 mod locks;
-pub mod merge;
+mod open;
 pub mod record;
+mod recovery;
 pub mod route;
 mod shard;
-mod store;
 pub mod superblock;
+mod sync;
+pub mod testing;
 mod txn;
 pub mod volume;
-mod wal;
 
+pub use config::EngineConfig;
 pub use engine::{Engine, Lsn};
 pub use error::EngineError;
+pub use keel_tree::{merge, MergeOp, Message, TreeConfig, Value};
 pub use limits::Limits;
-pub use merge::MergeOp;
-pub use store::Message;
+pub use open::OpenReport;
 pub use txn::Transaction;

@@ -2,7 +2,7 @@
 //! changes.
 
 use crate::error::EngineError;
-use crate::merge::MergeOp;
+use keel_tree::MergeOp;
 
 /// Limits of one engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,10 +20,11 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            key_bytes_max: 1024,
-            value_bytes_max: 64 << 20,
+            key_bytes_max: keel_tree::limits::KEY_BYTES_MAX,
+            value_bytes_max: keel_tree::limits::VALUE_BYTES_MAX,
             txn_locks_max: 4096,
-            txn_bytes_max: 8 << 20,
+            // One transaction is one journal record.
+            txn_bytes_max: 1 << 20,
             scan_entries_max: 100_000,
         }
     }

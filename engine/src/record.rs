@@ -1,22 +1,14 @@
 //! The journal payload of a transaction: every change it makes, on every
 //! shard, in one record — so a multi-shard transaction is atomic by
-//! construction. Byte layout in docs/FORMAT.md ("Transaction records").
+//! construction. Byte layout in docs/FORMAT.md ("Transaction records"); the
+//! messages inside use the tree's encoding ("Tree: messages").
 
-use crate::merge::MergeOp;
-use crate::store::Message;
+use keel_tree::{ExtentRef, Message, Value};
 
-pub const PAYLOAD_VERSION: u8 = 1;
+pub const PAYLOAD_VERSION: u8 = 2;
 
-const OP_PUT: u8 = 1;
-const OP_DELETE: u8 = 3;
-const OP_MERGE: u8 = 4;
+const OP_WRITE: u8 = 1;
 const OP_DELETE_RANGE: u8 = 5;
-
-const MERGE_APPEND: u8 = 1;
-const MERGE_PATCH_AT: u8 = 2;
-const MERGE_ADD_I64: u8 = 3;
-const MERGE_FIELD_SET: u8 = 4;
-const MERGE_FIELD_DELETE: u8 = 5;
 
 /// One change of a transaction, with the shard it applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,22 +27,30 @@ impl Op {
     /// Bytes this op adds to a shard's in-memory buffers (for admission).
     pub fn size_bytes(&self) -> usize {
         match self {
-            Op::Write { key, message, .. } => key.len() + message_size(message) + 16,
+            Op::Write { key, message, .. } => key.len() + message_bytes(message) + 16,
             Op::DeleteRange { start, end, .. } => start.len() + end.as_ref().map_or(0, Vec::len) + 16,
+        }
+    }
+
+    /// Whether the op may only free space (so it may use the tree's reserve).
+    pub fn reclaims(&self) -> bool {
+        matches!(self, Op::DeleteRange { .. } | Op::Write { message: Message::Delete, .. })
+    }
+
+    /// The out-of-line value this op refers to, if any.
+    pub fn extent(&self) -> Option<ExtentRef> {
+        match self {
+            Op::Write { message: Message::Put(Value::Extent(e)), .. } => Some(*e),
+            _ => None,
         }
     }
 }
 
-fn message_size(message: &Message) -> usize {
+fn message_bytes(message: &Message) -> usize {
     match message {
-        Message::Put(v) => v.len(),
-        Message::Delete => 0,
-        Message::Merge(op) => match op {
-            MergeOp::Append(b) | MergeOp::PatchAt { bytes: b, .. } => b.len() + 8,
-            MergeOp::AddI64(_) => 8,
-            MergeOp::FieldSet { field, value } => field.len() + value.len(),
-            MergeOp::FieldDelete { field } => field.len(),
-        },
+        Message::Put(v) => v.encoded_bytes(),
+        Message::Delete => 1,
+        Message::Merge(op) => op.encoded_bytes(),
     }
 }
 
@@ -63,99 +63,43 @@ pub struct DecodeError {
     pub what: &'static str,
 }
 
-struct Writer(Vec<u8>);
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&u32::try_from(b.len()).expect("lengths are bounded far below 4 GiB").to_le_bytes());
+    out.extend_from_slice(b);
+}
 
-impl Writer {
-    fn u8(&mut self, v: u8) {
-        self.0.push(v);
-    }
-    fn u16(&mut self, v: u16) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn bytes(&mut self, b: &[u8]) {
-        self.u32(u32::try_from(b.len()).expect("lengths are bounded far below 4 GiB"));
-        self.0.extend_from_slice(b);
-    }
+fn put_head(out: &mut Vec<u8>, kind: u8, shard: u32) {
+    out.push(kind);
+    out.push(0);
+    out.extend_from_slice(&u16::try_from(shard).expect("at most 32 shards").to_le_bytes());
 }
 
 /// Encodes the ops of one transaction.
 pub fn encode(ops: &[Op]) -> Vec<u8> {
-    let mut w = Writer(Vec::with_capacity(64 + ops.iter().map(Op::size_bytes).sum::<usize>()));
-    w.u8(PAYLOAD_VERSION);
-    w.u8(0);
-    w.u16(0);
-    w.u32(u32::try_from(ops.len()).expect("op count is bounded"));
+    let mut out = Vec::with_capacity(8 + ops.iter().map(Op::size_bytes).sum::<usize>());
+    out.extend_from_slice(&[PAYLOAD_VERSION, 0, 0, 0]);
+    out.extend_from_slice(&u32::try_from(ops.len()).expect("op count is bounded").to_le_bytes());
     for op in ops {
-        encode_op(&mut w, op);
-    }
-    w.0
-}
-
-fn encode_op(w: &mut Writer, op: &Op) {
-    match op {
-        Op::Write { shard, key, message } => {
-            let kind = match message {
-                Message::Put(_) => OP_PUT,
-                Message::Delete => OP_DELETE,
-                Message::Merge(_) => OP_MERGE,
-            };
-            w.u8(kind);
-            w.u8(0);
-            w.u16(*shard as u16);
-            w.bytes(key);
-            match message {
-                Message::Put(v) => w.bytes(v),
-                Message::Delete => {}
-                Message::Merge(m) => encode_merge(w, m),
+        match op {
+            Op::Write { shard, key, message } => {
+                put_head(&mut out, OP_WRITE, *shard);
+                put_bytes(&mut out, key);
+                message.encode(&mut out);
             }
-        }
-        Op::DeleteRange { shard, start, end } => {
-            w.u8(OP_DELETE_RANGE);
-            w.u8(0);
-            w.u16(*shard as u16);
-            w.bytes(start);
-            match end {
-                Some(end) => {
-                    w.u8(1);
-                    w.bytes(end);
+            Op::DeleteRange { shard, start, end } => {
+                put_head(&mut out, OP_DELETE_RANGE, *shard);
+                put_bytes(&mut out, start);
+                match end {
+                    Some(end) => {
+                        out.push(1);
+                        put_bytes(&mut out, end);
+                    }
+                    None => out.push(0),
                 }
-                None => w.u8(0),
             }
         }
     }
-}
-
-fn encode_merge(w: &mut Writer, m: &MergeOp) {
-    match m {
-        MergeOp::Append(b) => {
-            w.u8(MERGE_APPEND);
-            w.bytes(b);
-        }
-        MergeOp::PatchAt { offset, bytes } => {
-            w.u8(MERGE_PATCH_AT);
-            w.u64(*offset);
-            w.bytes(bytes);
-        }
-        MergeOp::AddI64(d) => {
-            w.u8(MERGE_ADD_I64);
-            w.u64(*d as u64);
-        }
-        MergeOp::FieldSet { field, value } => {
-            w.u8(MERGE_FIELD_SET);
-            w.bytes(field);
-            w.bytes(value);
-        }
-        MergeOp::FieldDelete { field } => {
-            w.u8(MERGE_FIELD_DELETE);
-            w.bytes(field);
-        }
-    }
+    out
 }
 
 struct Reader<'a> {
@@ -179,32 +123,35 @@ impl<'a> Reader<'a> {
     fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
         Ok(u32::from_le_bytes(self.take(4, what)?.try_into().expect("4 bytes")))
     }
-    fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
-        Ok(u64::from_le_bytes(self.take(8, what)?.try_into().expect("8 bytes")))
-    }
     fn bytes(&mut self, what: &'static str) -> Result<Vec<u8>, DecodeError> {
         let n = self.u32(what)? as usize;
         Ok(self.take(n, what)?.to_vec())
     }
+    fn message(&mut self) -> Result<Message, DecodeError> {
+        let (message, used) =
+            Message::decode(&self.bytes[self.at..]).map_err(|m| DecodeError { at: self.at, what: m.0 })?;
+        self.at += used;
+        Ok(message)
+    }
 }
 
-/// Decodes a payload written by [`encode`].
-pub fn decode(bytes: &[u8]) -> Result<Vec<Op>, DecodeError> {
+/// Decodes a payload written by [`encode`]. `shard_count` bounds the shard
+/// numbers a valid payload may name.
+pub fn decode(bytes: &[u8], shard_count: u32) -> Result<Vec<Op>, DecodeError> {
     let mut r = Reader { bytes, at: 0 };
     if r.u8("version")? != PAYLOAD_VERSION {
         return Err(DecodeError { at: 0, what: "unknown payload version" });
     }
-    r.u8("reserved")?;
-    r.u16("reserved")?;
+    r.take(3, "reserved")?;
     let count = r.u32("op count")? as usize;
-    // Each op takes at least 8 bytes: a count beyond that is malformed, and
+    // Each op takes at least 9 bytes: a larger count is malformed, and
     // checking first keeps a corrupt count from reserving huge memory.
-    if count > bytes.len() / 8 {
+    if count > bytes.len() / 9 {
         return Err(DecodeError { at: 4, what: "op count larger than the payload" });
     }
     let mut ops = Vec::with_capacity(count);
     for _ in 0..count {
-        ops.push(decode_op(&mut r)?);
+        ops.push(decode_op(&mut r, shard_count)?);
     }
     if r.at != bytes.len() {
         return Err(DecodeError { at: r.at, what: "trailing bytes" });
@@ -212,57 +159,44 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Op>, DecodeError> {
     Ok(ops)
 }
 
-fn decode_op(r: &mut Reader<'_>) -> Result<Op, DecodeError> {
+fn decode_op(r: &mut Reader<'_>, shard_count: u32) -> Result<Op, DecodeError> {
     let kind = r.u8("op kind")?;
     r.u8("reserved")?;
     let shard = u32::from(r.u16("shard")?);
+    if shard >= shard_count {
+        return Err(DecodeError { at: r.at, what: "shard out of range" });
+    }
     let key = r.bytes("key")?;
-    let message = match kind {
-        OP_PUT => Message::Put(r.bytes("value")?),
-        OP_DELETE => Message::Delete,
-        OP_MERGE => Message::Merge(decode_merge(r)?),
+    match kind {
+        OP_WRITE => Ok(Op::Write { shard, key, message: r.message()? }),
         OP_DELETE_RANGE => {
             let end = match r.u8("range end flag")? {
                 0 => None,
                 1 => Some(r.bytes("range end")?),
                 _ => return Err(DecodeError { at: r.at, what: "bad range end flag" }),
             };
-            return Ok(Op::DeleteRange { shard, start: key, end });
+            Ok(Op::DeleteRange { shard, start: key, end })
         }
-        _ => return Err(DecodeError { at: r.at, what: "unknown op kind" }),
-    };
-    Ok(Op::Write { shard, key, message })
-}
-
-fn decode_merge(r: &mut Reader<'_>) -> Result<MergeOp, DecodeError> {
-    Ok(match r.u8("merge kind")? {
-        MERGE_APPEND => MergeOp::Append(r.bytes("append bytes")?),
-        MERGE_PATCH_AT => MergeOp::PatchAt { offset: r.u64("patch offset")?, bytes: r.bytes("patch bytes")? },
-        MERGE_ADD_I64 => MergeOp::AddI64(r.u64("delta")? as i64),
-        MERGE_FIELD_SET => MergeOp::FieldSet { field: r.bytes("field")?, value: r.bytes("field value")? },
-        MERGE_FIELD_DELETE => MergeOp::FieldDelete { field: r.bytes("field")? },
-        _ => return Err(DecodeError { at: r.at, what: "unknown merge kind" }),
-    })
+        _ => Err(DecodeError { at: r.at, what: "unknown op kind" }),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keel_tree::MergeOp;
 
     fn sample() -> Vec<Op> {
+        let extent = ExtentRef { address: 3, length: 9000, crc32c: 7, generation: 2 };
         vec![
-            Op::Write { shard: 3, key: b"a".to_vec(), message: Message::Put(b"value".to_vec()) },
+            Op::Write { shard: 3, key: b"a".to_vec(), message: Message::Put(Value::Inline(b"value".to_vec())) },
+            Op::Write { shard: 2, key: b"big".to_vec(), message: Message::Put(Value::Extent(extent)) },
             Op::Write { shard: 0, key: b"b".to_vec(), message: Message::Delete },
             Op::Write { shard: 1, key: b"c".to_vec(), message: Message::Merge(MergeOp::AddI64(-5)) },
             Op::Write {
                 shard: 1,
                 key: b"d".to_vec(),
                 message: Message::Merge(MergeOp::FieldSet { field: b"f".to_vec(), value: b"v".to_vec() }),
-            },
-            Op::Write {
-                shard: 1,
-                key: b"e".to_vec(),
-                message: Message::Merge(MergeOp::PatchAt { offset: 9, bytes: vec![1, 2] }),
             },
             Op::DeleteRange { shard: 2, start: b"x".to_vec(), end: Some(b"y".to_vec()) },
             Op::DeleteRange { shard: 2, start: b"z".to_vec(), end: None },
@@ -272,14 +206,19 @@ mod tests {
     #[test]
     fn payloads_round_trip() {
         let ops = sample();
-        assert_eq!(decode(&encode(&ops)).unwrap(), ops);
+        assert_eq!(decode(&encode(&ops), 4).unwrap(), ops);
+    }
+
+    #[test]
+    fn a_shard_beyond_the_volume_is_refused() {
+        assert!(decode(&encode(&sample()), 3).is_err());
     }
 
     #[test]
     fn every_truncation_is_an_error_not_a_panic() {
         let bytes = encode(&sample());
         for n in 0..bytes.len() {
-            assert!(decode(&bytes[..n]).is_err(), "prefix of {n} bytes decoded");
+            assert!(decode(&bytes[..n], 4).is_err(), "prefix of {n} bytes decoded");
         }
     }
 
@@ -289,8 +228,11 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         for _ in 0..20_000 {
             let len = rng.gen_range(0..64);
-            let bytes: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
-            let _ = decode(&bytes);
+            let mut bytes: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+            if !bytes.is_empty() {
+                bytes[0] = PAYLOAD_VERSION;
+            }
+            let _ = decode(&bytes, 32);
         }
     }
 }

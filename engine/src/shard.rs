@@ -1,4 +1,4 @@
-//! A shard: its store, key locks and apply gate, living on one reactor.
+//! A shard: its tree, key locks and apply gate, living on one reactor.
 //!
 //! Each reactor keeps the shards it hosts in a thread-local registry keyed by
 //! (engine, shard), so that tests can run several engines in one process.
@@ -7,13 +7,15 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use keel_tree::{Admission, Tree};
+
+use crate::error::EngineError;
 use crate::locks::{Gate, LockTable, TxnId};
 use crate::record::Op;
-use crate::store::Store;
 
 pub(crate) struct Shard {
     pub id: u32,
-    pub store: Store,
+    pub tree: Tree,
     pub locks: LockTable,
     pub gate: Gate,
 }
@@ -36,19 +38,46 @@ pub(crate) fn local(engine_uid: u64, id: u32) -> Option<Rc<Shard>> {
 }
 
 impl Shard {
-    pub fn new(id: u32) -> Shard {
-        Shard { id, store: Store::default(), locks: LockTable::default(), gate: Gate::default() }
+    pub fn new(id: u32, tree: Tree) -> Shard {
+        Shard { id, tree, locks: LockTable::default(), gate: Gate::default() }
     }
 
     /// Applies this shard's part of a committed transaction. Synchronous: the
-    /// caller holds the order (see `locks`).
+    /// caller holds the order (see `locks`) and made room first.
     pub fn apply_ops(&self, lsn: u64, ops: &[Op]) {
         for op in ops.iter().filter(|op| op.shard() == self.id) {
-            match op {
-                Op::Write { key, message, .. } => self.store.apply(lsn, key, message),
-                Op::DeleteRange { start, end, .. } => self.store.apply_delete_range(lsn, start, end.as_deref()),
+            let applied = match op {
+                Op::Write { key, message, .. } => self.tree.apply(lsn, key, message.clone()),
+                Op::DeleteRange { start, end, .. } => self.tree.apply_delete_range(lsn, start, end.as_deref()),
+            };
+            // Every op was checked against the tree's limits before its record
+            // was written, so this cannot fail; if it did, the journal still
+            // holds the change and recovery would apply it.
+            if let Err(e) = applied {
+                tracing::error!(shard = self.id, lsn, error = %e, "a journaled op was refused by the tree");
             }
         }
+    }
+
+    /// Admission for this shard's part of `ops`.
+    pub fn admission(ops: &[Op], shard: u32) -> (usize, Admission) {
+        let mine = ops.iter().filter(|op| op.shard() == shard);
+        let (mut bytes, mut reclaim) = (0usize, true);
+        for op in mine {
+            bytes += op.size_bytes();
+            reclaim &= op.reclaims();
+        }
+        (bytes, if reclaim { Admission::Reclaim } else { Admission::Write })
+    }
+
+    pub async fn make_room(&self, ops: &[Op]) -> Result<(), EngineError> {
+        let (bytes, admission) = Self::admission(ops, self.id);
+        self.tree.make_room(bytes, admission).await.map_err(|e| EngineError::from_tree(self.id, e))
+    }
+
+    pub fn has_room(&self, ops: &[Op]) -> bool {
+        let (bytes, admission) = Self::admission(ops, self.id);
+        self.tree.has_room(bytes, admission)
     }
 
     /// Locks `keys` (already in order) for `txn`.

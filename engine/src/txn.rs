@@ -19,14 +19,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
-use crate::engine::{Engine, Lsn};
+use keel_tree::merge::apply_merge;
+use keel_tree::{ExtentRef, MergeOp, Message, Value};
+
+use crate::engine::{commit_record, Engine, Lsn};
 use crate::error::EngineError;
 use crate::locks::TxnId;
-use crate::merge::{apply_merge, MergeOp};
 use crate::record::{self, Op};
 use crate::route;
 use crate::shard;
-use crate::store::Message;
 
 /// An open transaction. Dropping it without committing releases its locks.
 pub struct Transaction {
@@ -103,9 +104,10 @@ impl Transaction {
             match op {
                 Op::Write { key: k, message, .. } if k.as_slice() == key => {
                     value = match message {
-                        Message::Put(v) => Some(v.clone()),
+                        Message::Put(Value::Inline(v)) => Some(v.clone()),
+                        Message::Put(Value::Extent(_)) => unreachable!("extents are written at commit"),
                         Message::Delete => None,
-                        Message::Merge(m) => apply_merge(value.as_deref(), m),
+                        Message::Merge(m) => apply_merge(value, m),
                     };
                 }
                 Op::DeleteRange { start, end, .. } => {
@@ -127,7 +129,7 @@ impl Transaction {
 
     pub fn put(&mut self, key: &[u8], value: Vec<u8>) -> Result<(), EngineError> {
         self.engine.limits().check_value(value.len())?;
-        self.push_write(key, Message::Put(value))
+        self.push_write(key, Message::Put(Value::Inline(value)))
     }
 
     pub fn delete(&mut self, key: &[u8]) -> Result<(), EngineError> {
@@ -160,6 +162,17 @@ impl Transaction {
             self.finished = true;
             return Ok(self.engine.lsn_durable());
         }
+        let extents = self.externalize().await?;
+        let result = self.commit_prepared(!extents.is_empty()).await;
+        if result.is_err() {
+            forget_extents(&self.engine, extents).await;
+        }
+        let lsn = result?;
+        self.finished = true;
+        Ok(lsn)
+    }
+
+    async fn commit_prepared(&mut self, after_data: bool) -> Result<Lsn, EngineError> {
         let payload = record::encode(&self.ops);
         let max = self.engine.limits().txn_bytes_max;
         if payload.len() > max {
@@ -169,10 +182,45 @@ impl Transaction {
         let here = keel_reactor::reactor_id();
         let local_only =
             shards.len() == 1 && shards.iter().all(|&s| route::reactor_of(s, self.engine.shared.reactor_count) == here);
-        let lsn =
-            if local_only { self.commit_local(&payload).await? } else { self.commit_gated(&payload, &shards).await? };
-        self.finished = true;
-        Ok(lsn)
+        if local_only {
+            self.commit_local(&payload, after_data).await
+        } else {
+            self.commit_gated(&payload, &shards, after_data).await
+        }
+    }
+
+    /// Writes large values out of line on their shards and checks every write
+    /// against the tree's limits. Returns the extents written.
+    async fn externalize(&mut self) -> Result<Vec<(u32, ExtentRef)>, EngineError> {
+        let ops = std::mem::take(&mut self.ops);
+        let mut out = Vec::with_capacity(ops.len());
+        let mut extents = Vec::new();
+        let mut failure = None;
+        for op in ops {
+            if failure.is_some() || !matches!(op, Op::Write { .. }) {
+                out.push(op);
+                continue;
+            }
+            let engine = self.engine.clone();
+            let s = op.shard();
+            match self.engine.on_shard(s, move |shard| async move { engine.externalize(&shard, op).await }).await {
+                Ok(Ok(op)) => {
+                    if let Some(e) = op.extent() {
+                        extents.push((s, e));
+                    }
+                    out.push(op);
+                }
+                Ok(Err(e)) | Err(e) => failure = Some(e),
+            }
+        }
+        self.ops = out;
+        match failure {
+            Some(e) => {
+                forget_extents(&self.engine, extents).await;
+                Err(e)
+            }
+            None => Ok(extents),
+        }
     }
 
     /// Keys this transaction writes on `shard`.
@@ -185,12 +233,11 @@ impl Transaction {
             .collect()
     }
 
-    async fn commit_local(&mut self, payload: &[u8]) -> Result<Lsn, EngineError> {
+    async fn commit_local(&mut self, payload: &[u8], after_data: bool) -> Result<Lsn, EngineError> {
         let shard_id = self.ops[0].shard();
         let shard = shard::local(self.engine.shared.uid, shard_id).expect("local shard registered");
         let keys = Self::write_keys(&self.ops, shard_id);
-        let size_bytes: usize = self.ops.iter().map(Op::size_bytes).sum();
-        let reservation = self.engine.shared.wal.reserve(payload.len()).await?;
+        let reservation = self.engine.shared.journal.reserve(payload.len()).await?;
         loop {
             for key in &keys {
                 if shard.locks.locked_by_other(key, Some(self.id)) {
@@ -198,12 +245,12 @@ impl Transaction {
                 }
             }
             shard.gate.wait_free().await;
-            shard.store.make_room(size_bytes).await?;
+            shard.make_room(&self.ops).await?;
             let blocked = keys.iter().any(|k| shard.locks.locked_by_other(k, Some(self.id)));
-            if blocked || !shard.gate.is_free() || !shard.store.has_room(size_bytes) {
+            if blocked || !shard.gate.is_free() || !shard.has_room(&self.ops) {
                 continue;
             }
-            let lsn = reservation.commit(payload);
+            let lsn = commit_record(reservation, payload, after_data)?;
             shard.apply_ops(lsn, &self.ops);
             if let Some(keys) = self.locked.remove(&shard_id) {
                 shard.unlock_all(&keys, self.id);
@@ -213,12 +260,17 @@ impl Transaction {
         }
     }
 
-    async fn commit_gated(&mut self, payload: &[u8], shards: &BTreeSet<u32>) -> Result<Lsn, EngineError> {
+    async fn commit_gated(
+        &mut self,
+        payload: &[u8],
+        shards: &BTreeSet<u32>,
+        after_data: bool,
+    ) -> Result<Lsn, EngineError> {
         // Journal space before any gate: a checkpoint, which frees journal
         // space, waits for gates to be free.
-        let reservation = self.engine.shared.wal.reserve(payload.len()).await?;
+        let reservation = self.engine.shared.journal.reserve(payload.len()).await?;
         let gates = GateSet::acquire(&self.engine, self.id, &self.ops, shards).await?;
-        let lsn = reservation.commit(payload);
+        let lsn = commit_record(reservation, payload, after_data)?;
         // From here the changes must reach every shard whatever happens to us.
         let ops = std::mem::take(&mut self.ops);
         let locked = std::mem::take(&mut self.locked);
@@ -258,6 +310,13 @@ impl Drop for Transaction {
         if !self.finished && keel_reactor::on_reactor() {
             self.release_locks();
         }
+    }
+}
+
+/// Gives back extents written for a transaction that did not commit.
+async fn forget_extents(engine: &Engine, extents: Vec<(u32, ExtentRef)>) {
+    for (s, e) in extents {
+        let _ = engine.on_shard(s, move |shard| async move { shard.tree.forget_extent(e) }).await;
     }
 }
 
@@ -316,12 +375,12 @@ impl GateSet {
             let mut set = GateSet { engine: engine.clone(), id, held: Vec::new(), armed: true };
             for &s in shards {
                 let keys = Transaction::write_keys(ops, s);
-                let size_bytes: usize = ops.iter().filter(|op| op.shard() == s).map(Op::size_bytes).sum();
+                let mine: Vec<Op> = ops.iter().filter(|op| op.shard() == s).cloned().collect();
                 set.held.push(s);
                 let clear = engine
                     .on_shard(s, move |shard| async move {
                         shard.gate.acquire(id).await;
-                        shard.store.make_room(size_bytes).await?;
+                        shard.make_room(&mine).await?;
                         Ok::<bool, EngineError>(!keys.iter().any(|k| shard.locks.locked_by_other(k, Some(id))))
                     })
                     .await??;

@@ -192,7 +192,8 @@ pub async fn mkfs<P: FnMut(u64, u64)>(
         layout,
         flags: FLAG_CLEAN,
         journal_epoch: 0,
-        journal_head_lsn: 0,
+        // LSNs start at 1 (the journal's empty log begins there).
+        journal_head_lsn: 1,
         journal_head_offset: 0,
         boot_counter: 0,
         created_unix_secs: now_unix_secs(),
@@ -234,6 +235,29 @@ pub async fn open(device: DeviceId) -> Result<Superblock, VolumeError> {
     };
     write_durably(device, &info, &next).await?;
     Ok(next)
+}
+
+/// The newest valid superblock, checked against the device, without writing
+/// anything: the engine recovers from it and its first checkpoint writes the
+/// next generation.
+pub async fn read_current(device: DeviceId) -> Result<Superblock, VolumeError> {
+    let info = checked_info(device)?;
+    let current = read_superblocks(device).await?.choose(&info.name)?;
+    let device_pages = info.capacity_bytes() / PAGE_BYTES as u64;
+    if current.layout.capacity_pages > device_pages {
+        return Err(VolumeError::DeviceTooSmall {
+            device: info.name.clone(),
+            needed_pages: current.layout.capacity_pages,
+            device_pages,
+        });
+    }
+    Ok(current)
+}
+
+/// Writes `sb` to its slot and flushes: when this returns, `sb` is durable.
+pub async fn write_superblock(device: DeviceId, sb: &Superblock) -> Result<(), VolumeError> {
+    let info = checked_info(device)?;
+    write_durably(device, &info, sb).await
 }
 
 /// Marks the volume cleanly shut down: `sb` (the superblock in force) is
@@ -326,7 +350,7 @@ async fn zero_pages<P: FnMut(u64, u64)>(
     Ok(())
 }
 
-fn now_unix_secs() -> u64 {
+pub(crate) fn now_unix_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 

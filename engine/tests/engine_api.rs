@@ -5,13 +5,13 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use keel_engine::{Engine, EngineError, Limits, MergeOp};
-use keel_reactor::{Runtime, RuntimeConfig};
+use keel_engine::testing::{memory_engine, TestEngineSpec};
+use keel_engine::{Engine, EngineConfig, EngineError, Limits, MergeOp};
+use keel_reactor::Runtime;
 use rand::{Rng, SeedableRng};
 
 fn start(reactors: usize, shards: u32) -> (Runtime, Engine) {
-    let runtime = Runtime::start(&RuntimeConfig { reactors, ..RuntimeConfig::default() }, &[]).unwrap();
-    let engine = Engine::open(&runtime, shards, Limits::default()).unwrap();
+    let (runtime, engine, _) = memory_engine(&TestEngineSpec { reactors, shards, ..TestEngineSpec::default() });
     (runtime, engine)
 }
 
@@ -184,8 +184,9 @@ fn prefix_routed_keys_scan_one_shard() {
 #[test]
 fn limits_are_typed_errors_and_change_nothing() {
     let limits = Limits { key_bytes_max: 8, value_bytes_max: 16, txn_locks_max: 2, ..Limits::default() };
-    let runtime = Runtime::start(&RuntimeConfig::default(), &[]).unwrap();
-    let engine = Engine::open(&runtime, 2, limits).unwrap();
+    let config = EngineConfig { limits, ..EngineConfig::default() };
+    let (runtime, engine, _) =
+        memory_engine(&TestEngineSpec { reactors: 1, shards: 2, config, ..TestEngineSpec::default() });
     runtime
         .call_blocking(0, move || async move {
             assert!(matches!(engine.put(b"123456789", vec![]).await, Err(EngineError::KeyTooLarge { .. })));

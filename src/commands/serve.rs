@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keel_config::{Config, IdleMode};
-use keel_engine::{Engine, Limits};
+use keel_engine::{Engine, EngineConfig};
+use keel_reactor::io::DeviceId;
 use keel_reactor::{IdlePolicy, Runtime, RuntimeConfig};
 
 use crate::cli::ServeArgs;
@@ -33,7 +34,15 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
     let storage = storage::open(&config, Create::IfMissing)?;
     let opened = volume::open_or_create(&storage, &config)?;
     let runtime = Runtime::start(&runtime_config(&config), &storage.devices())?;
-    let engine = Engine::open(&runtime, opened.superblock.layout.shard_count, Limits::default())?;
+    let shard_count = opened.superblock.layout.shard_count;
+    let (engine, report) = Engine::open(&runtime, DeviceId(0), engine_config(&config, shard_count))?;
+    if !report.was_clean {
+        println!(
+            "Recovered after an unclean shutdown: {} journal records replayed ({}).",
+            report.records_replayed, report.journal_end_reason
+        );
+    }
+    let opened = volume::Opened { superblock: engine.superblock(), ..opened };
     let context = ServiceContext { config: &config, runtime: &runtime, engine: &engine };
     let services::Started { running, states } = services::start_all(services::SLOTS, &context)
         .map_err(|e| CliError::Service { service: e.service.to_owned(), reason: e.reason })?;
@@ -60,11 +69,22 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
         watchdog.stop();
     }
     services::stop_all(running, &runtime, Instant::now() + DRAIN_TIMEOUT);
+    // The final checkpoint marks the volume clean: nothing to replay next time.
     engine.close(&runtime)?;
-    volume::close(&runtime, &opened.superblock)?;
     runtime.stop();
     println!("Stopped cleanly.");
     Ok(())
+}
+
+/// The engine's settings from `[engine]`. The cache budget is shared by all
+/// shards; the node size is the internal node size (leaves stay small, see
+/// the tree's configuration).
+fn engine_config(config: &Config, shard_count: u32) -> EngineConfig {
+    let mut engine = EngineConfig::default();
+    engine.tree.cache_bytes = (config.engine.cache_size.bytes() / u64::from(shard_count.max(1))) as usize;
+    engine.tree.internal_bytes = config.engine.node_size.bytes() as usize;
+    engine.checkpoint_interval = config.engine.checkpoint_interval.get();
+    engine
 }
 
 fn runtime_config(config: &Config) -> RuntimeConfig {

@@ -57,10 +57,18 @@ impl Journal {
         let limits = Limits::derive(config, &region, &io::device_info(region.device))?;
         check_position(&position, limits.ring_bytes)?;
         let mut free_bufs = Vec::with_capacity(limits.batch_buffers);
+        let pool = io::dma_pool(region.device);
         for _ in 0..limits.batch_buffers {
-            let mut buf = io::alloc_buf(region.device, limits.batch_bytes)
-                .await
-                .map_err(|e| JournalError::Config(format!("batch buffer: {e}")))?;
+            // Fail rather than wait: at open nothing else will return buffers,
+            // so a pool too small for the journal would wait forever.
+            let mut buf = pool.try_alloc(limits.batch_bytes).map_err(|e| {
+                JournalError::Config(format!(
+                    "the DMA pool ({} bytes) cannot hold the journal's {} batch buffers of {} bytes ({e}); raise dma.pool_size",
+                    pool.size_bytes(),
+                    limits.batch_buffers,
+                    limits.batch_bytes
+                ))
+            })?;
             buf.set_len(limits.batch_bytes);
             free_bufs.push(buf);
         }
@@ -90,6 +98,7 @@ impl Journal {
             stats: JournalStats::default(),
             hint_sealed: position.next_lsn - 1,
             vouch_armed: None,
+            after_data: Default::default(),
         };
         state.pump(&mut Vec::new());
         tracing::info!(
@@ -307,7 +316,20 @@ impl Reservation<'_> {
     /// Assigns the next LSN to `payload` and places the record in the open
     /// batch. Synchronous, so the caller can apply the transaction to its
     /// in-memory state in the same step, in LSN order.
-    pub fn commit(mut self, payload: &[u8]) -> Result<Lsn, JournalError> {
+    pub fn commit(self, payload: &[u8]) -> Result<Lsn, JournalError> {
+        self.commit_with(payload, false)
+    }
+
+    /// Like [`Reservation::commit`], for a record that names data written
+    /// before it (an out-of-line value): the record is durable only once a
+    /// flush issued after its batch write completes, so that the data is
+    /// durable too. (Recovery checks such data by its checksum: a record whose
+    /// data did not survive was never acknowledged and ends the log.)
+    pub fn commit_after_data(self, payload: &[u8]) -> Result<Lsn, JournalError> {
+        self.commit_with(payload, true)
+    }
+
+    fn commit_with(mut self, payload: &[u8], after_data: bool) -> Result<Lsn, JournalError> {
         if payload.len() > self.payload_bytes {
             return Err(JournalError::ReservationExceeded {
                 payload_bytes: payload.len(),
@@ -317,7 +339,7 @@ impl Reservation<'_> {
         self.live = false;
         let claim = self.claim;
         self.journal.with_state(|state, actions| {
-            let lsn = state.commit(claim, payload, actions);
+            let lsn = state.commit(claim, payload, after_data, actions);
             state.pump(actions);
             Ok(lsn)
         })

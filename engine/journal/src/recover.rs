@@ -32,6 +32,11 @@ pub struct RecoveryOutcome {
     /// Where the next batch starts: the first page boundary at or after the
     /// end, so no later write touches a page that holds replayed records.
     pub next_offset: u64,
+    /// The highest durable-LSN hint any valid record carries: every LSN up to
+    /// it was acknowledged durable before the crash. A caller that must end
+    /// the log earlier (data a record names did not survive) checks against
+    /// it: ending at or below it would drop acknowledged data.
+    pub lsn_vouched: Lsn,
 }
 
 enum Scan {
@@ -48,6 +53,8 @@ struct Scanner<'a> {
     payload_bytes_max: usize,
     /// Nothing at or past this logical offset belongs to the live log.
     limit: u64,
+    /// The highest durable-LSN hint seen in a valid record.
+    vouched: Lsn,
 }
 
 fn floor_page(offset: u64) -> u64 {
@@ -74,6 +81,7 @@ pub async fn recover(
         ring_bytes,
         payload_bytes_max: config.record_payload_bytes_max,
         limit: floor_page(head_offset) + ring_bytes,
+        vouched: 0,
     };
     let (mut at, mut lsn, mut replayed) = (head_offset, head_lsn, 0u64);
     let end_reason = loop {
@@ -99,7 +107,14 @@ pub async fn recover(
     scanner.check_vouchers(at, lsn, &end_reason).await?;
     let next_offset = at.next_multiple_of(PAGE_BYTES as u64);
     tracing::info!(records = replayed, next_lsn = lsn, end_offset = at, reason = %end_reason, "journal recovered");
-    Ok(RecoveryOutcome { records_replayed: replayed, next_lsn: lsn, end_offset: at, end_reason, next_offset })
+    Ok(RecoveryOutcome {
+        records_replayed: replayed,
+        next_lsn: lsn,
+        end_offset: at,
+        end_reason,
+        next_offset,
+        lsn_vouched: scanner.vouched,
+    })
 }
 
 impl Scanner<'_> {
@@ -151,6 +166,7 @@ impl Scanner<'_> {
         if record_crc(self.seed, record, header.kind, payload_bytes) != header.crc {
             return Ok(Err(format!("checksum mismatch in the record for LSN {}", header.lsn)));
         }
+        self.vouched = self.vouched.max(header.lsn_durable_hint);
         Ok(Ok(header))
     }
 

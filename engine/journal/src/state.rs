@@ -4,7 +4,7 @@
 //! out as [`Action`]s that the caller performs after releasing the lock, and
 //! wakers to wake are collected in `to_wake`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::task::Waker;
 
 use keel_drivers::{DmaBuf, IoError};
@@ -109,6 +109,10 @@ pub(crate) struct State {
     pub hint_sealed: Lsn,
     /// A vouch timer is pending for the open batch of this sequence number.
     pub vouch_armed: Option<u64>,
+    /// Records (by LSN) that name data written before them (out-of-line
+    /// values): with FUA batch writes they become durable only after a flush
+    /// that follows their batch, because FUA covers the batch write alone.
+    pub after_data: BTreeSet<Lsn>,
 }
 
 fn floor_page(offset: u64) -> u64 {
@@ -178,8 +182,11 @@ impl State {
 
     /// Assigns the next LSN to `payload` and places it in the open batch, in
     /// place of a claim of `claim` bytes.
-    pub fn commit(&mut self, claim: usize, payload: &[u8], actions: &mut Vec<Action>) -> Lsn {
+    pub fn commit(&mut self, claim: usize, payload: &[u8], after_data: bool, actions: &mut Vec<Action>) -> Lsn {
         let lsn = self.next_lsn;
+        if after_data && self.limits.durable == Durable::Fua {
+            self.after_data.insert(lsn);
+        }
         let epoch = self.epoch;
         let batch = self.open.as_mut().expect("a live claim keeps its batch open");
         assert!(batch.claimed_bytes >= claim);
@@ -352,11 +359,19 @@ impl State {
     }
 
     fn flush_if_needed(&mut self, actions: &mut Vec<Action>) {
-        if self.limits.durable != Durable::Flush || self.flush_in_flight.is_some() || self.failed.is_some() {
+        if self.flush_in_flight.is_some() || self.failed.is_some() {
             return;
         }
-        let waiting = self.durable_waiters.first_key_value().is_some_and(|((lsn, _), _)| *lsn <= self.lsn_written);
-        if waiting && self.lsn_written > self.lsn_durable {
+        let needed = match self.limits.durable {
+            Durable::Flush => {
+                self.durable_waiters.first_key_value().is_some_and(|((lsn, _), _)| *lsn <= self.lsn_written)
+            }
+            // A written record that names earlier data holds durability back
+            // until a flush: issue it whether or not anyone waits yet.
+            Durable::Fua => self.after_data.first().is_some_and(|&lsn| lsn <= self.lsn_written),
+            Durable::AtCompletion => false,
+        };
+        if needed && self.lsn_written > self.lsn_durable {
             self.flush_in_flight = Some(self.lsn_written);
             self.stats.flushes += 1;
             actions.push(Action::Flush { lsn_covered: self.lsn_written });
@@ -390,7 +405,9 @@ impl State {
             self.written_seq += 1;
         }
         if self.limits.durable != Durable::Flush {
-            self.set_durable(self.lsn_written);
+            // Up to the first record still waiting for a flush after its data.
+            let cap = self.after_data.first().map_or(self.lsn_written, |&lsn| lsn - 1);
+            self.set_durable(self.lsn_written.min(cap));
         }
         self.reclaim();
         // A completed write may have freed ring space and a buffer.
@@ -412,6 +429,7 @@ impl State {
         }
         assert!(lsn <= self.lsn_written, "durable beyond the written prefix");
         self.lsn_durable = lsn;
+        self.after_data = self.after_data.split_off(&(lsn + 1));
         let later = self.durable_waiters.split_off(&(lsn + 1, 0));
         let ready = std::mem::replace(&mut self.durable_waiters, later);
         self.to_wake.extend(ready.into_values());

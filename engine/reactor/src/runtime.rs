@@ -360,16 +360,30 @@ where
     let peers: Arc<[Arc<Shared>]> = vec![Arc::clone(&shared)].into();
     let core = build_core(0, poll, shared, peers, config.idle, config.queue_depth, devices)?;
     let _guard = enter(Rc::clone(&core));
-    let output: Rc<RefCell<Option<F::Output>>> = Rc::new(RefCell::new(None));
-    let task = spawn({
-        let output = Rc::clone(&output);
+    // A panic in `future` is caught and re-raised here, rather than leaving
+    // the loop waiting forever for an output.
+    let done = Rc::new(RefCell::new(None));
+    let watcher = spawn({
+        let done = Rc::clone(&done);
         async move {
-            let value = future.await;
-            *output.borrow_mut() = Some(value);
+            let mut future = std::pin::pin!(future);
+            let result = std::future::poll_fn(|cx| {
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+                    Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+                    Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+                    Err(panic) => std::task::Poll::Ready(Err(panic)),
+                }
+            })
+            .await;
+            *done.borrow_mut() = Some(result);
         }
     });
-    task.detach();
-    core.run_until(|| output.borrow().is_some());
-    let value = output.borrow_mut().take().expect("block_on finished without output");
+    watcher.detach();
+    core.run_until(|| done.borrow().is_some());
+    let result = done.borrow_mut().take().expect("block_on finished without output");
+    let value = match result {
+        Ok(value) => value,
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
     Ok(value)
 }

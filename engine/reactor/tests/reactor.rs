@@ -214,3 +214,9 @@ fn stop_waits_for_io_in_flight() {
     // Every buffer is back in the pool: nothing was abandoned mid-flight.
     assert_eq!(device.dma_pool().allocated_bytes(), 0);
 }
+
+#[test]
+fn block_on_re_raises_a_panic_instead_of_hanging() {
+    let result = std::panic::catch_unwind(|| block_on(&[], async { panic!("deliberate test panic") }));
+    assert!(result.is_err());
+}

@@ -3,10 +3,11 @@
 
 use std::net::SocketAddr;
 
-use keel_engine::{Engine, Limits as EngineLimits};
+use keel_engine::testing::{memory_engine, TestEngineSpec};
+use keel_engine::Engine;
 use keel_nfs::client::{Auth, Nfs3Client};
 use keel_nfs::{Gateway, GatewayConfig};
-use keel_reactor::{Runtime, RuntimeConfig};
+use keel_reactor::Runtime;
 
 pub struct Server {
     pub gateway: Option<Gateway>,
@@ -20,8 +21,8 @@ impl Server {
     }
 
     pub fn start_with(reactors: usize, shards: u32, config: GatewayConfig) -> Server {
-        let runtime = Runtime::start(&RuntimeConfig { reactors, ..RuntimeConfig::default() }, &[]).unwrap();
-        let engine = Engine::open(&runtime, shards, EngineLimits::default()).unwrap();
+        let (runtime, engine, _device) =
+            memory_engine(&TestEngineSpec { reactors, shards, ..TestEngineSpec::default() });
         let gateway = Gateway::start(&runtime, engine.clone(), config).unwrap();
         Server { gateway: Some(gateway), engine, runtime }
     }

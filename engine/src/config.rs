@@ -1,0 +1,50 @@
+//! How an engine is opened: limits, tree and journal settings, checkpoint policy.
+
+use std::time::Duration;
+
+use keel_journal::JournalConfig;
+use keel_tree::TreeConfig;
+
+use crate::limits::Limits;
+
+/// Everything [`crate::Engine::open`] needs besides the device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    pub limits: Limits,
+    /// Settings of every shard's tree; `cache_bytes` is per shard.
+    pub tree: TreeConfig,
+    pub journal: JournalConfig,
+    /// A checkpoint is taken at least this often while there are changes.
+    pub checkpoint_interval: Duration,
+    /// ... and as soon as the journal is this full (percent of the ring), so
+    /// that appenders never wait for space in normal operation and recovery
+    /// replays a bounded log.
+    pub checkpoint_journal_percent: u8,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            limits: Limits::default(),
+            tree: TreeConfig::default(),
+            // Half a megabyte per record: a transaction's large values go out
+            // of line, and a record must fit a batch on devices whose largest
+            // transfer is 1 MiB.
+            journal: JournalConfig { record_payload_bytes_max: 512 << 10, ..JournalConfig::default() },
+            checkpoint_interval: Duration::from_secs(30),
+            checkpoint_journal_percent: 25,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Small nodes, cache and journal settings for tests that want deep trees,
+    /// evictions and frequent checkpoints.
+    pub fn tiny_for_tests() -> Self {
+        EngineConfig {
+            tree: TreeConfig::tiny_for_tests(),
+            checkpoint_interval: Duration::from_millis(200),
+            ..EngineConfig::default()
+        }
+    }
+}
