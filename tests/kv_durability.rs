@@ -23,7 +23,7 @@ fn start_keel(dir: &Path, port: u16) -> Child {
         .arg(dir)
         .arg("--kv-listen")
         .arg(format!("127.0.0.1:{port}"))
-        .args(["--set", "device.size=256MiB", "--set", "dma.pool_size=16MiB", "--set", "kv.durability=always"])
+        .args(["--set", "device.size=256MiB", "--set", "dma.pool_size=32MiB", "--set", "kv.durability=always"])
         .args(["--set", "nfs.enabled=false"])
         .env_remove("NOTIFY_SOCKET")
         .env_remove("WATCHDOG_USEC")
@@ -135,8 +135,6 @@ fn write_until_stopped(
 }
 
 #[test]
-#[ignore = "waits for the persistent engine: until the journal and the Bε-tree are integrated behind \
-            the engine API, data lives in memory and kill -9 loses it (run with --ignored once they land)"]
 fn acknowledged_writes_survive_kill_9_with_concurrent_clients() {
     const ROUNDS: usize = 4;
     const CLIENTS: usize = 8;

@@ -10,7 +10,9 @@
 //!    frozen image is exactly "all records up to that LSN". Then write the
 //!    frozen image (new places for dirty nodes, the indirection table); the
 //!    shard keeps serving meanwhile.
-//! 2. Flush the device: every node and table page is durable.
+//! 2. Wait until the journal is durable up to the largest frozen LSN, then
+//!    flush the device: every node and table page is durable, and so is
+//!    every record any shard's image includes.
 //! 3. Write the next superblock (the new shard states; the journal head at the
 //!    smallest frozen LSN + 1) and flush it.
 //! 4. Free the journal before the head and let every tree reuse the space its
@@ -127,9 +129,17 @@ impl Engine {
         states: &[([u8; SHARD_STATE_BYTES], u64)],
     ) -> Result<Superblock, EngineError> {
         let device = self.shared.device;
+        let journal = &self.shared.journal;
+        // The trees now hold every record up to their frozen LSNs, some of
+        // which may still sit in the journal's open batch. Those records
+        // must be durable in the ring before the superblock names the trees:
+        // recovery replays from the head to the journal's end, and a shard
+        // frozen earlier than another needs the records in between, or a
+        // transaction would survive on one shard and vanish from the other.
+        let lsn_frozen_max = states.iter().map(|(_, lsn)| *lsn).max().unwrap_or(0);
+        journal.wait_durable(lsn_frozen_max).await?;
         io::flush(device).await?;
         let lsn_frozen_min = states.iter().map(|(_, lsn)| *lsn).min().unwrap_or(0);
-        let journal = &self.shared.journal;
         let (head_lsn, head_offset) = journal.head_for(lsn_frozen_min + 1)?;
         let next = {
             let current = self.superblock_lock();

@@ -105,6 +105,16 @@ fn open_with(
     })??;
     let outcome = replay.outcome;
     let lsn_applied = tree_lsns(runtime, uid, shard_count)?;
+    let lsn_applied_max = lsn_applied.iter().copied().max().unwrap_or(0);
+    if lsn_applied_max >= outcome.next_lsn {
+        // A checkpoint is only published once the journal holds every record
+        // its trees include, so the journal cannot end before them.
+        return Err(EngineError::Recovery(format!(
+            "a checkpointed tree includes LSN {lsn_applied_max} but the journal ends before LSN {}: \
+             journal records the checkpoint relied on are missing",
+            outcome.next_lsn
+        )));
+    }
     let (decoded, lsn_vouched) = (replay.records, outcome.lsn_vouched);
     let records = runtime.call_blocking(0, move || async move {
         recovery::cut_at_lost_data(device, &layout, decoded, lsn_vouched, &lsn_applied).await

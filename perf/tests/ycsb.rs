@@ -3,10 +3,8 @@
 
 use std::path::PathBuf;
 
-use keel_engine::{Engine, Limits};
 use keel_kv::{KvConfig, KvServer};
 use keel_perf::ycsb::{self, Phase, TargetKind, YcsbArgs};
-use keel_reactor::{Runtime, RuntimeConfig};
 
 fn args(workload: &str, target: TargetKind) -> YcsbArgs {
     YcsbArgs {
@@ -46,8 +44,8 @@ fn every_core_workload_runs_against_the_engine() {
 
 #[test]
 fn every_core_workload_runs_over_resp_against_keel() {
-    let runtime = Runtime::start(&RuntimeConfig { reactors: 2, ..RuntimeConfig::default() }, &[]).unwrap();
-    let engine = Engine::open(&runtime, 4, Limits::default()).unwrap();
+    let spec = keel_engine::testing::TestEngineSpec { reactors: 2, shards: 4, ..Default::default() };
+    let (runtime, engine, _device) = keel_engine::testing::memory_engine(&spec);
     let config = KvConfig { listen: "127.0.0.1:0".parse().unwrap(), ..KvConfig::default() };
     let server = KvServer::start(&runtime, engine, config).unwrap();
     let addr = server.local_addr().to_string();

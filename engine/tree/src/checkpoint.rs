@@ -128,7 +128,12 @@ impl Tree {
             tracing::warn!("a written checkpoint was never made durable; abandoning it");
             abandon_written(&mut st, img, meta_freed);
         }
-        debug_assert!(st.lsn_applied <= lsn_applied, "records past the checkpoint LSN were applied");
+        debug_assert!(
+            st.lsn_applied <= lsn_applied,
+            "records past the checkpoint LSN were applied: {} > {}",
+            st.lsn_applied,
+            lsn_applied
+        );
         st.lsn_applied = st.lsn_applied.max(lsn_applied);
         let mut dirty: Vec<NodeId> = st.cache.iter().filter(|(_, s)| s.dirty).map(|(id, _)| id).collect();
         // Sorted, so that a run's writes (and its addresses) repeat exactly.

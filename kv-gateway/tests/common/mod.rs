@@ -6,9 +6,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use keel_engine::{Engine, Limits};
+use keel_engine::testing::{memory_engine, TestEngineSpec};
+use keel_engine::Engine;
 use keel_kv::{KvConfig, KvServer};
-use keel_reactor::{Runtime, RuntimeConfig};
+use keel_reactor::Runtime;
 
 pub struct Appliance {
     pub server: Option<KvServer>,
@@ -23,8 +24,8 @@ impl Appliance {
     }
 
     pub fn start_with(mut config: KvConfig) -> Appliance {
-        let runtime = Runtime::start(&RuntimeConfig { reactors: 2, ..RuntimeConfig::default() }, &[]).unwrap();
-        let engine = Engine::open(&runtime, 4, Limits::default()).unwrap();
+        let (runtime, engine, _device) =
+            memory_engine(&TestEngineSpec { reactors: 2, shards: 4, ..Default::default() });
         config.listen = "127.0.0.1:0".parse().unwrap();
         let server = KvServer::start(&runtime, engine.clone(), config).unwrap();
         let port = server.local_addr().port();

@@ -246,8 +246,9 @@ fn run_resp_phase(args: &YcsbArgs, shared: &Arc<Shared>, load: bool) -> Result<R
 /// The in-process engine and its reactors.
 mod engine_env {
     use super::*;
-    use keel_engine::{Engine, Limits};
-    use keel_reactor::{Runtime, RuntimeConfig};
+    use keel_engine::testing::{memory_engine, TestEngineSpec};
+    use keel_engine::Engine;
+    use keel_reactor::Runtime;
 
     pub struct EngineEnv {
         runtime: Runtime,
@@ -255,9 +256,15 @@ mod engine_env {
     }
 
     pub fn start(args: &YcsbArgs) -> Result<EngineEnv, String> {
-        let config = RuntimeConfig { reactors: args.reactors.max(1), ..RuntimeConfig::default() };
-        let runtime = Runtime::start(&config, &[]).map_err(|e| e.to_string())?;
-        let engine = Engine::open(&runtime, args.shards.max(1), Limits::default()).map_err(|e| e.to_string())?;
+        // TRANSITIONAL: a memory device; a device option comes with the
+        // db_bench comparison.
+        let spec = TestEngineSpec {
+            reactors: args.reactors.max(1),
+            shards: args.shards.max(1),
+            capacity_bytes: 8 << 30,
+            ..TestEngineSpec::default()
+        };
+        let (runtime, engine, _device) = memory_engine(&spec);
         Ok(EngineEnv { runtime, engine })
     }
 

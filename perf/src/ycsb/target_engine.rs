@@ -5,7 +5,7 @@
 
 use std::ops::Bound;
 
-use keel_engine::merge::{decode_fields, encode_fields};
+use keel_engine::merge::field_map;
 use keel_engine::{Engine, MergeOp};
 
 use super::action::{Action, Values};
@@ -30,7 +30,7 @@ pub async fn run(engine: &Engine, durability: EngineDurability, action: &Action)
         Action::Scan { start, count, .. } => {
             let rows = engine.scan(Bound::Included(start.as_bytes().to_vec()), Bound::Unbounded, *count).await;
             for (_, v) in rows.map_err(|e| e.to_string())? {
-                std::hint::black_box(decode_fields(&v));
+                std::hint::black_box(field_map::decode(&v));
             }
             None
         }
@@ -48,12 +48,12 @@ pub async fn run(engine: &Engine, durability: EngineDurability, action: &Action)
 async fn insert(engine: &Engine, key: &str, values: &Values) -> Result<u64, String> {
     let mut fields: Vec<(Vec<u8>, Vec<u8>)> = values.iter().map(|(f, v)| (f.clone().into_bytes(), v.clone())).collect();
     fields.sort();
-    engine.put(key.as_bytes(), encode_fields(&fields)).await.map_err(|e| e.to_string())
+    engine.put(key.as_bytes(), field_map::encode(&fields)).await.map_err(|e| e.to_string())
 }
 
 async fn read(engine: &Engine, key: &str) -> Result<usize, String> {
     match engine.get(key.as_bytes()).await.map_err(|e| e.to_string())? {
-        Some(v) => Ok(decode_fields(&v).len()),
+        Some(v) => Ok(field_map::decode(&v).map_or(0, |f| f.len())),
         None => Err(format!("record {key} not found")),
     }
 }
