@@ -1,9 +1,8 @@
 //! `[engine]`: shards, cache, tree nodes, journal and checkpoints.
 //!
-//! **Placeholders.** These keys exist so that configurations written today keep
-//! working; their defaults are sensible guesses that the tree and journal
-//! engineers will refine as the engine lands. Only `shards` and `journal_size`
-//! are used today (by mkfs).
+//! `shards` and `journal_size` are fixed by mkfs; `keel serve` maps the rest
+//! onto `keel_engine::EngineConfig`. How long a write waits for durability is
+//! each gateway's setting (`kv.durability`, the NFS stable_how and COMMIT).
 
 use serde::{Deserialize, Serialize};
 
@@ -16,18 +15,7 @@ pub const SHARDS_MAX: u32 = 32;
 /// The smallest journal a volume may have (`keel_engine::layout::JOURNAL_PAGES_MIN` pages).
 pub const JOURNAL_SIZE_MIN: ByteSize = ByteSize::mib(8);
 
-/// How long a write waits before it is acknowledged, unless the request says otherwise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    /// Acknowledge once the journal record is durable (group commit shares the flush).
-    #[default]
-    Always,
-    /// Acknowledge at once; make the journal durable every `sync_interval`.
-    Periodic,
-}
-
-/// `[engine]` (placeholders; see the module documentation).
+/// `[engine]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default, expecting = "a table of [engine] settings")]
 pub struct EngineConfig {
@@ -42,10 +30,6 @@ pub struct EngineConfig {
     pub cache_size: ByteSize,
     /// Bε-tree node size (a power of two).
     pub node_size: ByteSize,
-    /// Default durability of engine writes.
-    pub durability: Durability,
-    /// With `periodic` durability: how often the journal is flushed.
-    pub sync_interval: HumanDuration,
     /// Time between checkpoints (a checkpoint also starts when the journal fills).
     pub checkpoint_interval: HumanDuration,
 }
@@ -57,8 +41,6 @@ impl Default for EngineConfig {
             journal_size: None,
             cache_size: ByteSize::mib(256),
             node_size: ByteSize::kib(128),
-            durability: Durability::Always,
-            sync_interval: HumanDuration::from_secs(1),
             checkpoint_interval: HumanDuration::from_secs(30),
         }
     }
@@ -85,12 +67,6 @@ impl EngineConfig {
         if !self.node_size.bytes().is_power_of_two() {
             return Err(Problem::new("engine.node_size", format!("{} is not a power of two", self.node_size)));
         }
-        check_range(
-            "engine.sync_interval",
-            self.sync_interval,
-            HumanDuration::from_millis(1),
-            HumanDuration::from_secs(60),
-        )?;
         check_range(
             "engine.checkpoint_interval",
             self.checkpoint_interval,
