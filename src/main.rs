@@ -12,6 +12,7 @@ mod format;
 mod inspect;
 mod kv_service;
 mod logging;
+mod nfs_service;
 mod progress;
 mod services;
 mod setup;

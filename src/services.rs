@@ -30,6 +30,8 @@ pub struct ServiceContext<'a> {
     pub config: &'a Config,
     pub runtime: &'a Runtime,
     pub engine: &'a Engine,
+    /// Bytes in the shards' data regions (what file data may fill).
+    pub data_bytes: u64,
 }
 
 pub type Starter = fn(&ServiceContext<'_>) -> Result<Box<dyn Service>, String>;
@@ -46,7 +48,7 @@ pub struct Slot {
 /// The gateways, in start order.
 pub const SLOTS: &[Slot] = &[
     Slot { name: "kv", enabled: |c| c.kv.enabled, start: Some(crate::kv_service::start) },
-    Slot { name: "nfs", enabled: |c| c.nfs.enabled, start: None },
+    Slot { name: "nfs", enabled: |c| c.nfs.enabled, start: Some(crate::nfs_service::start) },
 ];
 
 /// What `serve` prints for each slot.
@@ -156,7 +158,7 @@ mod tests {
         let spec = keel_engine::testing::TestEngineSpec { reactors: 1, shards: 1, ..Default::default() };
         let (runtime, engine, _device) = keel_engine::testing::memory_engine(&spec);
         let config = Config::default();
-        let context = ServiceContext { config: &config, runtime: &runtime, engine: &engine };
+        let context = ServiceContext { config: &config, runtime: &runtime, engine: &engine, data_bytes: 0 };
         let slots = [
             Slot { name: "a", enabled: |_| true, start: Some(start_a) },
             Slot { name: "off", enabled: |_| false, start: Some(start_b) },

@@ -40,12 +40,16 @@ pub struct ExportConfig {
     pub anon_uid: u32,
     #[serde(default = "default_anon_id")]
     pub anon_gid: u32,
-    /// Answer UNSTABLE writes before their data is durable (COMMIT still
-    /// waits). Faster; a crash can lose writes the client has not committed.
+    /// Answer metadata changes (create, remove, rename, setattr...) before
+    /// they are durable. Faster; a crash can lose the last changes. Stable
+    /// writes and COMMIT still wait: the client asked for those explicitly.
     #[serde(default, rename = "async")]
     pub async_writes: bool,
     #[serde(default)]
     pub read_only: bool,
+    /// Accept AUTH_NONE calls, as the anonymous uid/gid.
+    #[serde(default)]
+    pub allow_auth_none: bool,
 }
 
 fn default_clients() -> Vec<String> {

@@ -78,6 +78,8 @@ async fn mnt(svc: &Service, call: &MountCall, r: &mut Reader<'_>) -> Result<Repl
         return Ok(status_only(call, MNT3ERR_NAMETOOLONG));
     }
     let Ok(path) = std::str::from_utf8(raw) else { return Ok(status_only(call, MNT3ERR_NOENT)) };
+    // Some clients (libnfs for a file in the root) ask for "": the root.
+    let path = if path.is_empty() { "/" } else { path };
     if !path.starts_with('/') {
         return Ok(status_only(call, MNT3ERR_INVAL));
     }

@@ -43,7 +43,9 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
         );
     }
     let opened = volume::Opened { superblock: engine.superblock(), ..opened };
-    let context = ServiceContext { config: &config, runtime: &runtime, engine: &engine };
+    let layout = &opened.superblock.layout;
+    let data_bytes = layout.pages_per_shard * u64::from(layout.shard_count) * keel_engine::layout::PAGE_BYTES as u64;
+    let context = ServiceContext { config: &config, runtime: &runtime, engine: &engine, data_bytes };
     let services::Started { running, states } = services::start_all(services::SLOTS, &context)
         .map_err(|e| CliError::Service { service: e.service.to_owned(), reason: e.reason })?;
     for (name, state) in &states {
