@@ -131,6 +131,12 @@ impl Gateway {
         &self.service.fs
     }
 
+    /// What every connection shares (for tools that call the dispatcher
+    /// directly, such as the fuzz target).
+    pub fn service(&self) -> &Arc<Service> {
+        &self.service
+    }
+
     /// Stops listening and closes every connection.
     pub fn stop(self) {
         let uid = self.uid;

@@ -1,0 +1,36 @@
+//! Record marking, RPC headers, credentials and the NFS argument types, on
+//! arbitrary bytes: nothing may panic, and no decoded length may exceed
+//! its limit.
+#![no_main]
+
+use keel_nfs::nfs3::types::{decode_fattr, decode_sattr};
+use keel_nfs::rpc::message::{decode_reply, CallHeader};
+use keel_nfs::rpc::{Credential, Deframer};
+use keel_nfs::xdr::Reader;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let mut deframer = Deframer::new(64 * 1024);
+    for piece in data.chunks(97) {
+        let spare = deframer.spare();
+        spare[..piece.len()].copy_from_slice(piece);
+        deframer.filled(piece.len());
+        while let Ok(Some(record)) = deframer.next_record() {
+            assert!(record.len() <= 64 * 1024);
+            decode_one(&record);
+        }
+    }
+    decode_one(data);
+});
+
+fn decode_one(message: &[u8]) {
+    if let Ok((header, mut args)) = CallHeader::decode(message) {
+        let _ = Credential::decode(header.cred);
+        let mut a = args.clone();
+        let _ = decode_sattr(&mut a);
+        let _ = args.opaque(64).map(|fh| assert!(fh.len() <= 64));
+        let _ = args.string(4096).map(|s| assert!(s.len() <= 4096));
+    }
+    let _ = decode_reply(message);
+    let _ = decode_fattr(&mut Reader::new(message));
+}
