@@ -9,11 +9,13 @@
 //!   redis-server as the peer.
 //! - `ycsb`: YCSB's core workloads A-F against the engine in process or any
 //!   Redis-protocol server (Keel, redis-server).
+//! - `nfs`: DaisyNFS's smallfile and largefile against any NFSv3 server.
 #![forbid(unsafe_code)]
 
 mod device;
 mod idle;
 mod journal;
+mod nfs;
 
 use std::process::ExitCode;
 
@@ -39,6 +41,8 @@ enum Command {
     Idle(idle::IdleArgs),
     /// YCSB core workloads (A-F) against the engine or a Redis-protocol server.
     Ycsb(ycsb::YcsbArgs),
+    /// NFSv3 loads (DaisyNFS's smallfile and largefile) against any server.
+    Nfs(nfs::NfsArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +59,7 @@ fn main() -> ExitCode {
         Command::Journal(args) => journal::run(&args),
         Command::Idle(args) => idle::main(&args),
         Command::Ycsb(args) => ycsb::main(&args),
+        Command::Nfs(args) => nfs::main(&args).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
