@@ -135,7 +135,12 @@ impl Fs {
         Ok(out)
     }
 
-    async fn check_space(&self, seen: &Seen, orphans: &HashMap<u64, (u32, Orphan)>, problems: &mut Vec<String>) -> FsResult<()> {
+    async fn check_space(
+        &self,
+        seen: &Seen,
+        orphans: &HashMap<u64, (u32, Orphan)>,
+        problems: &mut Vec<String>,
+    ) -> FsResult<()> {
         let mut used_expected = vec![0i64; self.shared.shard_count as usize];
         let mut inodes_expected = vec![0i64; self.shared.shard_count as usize];
         for i in seen.inodes.values() {
@@ -172,16 +177,27 @@ fn check_entries(seen: &Seen, problems: &mut Vec<String>) {
         *per_dir.entry(*dir).or_default() += 1;
         match seen.by_cookie.get(&(*dir, e.cookie)) {
             Some(c) if c.ino == e.ino && c.ftype == e.ftype && &c.name == name => {}
-            _ => problems.push(format!("directory {dir:#x}: {:?} has no matching by-cookie entry", String::from_utf8_lossy(name))),
+            _ => problems.push(format!(
+                "directory {dir:#x}: {:?} has no matching by-cookie entry",
+                String::from_utf8_lossy(name)
+            )),
         }
         match seen.inodes.get(&e.ino) {
             Some(i) if i.ftype == e.ftype => {}
-            Some(_) => problems.push(format!("directory {dir:#x}: entry {:?} has the wrong type", String::from_utf8_lossy(name))),
-            None => problems.push(format!("directory {dir:#x}: entry {:?} points at missing inode {:#x}", String::from_utf8_lossy(name), e.ino)),
+            Some(_) => problems
+                .push(format!("directory {dir:#x}: entry {:?} has the wrong type", String::from_utf8_lossy(name))),
+            None => problems.push(format!(
+                "directory {dir:#x}: entry {:?} points at missing inode {:#x}",
+                String::from_utf8_lossy(name),
+                e.ino
+            )),
         }
         match seen.inodes.get(dir) {
             Some(d) if d.is_dir() && e.cookie >= 3 && e.cookie < d.next_cookie => {}
-            _ => problems.push(format!("entry {:?} is in {dir:#x}, not a directory that could have made its cookie", String::from_utf8_lossy(name))),
+            _ => problems.push(format!(
+                "entry {:?} is in {dir:#x}, not a directory that could have made its cookie",
+                String::from_utf8_lossy(name)
+            )),
         }
     }
     for ((dir, cookie), c) in &seen.by_cookie {
