@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use keel_journal::{Journal, JournalIdentity, JournalPosition, JournalRegion};
-use keel_reactor::io::DeviceId;
+use keel_reactor::io::{self, DeviceId};
 use keel_reactor::Runtime;
 use keel_tree::Tree;
 
@@ -51,8 +51,13 @@ impl Engine {
     ) -> Result<(Engine, OpenReport), EngineError> {
         config.tree.validate().map_err(|e| EngineError::Invalid(e.to_string()))?;
         let mut config = config;
+        let (sb, info) = runtime.call_blocking(0, move || async move {
+            volume::read_current(device).await.map(|sb| (sb, io::device_info(device)))
+        })??;
+        // One transaction is one journal record, and a record must fit one
+        // device write on this device.
+        config.journal = config.journal.fitted_to(&info);
         config.limits.txn_bytes_max = config.limits.txn_bytes_max.min(config.journal.record_payload_bytes_max);
-        let sb = runtime.call_blocking(0, move || async move { volume::read_current(device).await })??;
         let uid = NEXT_ENGINE_UID.fetch_add(1, Ordering::Relaxed);
         match open_with(runtime, device, config, sb, uid) {
             Ok(opened) => Ok(opened),

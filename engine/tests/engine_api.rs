@@ -225,3 +225,41 @@ fn locks_out_of_order_are_refused_and_dropped_transactions_release_theirs() {
         })
         .unwrap();
 }
+
+/// A device whose largest transfer is smaller than the default journal record
+/// limit (NVMe controllers often allow only 128 or 512 KiB per command) still
+/// opens with the default configuration: the record limit follows the device,
+/// large values still go out of line, and an oversized transaction is a typed
+/// error.
+#[test]
+fn a_device_with_a_small_transfer_limit_opens_with_the_default_configuration() {
+    use keel_drivers::memory::{MemoryDevice, MemoryDeviceConfig};
+    use keel_drivers::{BlockDevice, DmaPool};
+    use std::sync::Arc;
+    let spec = TestEngineSpec { reactors: 1, shards: 2, ..TestEngineSpec::default() };
+    let pool = Arc::new(DmaPool::for_tests(spec.dma_pool_bytes));
+    let transfer_bytes = 128 << 10;
+    let config = MemoryDeviceConfig {
+        capacity_bytes: spec.capacity_bytes,
+        max_transfer_bytes: transfer_bytes,
+        ..MemoryDeviceConfig::default()
+    };
+    let device: Arc<dyn BlockDevice> = Arc::new(MemoryDevice::new(&config, pool));
+    let (runtime, engine) = keel_engine::testing::start_on(device, &spec, true).expect("opens");
+    assert!(engine.limits().txn_bytes_max < transfer_bytes as usize);
+    runtime
+        .call_blocking(0, move || async move {
+            let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+            engine.put(b"big", big.clone()).await.unwrap();
+            assert_eq!(engine.get(b"big").await.unwrap(), Some(big));
+            let mut txn = engine.transaction();
+            let inline_max = engine.config().tree.inline_value_max_bytes;
+            for i in 0..(transfer_bytes as usize / inline_max.max(1) + 2) {
+                txn.put(format!("k{i:06}").as_bytes(), vec![7; inline_max]).unwrap();
+            }
+            let committed = txn.commit().await;
+            assert!(matches!(committed, Err(EngineError::TransactionTooLarge { .. })), "got {committed:?}");
+            assert_eq!(engine.get(b"k000000").await.unwrap(), None);
+        })
+        .unwrap();
+}

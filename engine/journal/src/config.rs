@@ -107,6 +107,41 @@ impl Default for JournalConfig {
     }
 }
 
+impl JournalConfig {
+    /// The largest record payload a batch can hold on `device`: a batch is
+    /// one device write, so it is bounded by the device's largest transfer
+    /// (an NVMe controller's MDTS is often 128 or 512 KiB) and by one DMA
+    /// region.
+    pub fn payload_bytes_fit(&self, device: &keel_drivers::DeviceInfo) -> usize {
+        let batch_bytes = batch_bytes_for(self, device);
+        let room = batch_bytes.saturating_sub(crate::format::HEADER_BYTES);
+        room / crate::format::RECORD_ALIGN_BYTES * crate::format::RECORD_ALIGN_BYTES
+    }
+
+    /// This configuration with `record_payload_bytes_max` lowered, if it must
+    /// be, to what a batch on `device` can hold, so that a configuration
+    /// chosen for one device still opens on a device with a smaller transfer
+    /// limit.
+    pub fn fitted_to(&self, device: &keel_drivers::DeviceInfo) -> JournalConfig {
+        let fit = self.payload_bytes_fit(device);
+        if self.record_payload_bytes_max <= fit {
+            return self.clone();
+        }
+        tracing::info!(
+            configured_bytes = self.record_payload_bytes_max,
+            fitted_bytes = fit,
+            max_transfer_bytes = device.max_transfer_bytes,
+            "journal record payload limit lowered to what one device write can hold"
+        );
+        JournalConfig { record_payload_bytes_max: fit, ..self.clone() }
+    }
+}
+
+fn batch_bytes_for(config: &JournalConfig, device: &keel_drivers::DeviceInfo) -> usize {
+    let transfer_max = (device.max_transfer_bytes as usize) / PAGE_BYTES * PAGE_BYTES;
+    config.batch_bytes_max.min(transfer_max).min(keel_drivers::dma::REGION_BYTES) / PAGE_BYTES * PAGE_BYTES
+}
+
 /// Limits derived from the configuration, the device and the region.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
@@ -137,9 +172,7 @@ impl Limits {
                 region.page_count, region.first_page
             ));
         }
-        let transfer_max = (device.max_transfer_bytes as usize) / PAGE_BYTES * PAGE_BYTES;
-        let batch_bytes =
-            config.batch_bytes_max.min(transfer_max).min(keel_drivers::dma::REGION_BYTES) / PAGE_BYTES * PAGE_BYTES;
+        let batch_bytes = batch_bytes_for(config, device);
         let claim_max = record_bytes(config.record_payload_bytes_max);
         // A maximal record must fit a batch, and a batch must leave room in
         // the ring for the pages of others, or appending could stall forever.
