@@ -55,7 +55,10 @@ impl Default for ReactorsConfig {
             count: None,
             cores: None,
             idle: IdleMode::Adaptive,
-            spin_us: 200,
+            // Measured (BENCHMARKS.md, device): on a shared machine a
+            // 200 µs spin never sleeps at 20-40 µs between completions and
+            // behaves like `poll`; 20 µs sleeps promptly and matches fio.
+            spin_us: 20,
             mailbox_capacity: 4096,
             queue_depth: 128,
         }

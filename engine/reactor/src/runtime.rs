@@ -30,7 +30,7 @@ pub enum IdlePolicy {
 
 impl Default for IdlePolicy {
     fn default() -> Self {
-        IdlePolicy::Adaptive { spin_us: 200 }
+        IdlePolicy::Adaptive { spin_us: 20 }
     }
 }
 
