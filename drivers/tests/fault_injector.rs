@@ -215,6 +215,28 @@ fn a_delay_combines_with_a_data_fault() {
     assert!(started.elapsed() >= delay);
 }
 
+fn starts_with_cd(data: &[u8]) -> bool {
+    data.first() == Some(&0xCD)
+}
+
+#[test]
+fn a_write_filter_picks_writes_by_their_data_and_only_those_count() {
+    let (inj, device) = setup();
+    let rule = inj.add(FaultRule::writes(0..16, Fault::Lose).when_written(starts_with_cd).nth(2)).unwrap();
+    let mut io = Driver::new(&*inj);
+    // Writes of 0xAB are not matched; of the 0xCD writes, the second is lost.
+    for (lba, byte) in [(1u64, 0xAB), (2, 0xCD), (3, 0xAB), (4, 0xCD), (5, 0xCD)] {
+        io.write(lba, &filled(8, byte), false).unwrap();
+    }
+    io.flush().unwrap();
+    assert_eq!(stored(&device, 2, BLOCK), filled(8, 0xCD));
+    assert_eq!(stored(&device, 4, BLOCK), original(4, 1), "the second matching write was lost");
+    assert_eq!(stored(&device, 5, BLOCK), filled(8, 0xCD));
+    assert_eq!(inj.stats(rule).map(|s| (s.matched, s.fired)), Some((3, 1)));
+    let refused = inj.add(FaultRule::reads(0..1, Fault::eio()).when_written(starts_with_cd)).unwrap_err();
+    assert!(matches!(refused, FaultRuleError::Invalid(_)), "{refused:?}");
+}
+
 #[test]
 fn an_nth_rule_fires_on_the_nth_matching_request_only() {
     let (inj, _device) = setup();

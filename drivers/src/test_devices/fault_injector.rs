@@ -131,10 +131,12 @@ pub(crate) enum Action {
 
 /// A request as the rules see it.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Target {
+pub(crate) struct Target<'a> {
     pub op: OpKind,
     pub lba: u64,
     pub len_bytes: usize,
+    /// A write's data, for rules with a write filter.
+    pub data: Option<&'a [u8]>,
 }
 
 impl RuleTable {
@@ -144,14 +146,14 @@ impl RuleTable {
 
     /// Counts the request against every matching rule and resolves the
     /// action and the delay.
-    pub fn decide(&self, target: Target, info: &DeviceInfo) -> (Action, Option<Duration>) {
+    pub fn decide(&self, target: Target<'_>, info: &DeviceInfo) -> (Action, Option<Duration>) {
         let block_bytes = u64::from(info.block_size_bytes);
         let blocks = target.len_bytes as u64 / block_bytes;
         let mut table = self.lock();
         let mut action = None;
         let mut delay: Option<Duration> = None;
         for active in table.rules.iter_mut() {
-            if !active.rule.matches(target.op, target.lba, blocks) {
+            if !active.rule.matches(target.op, target.lba, blocks) || !active.rule.accepts_data(target.data) {
                 continue;
             }
             active.stats.matched += 1;
@@ -180,7 +182,7 @@ impl ActiveRule {
         }
     }
 
-    fn resolve(&mut self, target: Target, info: &DeviceInfo) -> Action {
+    fn resolve(&mut self, target: Target<'_>, info: &DeviceInfo) -> Action {
         match self.rule.fault {
             Fault::FlipBits { bits } => {
                 let bytes = self.overlap_bytes(target, info);
@@ -208,7 +210,7 @@ impl ActiveRule {
     }
 
     /// The bytes of the transfer that lie in the rule's block range.
-    fn overlap_bytes(&self, target: Target, info: &DeviceInfo) -> Range<usize> {
+    fn overlap_bytes(&self, target: Target<'_>, info: &DeviceInfo) -> Range<usize> {
         let block_bytes = u64::from(info.block_size_bytes);
         let end = target.lba + target.len_bytes as u64 / block_bytes;
         let first = target.lba.max(self.rule.lbas.start);
@@ -220,7 +222,7 @@ impl ActiveRule {
 
 /// The block a misdirected write lands on; wraps around the capacity so the
 /// whole transfer stays on the device.
-fn misdirect_target(to: Misdirect, target: Target, info: &DeviceInfo) -> u64 {
+fn misdirect_target(to: Misdirect, target: Target<'_>, info: &DeviceInfo) -> u64 {
     let blocks = target.len_bytes as u64 / u64::from(info.block_size_bytes);
     let wanted = match to {
         Misdirect::ToLba(lba) => i128::from(lba),

@@ -99,14 +99,18 @@ impl FaultQueuePair {
 
     /// The request as the rules see it; `None` for a malformed transfer,
     /// which goes to the inner device untouched (and is rejected there).
-    fn target(&self, op: &Op) -> Option<Target> {
+    fn target<'a>(&self, op: &'a Op) -> Option<Target<'a>> {
         let info = self.inner.info();
         match op {
-            Op::Read { lba, buf } | Op::Write { lba, buf, .. } => {
+            Op::Read { lba, buf } => {
                 info.check_transfer(*lba, buf.len()).ok()?;
-                Some(Target { op: op.kind(), lba: *lba, len_bytes: buf.len() })
+                Some(Target { op: OpKind::Read, lba: *lba, len_bytes: buf.len(), data: None })
             }
-            Op::Flush => Some(Target { op: OpKind::Flush, lba: 0, len_bytes: 0 }),
+            Op::Write { lba, buf, .. } => {
+                info.check_transfer(*lba, buf.len()).ok()?;
+                Some(Target { op: OpKind::Write, lba: *lba, len_bytes: buf.len(), data: Some(&buf[..]) })
+            }
+            Op::Flush => Some(Target { op: OpKind::Flush, lba: 0, len_bytes: 0, data: None }),
         }
     }
 

@@ -100,8 +100,13 @@ impl fmt::Display for Fault {
     }
 }
 
+/// Chooses writes by their data: tests aim a fault at one kind of block
+/// (a leaf, a table page) by its contents when its address is not known in
+/// advance, as with copy-on-write.
+pub type WriteFilter = fn(&[u8]) -> bool;
+
 /// A fault, the requests it targets, and when it fires.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct FaultRule {
     /// The kind of request the rule matches.
     pub op: OpKind,
@@ -111,6 +116,22 @@ pub struct FaultRule {
     pub fault: Fault,
     /// Seeds the rule's generator (probability draws, bit positions).
     pub seed: u64,
+    /// Writes only: the rule matches a write only when this accepts its
+    /// data. A write it rejects is not counted by the trigger.
+    pub write_filter: Option<WriteFilter>,
+}
+
+impl PartialEq for FaultRule {
+    fn eq(&self, other: &Self) -> bool {
+        // Filters compare by address: the same function is the same filter.
+        let filter = |r: &FaultRule| r.write_filter.map(|f| f as usize);
+        self.op == other.op
+            && self.lbas == other.lbas
+            && self.trigger == other.trigger
+            && self.fault == other.fault
+            && self.seed == other.seed
+            && filter(self) == filter(other)
+    }
 }
 
 impl FaultRule {
@@ -130,7 +151,7 @@ impl FaultRule {
     }
 
     pub fn new(op: OpKind, lbas: Range<u64>, fault: Fault) -> Self {
-        FaultRule { op, lbas, trigger: Trigger::Always, fault, seed: 0 }
+        FaultRule { op, lbas, trigger: Trigger::Always, fault, seed: 0, write_filter: None }
     }
 
     /// Fires on the `n`th matching request only (1-based).
@@ -152,8 +173,13 @@ impl FaultRule {
         FaultRule { seed, ..self }
     }
 
+    /// Matches only writes whose data `filter` accepts.
+    pub fn when_written(self, filter: WriteFilter) -> Self {
+        FaultRule { write_filter: Some(filter), ..self }
+    }
+
     /// True when a request of `op` on blocks `lba..lba + blocks` is one this
-    /// rule targets.
+    /// rule targets (a write's data is checked apart, by `accepts_data`).
     pub fn matches(&self, op: OpKind, lba: u64, blocks: u64) -> bool {
         if op != self.op {
             return false;
@@ -161,9 +187,21 @@ impl FaultRule {
         op == OpKind::Flush || (lba < self.lbas.end && lba.saturating_add(blocks) > self.lbas.start)
     }
 
+    /// True unless the rule has a write filter that rejects `data`.
+    pub fn accepts_data(&self, data: Option<&[u8]>) -> bool {
+        match (self.write_filter, data) {
+            (Some(filter), Some(data)) => filter(data),
+            (Some(_), None) => false,
+            (None, _) => true,
+        }
+    }
+
     pub(crate) fn validate(&self) -> Result<(), FaultRuleError> {
         if !self.fault.applies_to(self.op) {
             return Err(FaultRuleError::WrongOp { fault: self.fault.to_string(), op: self.op });
+        }
+        if self.write_filter.is_some() && self.op != OpKind::Write {
+            return Err(FaultRuleError::Invalid("a write filter applies to write rules only".into()));
         }
         if self.op != OpKind::Flush && self.lbas.is_empty() {
             return Err(FaultRuleError::Invalid(format!("the block range {:?} is empty", self.lbas)));

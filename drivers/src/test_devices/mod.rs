@@ -87,7 +87,7 @@ pub use crash_image::{CrashImage, ImageChoice, ImageId, Images};
 pub use crash_log::{CrashLog, CrashPoint, Event, FlushRecord, WriteRecord};
 pub use crash_recorder::{CrashMarker, CrashRecorder, RecorderConfig};
 pub use fault_injector::FaultInjector;
-pub use fault_rule::{Fault, FaultRule, FaultRuleError, Misdirect, RuleId, RuleStats, Trigger};
+pub use fault_rule::{Fault, FaultRule, FaultRuleError, Misdirect, RuleId, RuleStats, Trigger, WriteFilter};
 
 /// Gives a request refused by an inner device its caller's tag back: the
 /// wrappers send requests under tags of their own.
