@@ -35,6 +35,9 @@ pub struct OpenReport {
     pub shard_ops_applied: u64,
     pub journal_end_reason: String,
     pub was_clean: bool,
+    /// A superblock copy rejected (bad checksum or contents) while the other
+    /// was opened: the damage was detected and survived, and is reported.
+    pub superblock_rejected: Option<String>,
 }
 
 fn shards_of(reactor: usize, shard_count: u32, reactors: usize) -> Vec<u32> {
@@ -51,16 +54,19 @@ impl Engine {
     ) -> Result<(Engine, OpenReport), EngineError> {
         config.tree.validate().map_err(|e| EngineError::Invalid(e.to_string()))?;
         let mut config = config;
-        let (sb, info) = runtime.call_blocking(0, move || async move {
-            volume::read_current(device).await.map(|sb| (sb, io::device_info(device)))
+        let (sb, rejected, info) = runtime.call_blocking(0, move || async move {
+            volume::read_current_reporting(device).await.map(|(sb, rejected)| (sb, rejected, io::device_info(device)))
         })??;
+        if let Some(copy) = &rejected {
+            tracing::warn!(rejected = %copy, generation = sb.generation, "a superblock copy is damaged; opening from the other");
+        }
         // One transaction is one journal record, and a record must fit one
         // device write on this device.
         config.journal = config.journal.fitted_to(&info);
         config.limits.txn_bytes_max = config.limits.txn_bytes_max.min(config.journal.record_payload_bytes_max);
         let uid = NEXT_ENGINE_UID.fetch_add(1, Ordering::Relaxed);
         match open_with(runtime, device, config, sb, uid) {
-            Ok(opened) => Ok(opened),
+            Ok((engine, report)) => Ok((engine, OpenReport { superblock_rejected: rejected, ..report })),
             Err(e) => {
                 unregister(runtime, uid);
                 Err(e)
@@ -143,6 +149,7 @@ fn open_with(
         shard_ops_applied,
         journal_end_reason: outcome.end_reason.clone(),
         was_clean: sb.flags & crate::superblock::FLAG_CLEAN != 0,
+        superblock_rejected: None,
     };
     let engine = Engine {
         shared: Arc::new(EngineShared {

@@ -241,8 +241,22 @@ pub async fn open(device: DeviceId) -> Result<Superblock, VolumeError> {
 /// anything: the engine recovers from it and its first checkpoint writes the
 /// next generation.
 pub async fn read_current(device: DeviceId) -> Result<Superblock, VolumeError> {
+    Ok(read_current_reporting(device).await?.0)
+}
+
+/// [`read_current`], and a description of the copy that was rejected, if
+/// one was not valid and the other was used.
+pub async fn read_current_reporting(device: DeviceId) -> Result<(Superblock, Option<String>), VolumeError> {
     let info = checked_info(device)?;
-    let current = read_superblocks(device).await?.choose(&info.name)?;
+    let pair = read_superblocks(device).await?;
+    let current = pair.choose(&info.name)?;
+    // mkfs writes both copies and nothing ever erases one, so a copy that is
+    // not valid on a volume is damage, even an all-zero one.
+    let rejected = pair.slots.iter().enumerate().find_map(|(page, slot)| match slot {
+        SlotContents::Invalid(e) => Some(format!("copy {page} (page {page}): {e}")),
+        SlotContents::Blank => Some(format!("copy {page} (page {page}): all zeros")),
+        SlotContents::Valid(_) => None,
+    });
     let device_pages = info.capacity_bytes() / PAGE_BYTES as u64;
     if current.layout.capacity_pages > device_pages {
         return Err(VolumeError::DeviceTooSmall {
@@ -251,7 +265,7 @@ pub async fn read_current(device: DeviceId) -> Result<Superblock, VolumeError> {
             device_pages,
         });
     }
-    Ok(current)
+    Ok((current, rejected))
 }
 
 /// Writes `sb` to its slot and flushes: when this returns, `sb` is durable.
