@@ -1,14 +1,16 @@
 //! One NVMe controller: its registers, admin queue, granted I/O queues and
-//! interrupt vectors, and its life: bring-up (disable, program the admin
-//! queue, enable, identify, negotiate queues), failure (quiesce so no DMA
-//! can follow, then fail all I/O), removal (release the device to the
-//! kernel), and clean shutdown (CC.SHN) when the last user lets go.
+//! interrupt vectors, and its life ([`super::lifecycle`]): bring-up (disable,
+//! program the admin queue, enable, identify, negotiate queues), reset after
+//! a command timeout (disable, enable again; the queue pairs re-create their
+//! queues), failure (quiesce so no DMA can follow, then fail all I/O),
+//! removal (release the device to the kernel), and clean shutdown (CC.SHN)
+//! when the last user lets go.
 //!
 //! Shared by the device and its queue pairs through an `Arc`. The only
 //! locks are the admin queue's and the queue-id table's, both off the I/O
 //! path.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -19,17 +21,11 @@ use super::error::NvmeError;
 use super::identify::{ControllerIdentity, NamespaceIdentity, IDENTIFY_BYTES};
 use super::iova::IovaWindow;
 use super::irq::Vectors;
+use super::lifecycle::{Lifecycle, STATE_DEAD, STATE_LIVE, STATE_STOPPING};
 use super::vfio::Vfio;
 use super::vfio_sys::{VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_MSIX_IRQ_INDEX};
 use super::NvmeConfig;
 use crate::dma::DmaPool;
-
-/// Controller states. Only ever move forward.
-pub const STATE_LIVE: u8 = 0;
-/// Being quiesced: no new commands; in-flight ones must not be released yet.
-pub const STATE_STOPPING: u8 = 1;
-/// Quiesced or gone: no DMA can happen any more; everything fails.
-pub const STATE_DEAD: u8 = 2;
 
 /// PCI command register: memory space decoding and bus mastering.
 const PCI_COMMAND: u64 = 0x04;
@@ -49,7 +45,8 @@ pub struct Controller {
     pub namespace: NamespaceIdentity,
     pub window: IovaWindow,
     pub vectors: Option<Vectors>,
-    state: AtomicU8,
+    life: Lifecycle,
+    resets: AtomicU64,
     reason: Mutex<Option<String>>,
     admin: Mutex<AdminQueue>,
     /// `qids[i]` is true when I/O queue id `i + 1` is in use.
@@ -104,7 +101,8 @@ impl Controller {
             namespace: placeholder_namespace,
             window,
             vectors: None,
-            state: AtomicU8::new(STATE_LIVE),
+            life: Lifecycle::default(),
+            resets: AtomicU64::new(0),
             reason: Mutex::new(None),
             admin: Mutex::new(admin),
             qids: Mutex::new(Vec::new()),
@@ -156,15 +154,65 @@ impl Controller {
     }
 
     fn reset_and_enable(&mut self) -> Result<(), NvmeError> {
-        let pci = self.pci_address.clone();
-        self.disable().map_err(|r| controller_error(&pci, format!("reset: {r}")))?;
-        self.admin_lock().program(&self.bar);
+        let mut admin = self.admin_lock();
+        self.disable_and_enable(&mut admin).map_err(|r| controller_error(&self.pci_address, r))
+    }
+
+    /// CC.EN = 0 (which destroys every I/O queue and ends all DMA), point
+    /// the admin registers at fresh admin rings, CC.EN = 1.
+    fn disable_and_enable(&self, admin: &mut AdminQueue) -> Result<(), String> {
+        self.disable().map_err(|r| format!("disable: {r}"))?;
+        admin.program(&self.bar);
         // MPS = 0 (4 KiB pages), CSS = 0 (NVM), AMS = 0 (round robin).
         self.bar.write32(reg::CC, cc::IOSQES_64 | cc::IOCQES_16 | cc::EN);
-        self.wait_ready(true).map_err(|r| controller_error(&pci, format!("enable: {r}")))?;
+        self.wait_ready(true).map_err(|r| format!("enable: {r}"))?;
         let version = self.bar.read32(reg::VS);
-        tracing::info!(pci = %pci, version = format_args!("{}.{}", version >> 16, (version >> 8) & 0xff), "NVMe controller enabled");
+        tracing::info!(pci = %self.pci_address, version = format_args!("{}.{}", version >> 16, (version >> 8) & 0xff), "NVMe controller enabled");
         Ok(())
+    }
+
+    /// Resets the controller after a command timed out (or it reported
+    /// fatal status): disable, enable, ask for the same number of queues
+    /// again. Every I/O queue dies with it; queue pairs notice the new
+    /// generation and create theirs again. A reset that fails fails the
+    /// controller. Returns when this or another thread's reset is over (or
+    /// at once if the controller is failing or dead).
+    pub fn reset(&self, reason: &str) {
+        if !self.life.begin_reset() {
+            return;
+        }
+        tracing::warn!(pci = %self.pci_address, reason, "resetting the NVMe controller");
+        let mut admin = self.admin_lock();
+        let result = self.disable_and_enable(&mut admin).and_then(|()| {
+            let wanted = self.config.io_queue_pairs_max.clamp(1, 1024);
+            let sqe = Sqe::set_queue_count(wanted);
+            match admin.execute(&self.bar, &self.cap, sqe, self.admin_timeout()) {
+                Ok(_) => Ok(()),
+                // The count the controller granted at start-up still stands.
+                Err(AdminError::Status(s)) => {
+                    tracing::warn!(pci = %self.pci_address, status = %s.describe(), "set features (number of queues) after reset");
+                    Ok(())
+                }
+                Err(e) => Err(format!("set features (number of queues): {e}")),
+            }
+        });
+        // The new generation is published under the admin lock: a queue
+        // pair creating its queues reads it under the same lock.
+        let generation = result.as_ref().ok().and_then(|()| self.life.end_reset());
+        drop(admin);
+        match (result, generation) {
+            (Ok(()), Some(generation)) => {
+                self.resets.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(pci = %self.pci_address, generation, "NVMe controller reset; queue pairs re-create their queues");
+            }
+            (Ok(()), None) => {}
+            (Err(e), _) => self.fail(&format!("reset after {reason} failed: {e}")),
+        }
+    }
+
+    /// Controller resets that succeeded since it was opened.
+    pub fn resets(&self) -> u64 {
+        self.resets.load(Ordering::Relaxed)
     }
 
     fn identify(&mut self) -> Result<(), NvmeError> {
@@ -271,25 +319,72 @@ impl Controller {
         timeout: Duration,
     ) -> Result<super::command::Cqe, NvmeError> {
         if !self.is_live() {
-            return Err(self.gone_error());
+            return Err(self.not_live_error());
         }
         let result = self.admin_lock().execute(&self.bar, &self.cap, sqe, timeout);
-        match result {
-            Ok(cqe) => Ok(cqe),
-            Err(e @ (AdminError::Timeout(_) | AdminError::ControllerDown(_))) => {
-                self.fail(&format!("admin command {command}: {e}"));
-                Err(self.admin_error(command, e))
-            }
-            Err(e) => Err(self.admin_error(command, e)),
+        result.map_err(|e| self.admin_failed(command, e))
+    }
+
+    /// An admin command timed out or found the controller down: nothing
+    /// it said can be trusted any more, so reset it (which fails it when
+    /// the reset does not work).
+    fn admin_failed(&self, command: &'static str, e: AdminError) -> NvmeError {
+        if matches!(e, AdminError::Timeout(_) | AdminError::ControllerDown(_)) {
+            self.reset(&format!("admin command {command}: {e}"));
         }
+        self.admin_error(command, e)
+    }
+
+    /// Creates I/O completion queue and submission queue `qid` (the pair of
+    /// a queue pair) and returns the reset generation they belong to.
+    pub fn create_io_queues(
+        &self,
+        qid: u16,
+        entries: u32,
+        cq_iova: u64,
+        sq_iova: u64,
+        vector: Option<u16>,
+    ) -> Result<u64, NvmeError> {
+        let mut admin = self.admin_lock();
+        if !self.is_live() {
+            return Err(self.not_live_error());
+        }
+        let generation = self.life.generation();
+        let timeout = self.admin_timeout();
+        let cq = Sqe::create_io_cq(qid, entries, cq_iova, vector);
+        if let Err(e) = admin.execute(&self.bar, &self.cap, cq, timeout) {
+            drop(admin);
+            return Err(self.admin_failed("create I/O completion queue", e));
+        }
+        let sq = Sqe::create_io_sq(qid, entries, sq_iova, qid);
+        if let Err(e) = admin.execute(&self.bar, &self.cap, sq, timeout) {
+            let undo = admin.execute(&self.bar, &self.cap, Sqe::delete_io_cq(qid), timeout);
+            drop(admin);
+            if let Err(undo) = undo {
+                tracing::warn!(pci = %self.pci_address, qid, error = %undo, "deleting the completion queue of a failed queue pair");
+            }
+            return Err(self.admin_failed("create I/O submission queue", e));
+        }
+        Ok(generation)
     }
 
     pub fn state(&self) -> u8 {
-        self.state.load(Ordering::Acquire)
+        self.life.state()
+    }
+
+    /// Resets completed so far: queues created in an older generation no
+    /// longer exist.
+    pub fn generation(&self) -> u64 {
+        self.life.generation()
     }
 
     pub fn is_live(&self) -> bool {
         self.state() == STATE_LIVE
+    }
+
+    /// Failing or failed for good (a reset in progress is not gone).
+    pub fn is_gone(&self) -> bool {
+        matches!(self.state(), STATE_STOPPING | STATE_DEAD)
     }
 
     pub fn gone_error(&self) -> NvmeError {
@@ -297,12 +392,20 @@ impl Controller {
         NvmeError::Gone { pci_address: self.pci_address.clone(), reason: reason.unwrap_or_else(|| "failed".into()) }
     }
 
+    fn not_live_error(&self) -> NvmeError {
+        if self.is_gone() {
+            self.gone_error()
+        } else {
+            controller_error(&self.pci_address, "the controller is being reset; try again")
+        }
+    }
+
     /// Declares the controller failed: stops it so that it can no longer
     /// touch memory (CC.EN = 0, then bus mastering off), then marks it dead
     /// so queue pairs fail and release everything in flight. Idempotent;
     /// the first reason wins.
     pub fn fail(&self, reason: &str) {
-        if self.state.compare_exchange(STATE_LIVE, STATE_STOPPING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        if !self.life.begin_fail() {
             return;
         }
         tracing::error!(pci = %self.pci_address, reason, "NVMe controller failed; all its I/O fails from now on");
@@ -311,7 +414,7 @@ impl Controller {
             tracing::warn!(pci = %self.pci_address, error = %e, "disabling the failed controller");
         }
         self.stop_bus_mastering();
-        self.state.store(STATE_DEAD, Ordering::Release);
+        self.life.end_fail();
     }
 
     fn stop_bus_mastering(&self) {

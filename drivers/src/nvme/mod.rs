@@ -8,8 +8,9 @@
 //! - [`bar`]: the controller's registers; [`command`], [`status`],
 //!   [`identify`], [`prp`]: the NVMe data structures;
 //! - [`ring`], [`admin`]: queues in DMA memory, and the admin queue;
-//! - [`controller`]: bring-up, failure, removal and shutdown of one
-//!   controller; [`qpair`]: the I/O queue pairs the engine uses;
+//! - [`controller`]: bring-up, reset, failure, removal and shutdown of one
+//!   controller ([`lifecycle`]: its states); [`qpair`]: the I/O queue pairs
+//!   the engine uses; [`recovery`]: timeouts, abort, reset, resubmission;
 //! - [`irq`], [`removal`]: MSI-X to eventfds for sleeping reactors, and the
 //!   device-request interrupt that announces an unbind or hot-remove.
 //!
@@ -24,9 +25,11 @@ pub mod error;
 pub mod identify;
 pub mod iova;
 pub mod irq;
+pub mod lifecycle;
 pub mod pci;
 pub mod prp;
 pub mod qpair;
+pub mod recovery;
 pub mod removal;
 pub mod ring;
 pub mod status;
@@ -58,7 +61,7 @@ pub struct NvmeConfig {
     /// Most commands in flight per queue pair.
     pub queue_depth_max: u32,
     /// After this long a command is aborted; after twice this long the
-    /// controller is failed.
+    /// controller is reset (and failed if the reset does not work).
     pub command_timeout_ms: u64,
     /// Limit for each admin command.
     pub admin_timeout_ms: u64,
@@ -103,9 +106,10 @@ impl NvmeDevice {
         &self.controller
     }
 
-    /// True once the controller failed or was taken away.
+    /// True once the controller failed or was taken away (not while it is
+    /// being reset).
     pub fn is_gone(&self) -> bool {
-        !self.controller.is_live()
+        self.controller.is_gone()
     }
 }
 

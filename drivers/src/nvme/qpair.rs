@@ -6,9 +6,10 @@
 //! doorbell once for everything queued since the last poll, reaps up to
 //! `max` completions, and writes the completion-head doorbell once. Timeouts
 //! are checked from `poll` (and the sleeper's timer wakes a sleeping reactor
-//! for them): a command past its deadline is aborted through the admin
-//! queue; one that still does not complete fails the controller, which
-//! stops its DMA and fails everything in flight. Nothing waits forever.
+//! for them) and escalate as [`super::recovery`] says: abort, then reset the
+//! controller. After a reset (by this or another queue pair) the queue pair
+//! creates its queues again, fails the commands that timed out and
+//! resubmits the others. Nothing waits forever.
 
 use std::mem::ManuallyDrop;
 use std::os::fd::BorrowedFd;
@@ -16,10 +17,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::command::{io_op, Sqe};
-use super::controller::{Controller, STATE_DEAD, STATE_LIVE};
+use super::controller::Controller;
 use super::error::NvmeError;
 use super::irq::Sleeper;
+use super::lifecycle::{STATE_DEAD, STATE_LIVE};
 use super::prp::{self, Prp2};
+use super::recovery::{escalate, Escalation, Phase};
 use super::ring::{CompletionRing, SubmissionRing};
 use super::status::Status;
 use crate::device::{Completion, DeviceInfo, Op, OpKind, QueuePair, Request, SubmitError};
@@ -37,11 +40,12 @@ struct Tracker {
     kind: OpKind,
     lba: u64,
     buf: Option<DmaBuf>,
+    /// The entry as submitted, kept to resubmit it after a reset.
+    sqe: Sqe,
     /// This command's PRP list page, allocated once when the queue opens.
     prp_list: DmaBuf,
     deadline: Instant,
-    busy: bool,
-    aborted: bool,
+    phase: Phase,
 }
 
 /// The NVMe backend's queue pair.
@@ -53,17 +57,25 @@ pub struct NvmeQueuePair {
     // Dropped by hand: only once the device can no longer write them.
     sq: ManuallyDrop<SubmissionRing>,
     cq: ManuallyDrop<CompletionRing>,
+    entries: u32,
+    vector: Option<u16>,
     sq_doorbell: usize,
     cq_doorbell: usize,
     sq_tail_rung: u32,
     trackers: Vec<Tracker>,
     cids_free: Vec<u16>,
+    /// Commands finished without the device, to report at the next poll.
+    failed: Vec<u16>,
     in_flight: u32,
     timeout: Duration,
     polls_since_clock: u32,
     scanned_at: Instant,
     sleeper: Option<Sleeper>,
+    /// The controller's reset generation the queues were created in.
+    generation: u64,
     created: bool,
+    /// Test hook: completions still to be thrown away (see `lose_completions`).
+    completions_to_lose: u32,
 }
 
 impl NvmeQueuePair {
@@ -91,10 +103,10 @@ impl NvmeQueuePair {
                     kind: OpKind::Flush,
                     lba: 0,
                     buf: None,
+                    sqe: Sqe::default(),
                     prp_list,
                     deadline: Instant::now(),
-                    busy: false,
-                    aborted: false,
+                    phase: Phase::Free,
                 });
             }
             let vector = controller.vectors.as_ref().and_then(|v| v.get(qid).map(|fd| (qid, fd)));
@@ -106,19 +118,11 @@ impl NvmeQueuePair {
                 })?),
                 None => None,
             };
-            controller.admin(
-                Sqe::create_io_cq(qid, entries, cq.iova(), vector.map(|(v, _)| v)),
-                "create I/O completion queue",
-            )?;
-            if let Err(e) =
-                controller.admin(Sqe::create_io_sq(qid, entries, sq.iova(), qid), "create I/O submission queue")
-            {
-                let _ = controller.admin(Sqe::delete_io_cq(qid), "delete I/O completion queue");
-                return Err(e);
-            }
-            Ok((sq, cq, trackers, sleeper))
+            let vector = vector.map(|(v, _)| v);
+            let generation = controller.create_io_queues(qid, entries, cq.iova(), sq.iova(), vector)?;
+            Ok((sq, cq, trackers, sleeper, vector, generation))
         })();
-        let (sq, cq, trackers, sleeper) = match result {
+        let (sq, cq, trackers, sleeper, vector, generation) = match result {
             Ok(parts) => parts,
             Err(e) => {
                 controller.free_qid(qid);
@@ -135,15 +139,20 @@ impl NvmeQueuePair {
             cq_doorbell: cap.doorbell_offset(qid, true),
             sq: ManuallyDrop::new(sq),
             cq: ManuallyDrop::new(cq),
+            entries,
+            vector,
             sq_tail_rung: 0,
             cids_free: (0..queue_depth as u16).rev().collect(),
+            failed: Vec::new(),
             trackers,
             in_flight: 0,
             timeout,
             polls_since_clock: 0,
             scanned_at: Instant::now(),
             sleeper,
+            generation,
             created: true,
+            completions_to_lose: 0,
             controller,
         })
     }
@@ -189,8 +198,8 @@ impl NvmeQueuePair {
 
     fn complete(&mut self, cid: u16, result: Result<(), IoErrorKind>) -> Completion {
         let tracker = &mut self.trackers[usize::from(cid)];
-        debug_assert!(tracker.busy);
-        tracker.busy = false;
+        debug_assert!(tracker.phase.is_busy());
+        tracker.phase = Phase::Free;
         let (tag, kind, lba, buf) = (tracker.tag, tracker.kind, tracker.lba, tracker.buf.take());
         self.cids_free.push(cid);
         self.in_flight -= 1;
@@ -200,13 +209,21 @@ impl NvmeQueuePair {
 
     fn reap(&mut self, out: &mut Vec<Completion>, max: usize) -> usize {
         let mut reaped = 0;
+        let mut consumed = false;
         while reaped < max {
             let Some(cqe) = self.cq.peek() else { break };
             self.cq.advance();
+            consumed = true;
             let cid = cqe.cid;
-            if usize::from(cid) >= self.trackers.len() || !self.trackers[usize::from(cid)].busy {
+            let on_device = self.trackers.get(usize::from(cid)).map(|t| matches!(t.phase, Phase::OnDevice { .. }));
+            if on_device != Some(true) {
                 // Only a misbehaving controller does this; never panic on it.
                 tracing::error!(pci = %self.controller.pci_address, qid = self.qid, cid, "completion for a command not in flight; ignored");
+                continue;
+            }
+            if self.completions_to_lose > 0 {
+                self.completions_to_lose -= 1;
+                tracing::warn!(pci = %self.controller.pci_address, qid = self.qid, cid, "test hook: completion thrown away");
                 continue;
             }
             let status = Status::from_field(cqe.status_field());
@@ -220,29 +237,91 @@ impl NvmeQueuePair {
             out.push(self.complete(cid, result));
             reaped += 1;
         }
-        if reaped > 0 {
+        if consumed {
             self.controller.bar.write32(self.cq_doorbell, self.cq.head());
         }
         reaped
     }
 
+    /// Reports commands that finished without the device, up to `max`.
+    fn deliver_failed(&mut self, out: &mut Vec<Completion>, max: usize) -> usize {
+        let mut delivered = 0;
+        while delivered < max {
+            let Some(cid) = self.failed.pop() else { break };
+            let Phase::Failed(kind) = self.trackers[usize::from(cid)].phase else { continue };
+            out.push(self.complete(cid, Err(kind)));
+            delivered += 1;
+        }
+        delivered
+    }
+
     /// The controller is dead: its DMA is stopped, so every command in
     /// flight fails and gives its buffer back.
     fn fail_in_flight(&mut self, out: &mut Vec<Completion>, max: usize) -> usize {
-        let mut failed = 0;
         for cid in 0..self.trackers.len() as u16 {
-            if failed == max {
-                break;
+            let tracker = &mut self.trackers[usize::from(cid)];
+            if tracker.phase.is_busy() && !matches!(tracker.phase, Phase::Failed(_)) {
+                tracker.phase = tracker.phase.after_death();
+                self.failed.push(cid);
             }
-            let tracker = &self.trackers[usize::from(cid)];
-            if !tracker.busy {
-                continue;
-            }
-            let kind = if tracker.aborted { IoErrorKind::Timeout } else { IoErrorKind::DeviceGone };
-            out.push(self.complete(cid, Err(kind)));
-            failed += 1;
         }
-        failed
+        self.deliver_failed(out, max)
+    }
+
+    /// Makes sure the queues exist in the controller's current generation.
+    /// After a reset they do not: the rings start over empty, the queues are
+    /// created again, commands that timed out fail and the others go to the
+    /// device again. False when the queues cannot be used (the controller
+    /// is not live, or creating them failed, which resets or fails it).
+    fn sync_with_controller(&mut self) -> bool {
+        if !self.controller.is_live() {
+            return false;
+        }
+        if self.controller.generation() == self.generation {
+            return true;
+        }
+        // The reset disabled the controller: it no longer reads or writes
+        // these rings, and every command on them is lost.
+        self.sq.reset();
+        self.cq.reset();
+        self.sq_tail_rung = 0;
+        let attempted = self.controller.generation();
+        let created =
+            self.controller.create_io_queues(self.qid, self.entries, self.cq.iova(), self.sq.iova(), self.vector);
+        let generation = match created {
+            Ok(generation) => generation,
+            Err(e) => {
+                // Retrying on every poll would hold its commands forever; a
+                // timeout has reset the controller again, which earns a retry.
+                if self.controller.is_live() && self.controller.generation() == attempted {
+                    self.controller
+                        .fail(&format!("queue pair {} could not be re-created after a reset: {e}", self.qid));
+                }
+                return false;
+            }
+        };
+        self.generation = generation;
+        let deadline = Instant::now() + self.timeout;
+        let (mut resubmitted, mut timed_out) = (0u32, 0u32);
+        for cid in 0..self.trackers.len() as u16 {
+            let tracker = &mut self.trackers[usize::from(cid)];
+            let before = tracker.phase;
+            tracker.phase = before.after_reset();
+            match tracker.phase {
+                Phase::OnDevice { .. } => {
+                    tracker.deadline = deadline;
+                    self.sq.push(&tracker.sqe);
+                    resubmitted += 1;
+                }
+                Phase::Failed(_) if before != tracker.phase => {
+                    self.failed.push(cid);
+                    timed_out += 1;
+                }
+                _ => {}
+            }
+        }
+        tracing::info!(pci = %self.controller.pci_address, qid = self.qid, generation, resubmitted, timed_out, "queue pair re-created after a controller reset");
+        true
     }
 
     fn check_timeouts(&mut self, force: bool) {
@@ -259,59 +338,91 @@ impl NvmeQueuePair {
         let expired: Vec<u16> = (0..self.trackers.len() as u16)
             .filter(|&cid| {
                 let t = &self.trackers[usize::from(cid)];
-                t.busy && t.deadline <= now
+                matches!(t.phase, Phase::OnDevice { .. }) && t.deadline <= now
             })
             .collect();
+        let generation = self.generation;
         for cid in expired {
             self.on_timeout(cid, now);
-            if !self.controller.is_live() {
+            if !self.controller.is_live() || self.controller.generation() != generation {
                 return;
             }
         }
     }
 
-    /// First deadline: abort the command. Second: fail the controller.
+    /// One command passed its deadline: abort it, or reset or fail the
+    /// controller (see [`super::recovery`]).
     fn on_timeout(&mut self, cid: u16, now: Instant) {
         let status = self.controller.bar.read32(super::bar::reg::CSTS);
-        if status == super::bar::csts::GONE {
-            self.controller.fail("registers read all-ones: the device left the bus");
-            return;
-        }
-        if status & super::bar::csts::CFS != 0 {
-            self.controller.fail(&format!("controller fatal status (CSTS {status:#x})"));
-            return;
-        }
         let tracker = &mut self.trackers[usize::from(cid)];
+        let late = matches!(tracker.phase, Phase::OnDevice { late: true });
         let (kind, lba) = (tracker.kind, tracker.lba);
-        if tracker.aborted {
-            tracker.deadline = now + self.timeout;
-            self.controller
-                .fail(&format!("{kind} at block {lba} (qid {}, cid {cid}) did not complete after an abort", self.qid));
-            return;
-        }
-        tracker.aborted = true;
-        tracker.deadline = now + self.timeout;
-        tracing::warn!(pci = %self.controller.pci_address, qid = self.qid, cid, op = %kind, lba, "command timed out; aborting it");
-        let abort_timeout = self.timeout.min(self.controller.admin_timeout());
-        if let Err(e) = self.controller.admin_timed(Sqe::abort(self.qid, cid), "abort", abort_timeout) {
-            self.controller.fail(&format!("abort of a timed-out {kind} failed: {e}"));
+        match escalate(status, late) {
+            Escalation::Fail(reason) => self.controller.fail(&reason),
+            Escalation::Reset(reason) => {
+                let what = format!("{reason} ({kind} at block {lba}, qid {}, cid {cid})", self.qid);
+                self.controller.reset(&what);
+            }
+            Escalation::Abort => {
+                tracker.phase = Phase::OnDevice { late: true };
+                tracker.deadline = now + self.timeout;
+                tracing::warn!(pci = %self.controller.pci_address, qid = self.qid, cid, op = %kind, lba, "command timed out; aborting it");
+                let abort_timeout = self.timeout.min(self.controller.admin_timeout());
+                match self.controller.admin_timed(Sqe::abort(self.qid, cid), "abort", abort_timeout) {
+                    // Bit 0 of dw0 set: the controller did not abort it (QEMU never does).
+                    Ok(cqe) => {
+                        tracing::info!(pci = %self.controller.pci_address, qid = self.qid, cid, aborted = cqe.dw0 & 1 == 0, "abort answered")
+                    }
+                    // A timed-out abort has already reset the controller.
+                    Err(e) => {
+                        tracing::warn!(pci = %self.controller.pci_address, qid = self.qid, cid, error = %e, "abort failed")
+                    }
+                }
+            }
         }
     }
 
+    /// Test hook: the next `count` completions this queue pair reaps are
+    /// thrown away as if the controller had never posted them, so their
+    /// commands time out. For the guest tests of the timeout, abort and
+    /// reset path on a controller that does not lose completions by itself.
+    #[doc(hidden)]
+    pub fn lose_completions(&mut self, count: u32) {
+        self.completions_to_lose = count;
+    }
+
+    /// Changes the command timeout for commands submitted from now on.
+    pub fn set_command_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
     /// Deletes the queues. Returns true when the device can no longer touch
-    /// the buffers of commands still in flight (queues deleted, or the
-    /// controller dead).
+    /// the buffers of commands still in flight (queues deleted, destroyed by
+    /// a reset, or the controller dead).
     fn delete_queues(&mut self) -> bool {
-        if !self.created || !self.controller.is_live() {
-            return self.controller.state() == STATE_DEAD || !self.created;
+        if !self.created {
+            return true;
+        }
+        // A reset or failure under way in another thread ends within CAP.TO
+        // and the admin timeout; until then the device may still use the rings.
+        while !matches!(self.controller.state(), STATE_LIVE | STATE_DEAD) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if self.controller.state() == STATE_DEAD {
+            return true;
         }
         self.created = false;
+        if self.controller.generation() != self.generation {
+            return true;
+        }
         let deleted = self
             .controller
             .admin(Sqe::delete_io_sq(self.qid), "delete I/O submission queue")
             .and_then(|_| self.controller.admin(Sqe::delete_io_cq(self.qid), "delete I/O completion queue"));
         match deleted {
             Ok(_) => true,
+            // A reset in between destroyed the queues already.
+            Err(_) if self.controller.generation() != self.generation => true,
             Err(e) if self.in_flight > 0 => {
                 self.controller.fail(&format!("queue {} could not be deleted with commands in flight: {e}", self.qid));
                 self.controller.state() == STATE_DEAD
@@ -330,7 +441,7 @@ impl QueuePair for NvmeQueuePair {
     }
 
     fn submit(&mut self, request: Request) -> Result<(), SubmitError> {
-        if self.controller.state() != STATE_LIVE {
+        if self.controller.is_gone() {
             return Err(SubmitError::Gone(request));
         }
         let Some(&cid) = self.cids_free.last() else {
@@ -343,16 +454,22 @@ impl QueuePair for NvmeQueuePair {
                 return Err(SubmitError::Invalid(request, error));
             }
         };
+        // While the controller is being reset (or the queues are not yet
+        // created again) the command waits in its tracker and goes to the
+        // device with the resubmissions.
+        let on_device = self.sync_with_controller();
         self.cids_free.pop();
-        self.sq.push(&sqe);
+        if on_device {
+            self.sq.push(&sqe);
+        }
         let tracker = &mut self.trackers[usize::from(cid)];
         tracker.tag = request.tag;
         tracker.kind = request.op.kind();
         tracker.lba = request.op.lba();
         tracker.buf = request.op.into_buf();
+        tracker.sqe = sqe;
         tracker.deadline = Instant::now() + self.timeout;
-        tracker.busy = true;
-        tracker.aborted = false;
+        tracker.phase = if on_device { Phase::OnDevice { late: false } } else { Phase::Held };
         self.in_flight += 1;
         Ok(())
     }
@@ -361,15 +478,20 @@ impl QueuePair for NvmeQueuePair {
         match self.controller.state() {
             STATE_LIVE => {}
             STATE_DEAD => return self.fail_in_flight(out, max),
-            // Being quiesced: buffers must stay with the device a moment longer.
-            _ => return 0,
+            // Being quiesced or reset: buffers on the device stay with it a
+            // moment longer; what already failed can be reported.
+            _ => return self.deliver_failed(out, max),
         }
+        if !self.sync_with_controller() {
+            return self.deliver_failed(out, max);
+        }
+        let mut done = self.deliver_failed(out, max);
         self.ring_submissions();
-        let reaped = self.reap(out, max);
+        done += self.reap(out, max - done);
         if self.in_flight > 0 {
             self.check_timeouts(false);
         }
-        reaped
+        done
     }
 
     fn in_flight(&self) -> u32 {
@@ -387,7 +509,10 @@ impl QueuePair for NvmeQueuePair {
     fn prepare_to_sleep(&mut self) -> bool {
         let Some(sleeper) = self.sleeper.as_ref() else { return self.in_flight == 0 };
         sleeper.drain();
-        if self.controller.state() != STATE_LIVE {
+        if !self.failed.is_empty() {
+            return false;
+        }
+        if self.controller.state() != STATE_LIVE || self.controller.generation() != self.generation {
             return self.in_flight == 0;
         }
         // Submissions not yet rung would never complete while we sleep.
@@ -396,7 +521,7 @@ impl QueuePair for NvmeQueuePair {
             return false;
         }
         let now = Instant::now();
-        let earliest = self.trackers.iter().filter(|t| t.busy).map(|t| t.deadline).min();
+        let earliest = self.trackers.iter().filter(|t| t.phase.is_busy()).map(|t| t.deadline).min();
         let sleeper = self.sleeper.as_ref().expect("checked above");
         match earliest {
             Some(deadline) if deadline <= now => {
