@@ -23,8 +23,11 @@ Examples:
   Create a volume on a block device, erasing what it holds:
     keel mkfs --device-path /dev/nvme0n1 --force
 
-  Show the device and both superblock copies of a volume (read only):
+  Show the device, both superblock copies and the trees of a volume (read only):
     keel inspect --config /etc/keel/keel.toml
+
+  Check a volume: every checksum, reference and allocated page (read only):
+    keel fsck --config /etc/keel/keel.toml
 
   Show the configuration Keel would use:
     keel config --config /etc/keel/keel.toml --reactors 4";
@@ -67,8 +70,13 @@ pub enum Command {
     /// (docs/FORMAT.md). Refuses a device that holds a Keel volume or other data
     /// unless --force is given.
     Mkfs(MkfsArgs),
-    /// Show the device and every field of both superblock copies (read only).
+    /// Show the device, both superblock copies, and each shard's tree shape,
+    /// cache and space use (read only).
     Inspect(InspectArgs),
+    /// Check a volume (read only): superblocks, indirection tables, space
+    /// maps, every node and out-of-line value, reachability, allocation
+    /// accounting, and the journal. Exits 0 when clean, 4 when problems were found.
+    Fsck(FsckArgs),
     /// Print the configuration Keel would use: the file, then the flags.
     Config(ConfigCommandArgs),
     /// Prepare this machine for the nvme backend: hugepages, vfio-pci, IOMMU groups, memlock.
@@ -99,6 +107,16 @@ pub struct MkfsArgs {
 
 #[derive(Debug, Args)]
 pub struct InspectArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Also list every block of every shard's durable checkpoint (kind,
+    /// absolute page, pages, node id).
+    #[arg(long)]
+    pub blocks: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FsckArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
 }

@@ -13,6 +13,9 @@ use keel_reactor::{CallError, RuntimeError};
 pub const EXIT_CONFIG: u8 = 78;
 /// Exit status for any other failure.
 pub const EXIT_FAILURE: u8 = 1;
+/// Exit status of `keel fsck` when it found problems (fsck(8)'s "errors left
+/// uncorrected"): the check ran, the volume is not consistent.
+pub const EXIT_INCONSISTENT: u8 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -38,12 +41,15 @@ pub enum CliError {
     Service { service: String, reason: String },
     #[error("{0}")]
     Usage(String),
+    #[error("the volume has {problems} problem(s)")]
+    Inconsistent { problems: u64 },
 }
 
 impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Config(_) => EXIT_CONFIG,
+            CliError::Inconsistent { .. } => EXIT_INCONSISTENT,
             _ => EXIT_FAILURE,
         }
     }

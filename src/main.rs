@@ -1,10 +1,11 @@
-//! The `keel` command: `serve`, `mkfs`, `inspect`, `config`, `setup`.
+//! The `keel` command: `serve`, `mkfs`, `inspect`, `fsck`, `config`, `setup`.
 //!
 //! `main` only parses the command line, runs the subcommand and turns an
 //! error into a message and an exit status; the work is in the modules.
 #![forbid(unsafe_code)]
 
 mod banner;
+mod check;
 mod cli;
 mod commands;
 mod error;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => commands::serve::run(args),
         Command::Mkfs(args) => commands::mkfs::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Fsck(args) => commands::fsck::run(args),
         Command::Config(args) => commands::config::run(args),
         Command::Setup(args) => return setup::main(args),
     };

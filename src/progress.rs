@@ -17,6 +17,17 @@ pub fn bytes(total_bytes: u64, message: impl Into<String>) -> ProgressBar {
     bar
 }
 
+/// A bar counting items (nodes checked) towards `total`, which may grow.
+pub fn count(total: u64, message: impl Into<String>) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    let style = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} nodes ({per_sec}, {eta})")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(message.into());
+    bar
+}
+
 /// A spinner for an operation whose length is unknown.
 pub fn spinner(message: impl Into<String>) -> ProgressBar {
     let bar = ProgressBar::new_spinner();

@@ -1,6 +1,6 @@
 //! The real `keel` binary, as a user and as systemd run it.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -18,13 +18,18 @@ fn free_port() -> u16 {
 
 /// `keel <args>` on a small data file in `dir`, the KV gateway on a free port.
 fn keel(dir: &Path, args: &[&str]) -> Command {
+    keel_on_port(dir, args, free_port())
+}
+
+/// `keel <args>` on a small data file in `dir`, the KV gateway on `port`.
+fn keel_on_port(dir: &Path, args: &[&str], port: u16) -> Command {
     let mut command = Command::new(KEEL);
     command
         .args(args)
         .arg("--data-dir")
         .arg(dir)
         .arg("--kv-listen")
-        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg(format!("127.0.0.1:{port}"))
         .args(["--set", "device.size=64MiB", "--set", "dma.pool_size=32MiB"])
         .env_remove("NOTIFY_SOCKET")
         .env_remove("WATCHDOG_USEC")
@@ -215,4 +220,81 @@ fn config_prints_a_configuration_that_reflects_the_flags() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(text.contains("count = 3") && text.contains("idle = \"poll\""), "{text}");
+}
+
+/// Writes `count` keys with 100-byte values through the Redis protocol,
+/// pipelined, and checks every reply.
+fn fill_over_resp(port: u16, count: usize) {
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(START_TIMEOUT)).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut requests = Vec::new();
+    for i in 0..count {
+        let (key, value) = (format!("key{i:012}"), format!("{i:0100}"));
+        requests
+            .extend_from_slice(format!("*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n$100\r\n{value}\r\n", key.len()).as_bytes());
+    }
+    writer.write_all(&requests).unwrap();
+    let mut replies = BufReader::new(stream);
+    for i in 0..count {
+        let mut line = String::new();
+        replies.read_line(&mut line).unwrap();
+        assert_eq!(line, "+OK\r\n", "reply to SET number {i}");
+    }
+}
+
+#[test]
+fn fsck_passes_a_clean_volume_and_reports_a_corrupted_leaf_and_inspect_shows_the_trees() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = Server::start(keel_on_port(dir.path(), &["serve"], port));
+    server.wait_for_line("Ready");
+    fill_over_resp(port, 3000);
+    server.signal("INT");
+    assert!(server.wait().0.success());
+
+    let image = dir.path().join("keel.img");
+    let before = std::fs::read(&image).unwrap();
+    let fsck = keel(dir.path(), &["fsck"]).output().unwrap();
+    let text = String::from_utf8_lossy(&fsck.stdout);
+    assert_eq!(fsck.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&fsck.stderr));
+    assert!(text.contains("Clean: every checksum"), "{text}");
+    assert!(before == std::fs::read(&image).unwrap(), "fsck changed the volume");
+
+    let inspect = keel(dir.path(), &["inspect", "--blocks"]).output().unwrap();
+    let text = String::from_utf8_lossy(&inspect.stdout).into_owned();
+    assert!(inspect.status.success(), "{text}");
+    assert!(
+        text.contains("nodes per level") && text.contains("L0 ") && text.contains("nodes / cache budget"),
+        "{text}"
+    );
+    let entries: u64 = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Trees"))
+        .skip(2)
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter_map(|cells| {
+            let fill = cells.iter().rposition(|c| c.ends_with('%'))?;
+            let (entries, buffered) = (cells.get(fill + 1)?, cells.get(fill + 2)?);
+            Some(entries.parse::<u64>().ok()? + buffered.parse::<u64>().ok()?)
+        })
+        .sum();
+    // The gateways keep a few keys of their own besides the records.
+    assert!((3000..3100).contains(&entries), "every key sits in a leaf or a buffer: {text}");
+    let leaf_page: u64 = text
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|cells| cells.get(1) == Some(&"leaf"))
+        .and_then(|cells| cells[2].parse().ok())
+        .unwrap_or_else(|| panic!("no leaf in the block list: {text}"));
+
+    let mut bytes = before;
+    bytes[leaf_page as usize * 4096 + 200] ^= 0x10;
+    std::fs::write(&image, &bytes).unwrap();
+    let fsck = keel(dir.path(), &["fsck"]).output().unwrap();
+    let text = String::from_utf8_lossy(&fsck.stdout);
+    assert_eq!(fsck.status.code(), Some(4), "{text}{}", String::from_utf8_lossy(&fsck.stderr));
+    assert!(text.contains("Problems (1):") && text.contains("checksum"), "{text}");
+    assert!(String::from_utf8_lossy(&fsck.stderr).contains("the volume has 1 problem(s)"));
 }

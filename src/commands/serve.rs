@@ -81,7 +81,7 @@ pub fn run(args: &ServeArgs) -> Result<(), CliError> {
 /// The engine's settings from `[engine]`. The cache budget is shared by all
 /// shards; the node size is the internal node size (leaves stay small, see
 /// the tree's configuration).
-fn engine_config(config: &Config, shard_count: u32) -> EngineConfig {
+pub(crate) fn engine_config(config: &Config, shard_count: u32) -> EngineConfig {
     let mut engine = EngineConfig::default();
     engine.tree.cache_bytes = (config.engine.cache_size.bytes() / u64::from(shard_count.max(1))) as usize;
     engine.tree.internal_bytes = config.engine.node_size.bytes() as usize;

@@ -36,6 +36,24 @@ pub struct BlockInfo {
     pub key: Option<Vec<u8>>,
 }
 
+/// The nodes of one level of the tree (height 0: the leaves).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LevelShape {
+    pub nodes: u64,
+    /// Serialized bytes of those nodes, as their table entries give them.
+    pub bytes: u64,
+}
+
+impl LevelShape {
+    /// Mean serialized size over `target_bytes` (the configured node size).
+    pub fn fill(&self, target_bytes: usize) -> f64 {
+        if self.nodes == 0 || target_bytes == 0 {
+            return 0.0;
+        }
+        self.bytes as f64 / (self.nodes as f64 * target_bytes as f64)
+    }
+}
+
 /// What fsck found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FsckReport {
@@ -50,6 +68,12 @@ pub struct FsckReport {
     pub extent_bytes: u64,
     pub pages_referenced: u64,
     pub pages_in_use: u64,
+    /// Pages of the region (used and free).
+    pub region_pages: u64,
+    /// Pages of the checkpoint's metadata (table, space map, directory).
+    pub metadata_pages: u64,
+    /// Nodes and their bytes per level, by height (index 0: the leaves).
+    pub levels: Vec<LevelShape>,
     pub problems: Vec<String>,
     pub problems_unlisted: u64,
 }
@@ -143,8 +167,11 @@ impl Tree {
         report.height = image.height;
         let pages = self.sh.region.pages;
         let mut marks = Pages { referenced: vec![0u64; pages.div_ceil(64) as usize], pages };
+        report.region_pages = pages;
+        report.levels = vec![LevelShape::default(); usize::from(image.height) + 1];
         for (a, n) in image.metadata() {
             marks.mark(&mut report, "checkpoint metadata", a, n);
+            report.metadata_pages += n;
         }
         let nodes_total = image.table.iter().count() as u64;
         let mut visited: HashSet<NodeId> = HashSet::new();
@@ -202,6 +229,10 @@ impl Tree {
         if node.height() != p.height {
             report.problem(format!("node {} has height {}, expected {}", p.id.0, node.height(), p.height));
             return;
+        }
+        if let Some(level) = report.levels.get_mut(usize::from(p.height)) {
+            level.nodes += 1;
+            level.bytes += u64::from(at.length);
         }
         let in_range = |k: &[u8]| p.low.as_deref().is_none_or(|l| l <= k) && p.high.as_deref().is_none_or(|h| k < h);
         let mut extents: Vec<(ExtentRef, Option<Vec<u8>>)> = Vec::new();

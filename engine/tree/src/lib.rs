@@ -61,7 +61,7 @@ pub use checkpoint::Frozen;
 pub use codec::Malformed;
 pub use config::TreeConfig;
 pub use error::{BlockKind, CorruptReason, Result, TreeError};
-pub use fsck::{BlockInfo, FsckProgress, FsckReport};
+pub use fsck::{BlockInfo, FsckProgress, FsckReport, LevelShape};
 pub use maintenance::Admission;
 pub use message::{ExtentRef, MergeOp, Message, Value, EXTENT_REF_BYTES};
 pub use stats::{Counters, TreeStats};
