@@ -84,6 +84,8 @@ pub fn check_volume(
     let (tree_config, journal_config) = (engine.tree, engine.journal);
     let (walk_sb, walk_bar) = (sb.clone(), bar.clone());
     let shards = block_on(&storage.devices(), async move { check_shards(walk_sb, tree_config, walk_bar).await })?;
+    // Scan with the limits Engine::open uses on this device.
+    let journal_config = journal_config.fitted_to(storage.device.info());
     let scan_sb = sb;
     let journal = block_on(&storage.devices(), async move { scan_journal(&scan_sb, &journal_config).await })?;
     if let Ok(j) = &journal {
