@@ -11,7 +11,7 @@
 
 mod args;
 mod cpu;
-mod fio;
+pub(crate) mod fio;
 mod keel_run;
 mod prefill;
 mod report;
@@ -26,8 +26,8 @@ use keel_drivers::nvme::{NvmeConfig, NvmeDevice};
 use keel_drivers::uring::{UringConfig, UringDevice};
 use keel_drivers::{BlockDevice, DeviceError, DmaPool, DmaPoolConfig, HugepagePolicy};
 
-pub use self::args::DeviceArgs;
 use self::args::{Backend, FioMode};
+pub use self::args::{DeviceArgs, Idle};
 use self::report::{DeviceFacts, Report, RunReport, Settings, Summary};
 
 /// Why a benchmark could not run.

@@ -6,13 +6,14 @@
 //! of `record_bytes`; the peer is fio's 4 KiB write + fdatasync rate (the cost
 //! of one durable write without group commit). Large records: tasks stream
 //! records of `large_record_bytes` and wait for durability every
-//! `large_wait_every` records (counting only records known durable); the peer
-//! is fio's sequential O_DIRECT io_uring write bandwidth (not durable). A background task plays
-//! the checkpoint: it advances the head to the durable LSN every millisecond,
-//! so the ring never fills.
+//! `large_wait_every` records (counting only records known durable); the peers
+//! are fio's sequential O_DIRECT io_uring writes of the journal's batch size
+//! at its writes in flight, once plain (not durable) and once as durable as
+//! the journal's batches (`peer.rs`). A background task plays the checkpoint:
+//! it advances the head to the durable LSN every millisecond, so the ring
+//! never fills.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +25,13 @@ use keel_journal::{
 };
 use keel_reactor::io::DeviceId;
 use keel_reactor::{IdlePolicy, Runtime, RuntimeConfig};
+
+use self::peer::{DurablePeer, Fio};
+use self::report::{journal_line, peer_line, Sample};
+use crate::device::Idle;
+
+mod peer;
+mod report;
 
 /// Options of `keel-perf journal`.
 #[derive(Debug, Clone, clap::Args)]
@@ -66,6 +74,14 @@ pub struct JournalArgs {
     /// Reactors (threads) the committers are spread over.
     #[arg(long, default_value_t = 1)]
     pub reactors: usize,
+    /// How idle reactors wait. `adaptive` (the runtime's default) sleeps in
+    /// the kernel as fio does; `poll` spins a core per reactor, which on a
+    /// shared machine gets preempted and answers completions late.
+    #[arg(long, value_enum, default_value_t = Idle::Adaptive)]
+    pub idle: Idle,
+    /// With `--idle adaptive`: microseconds to spin before sleeping.
+    #[arg(long, default_value_t = 200)]
+    pub spin_us: u32,
     /// Skip the fio peers (only the journal's own figures).
     #[arg(long)]
     pub no_fio: bool,
@@ -80,12 +96,15 @@ fn durability(name: &str) -> Result<DurabilityMode, String> {
     }
 }
 
-/// One measured point.
-#[derive(Debug, Clone, Copy)]
-struct Sample {
-    commits_per_sec: f64,
-    bytes_per_sec: f64,
-    stats: JournalStats,
+/// The fio job as durable as the journal's batches in `mode` on `device`.
+fn durable_peer(mode: DurabilityMode, device: &keel_drivers::DeviceInfo) -> DurablePeer {
+    match mode {
+        DurabilityMode::Fua => DurablePeer::Dsync,
+        DurabilityMode::Auto if device.fua => DurablePeer::Dsync,
+        // The journal flushes as soon as a waiter's batch is written, which
+        // under this load is after every batch.
+        DurabilityMode::Auto | DurabilityMode::WriteThenFlush => DurablePeer::Fdatasync { every_writes: 1 },
+    }
 }
 
 pub fn run(args: &JournalArgs) -> Result<(), String> {
@@ -100,33 +119,61 @@ pub fn run(args: &JournalArgs) -> Result<(), String> {
     uring.create_size_bytes = Some(file_bytes);
     let device: Arc<dyn BlockDevice> = Arc::new(UringDevice::open(&uring, pool).map_err(|e| e.to_string())?);
     println!("device: {:?}", device.info());
-    println!("durability: {} ; reactors: {} ; machine: shared 2-core VM", args.durability, args.reactors);
+    println!(
+        "durability: {} ; reactors: {} ; idle: {:?} (spin {} us) ; machine: shared 2-core VM",
+        args.durability, args.reactors, args.idle, args.spin_us
+    );
+    let batch_bytes = JournalConfig::default().batch_bytes_max;
+    let fio =
+        Fio::new(&args.path, args.seconds, batch_bytes, args.writes_in_flight, durable_peer(mode, &device.info()));
+    if !args.no_fio {
+        println!("fio: {}", Fio::ensure_installed()?);
+        for line in fio.describe() {
+            println!("peer: {line}");
+        }
+    }
     let mut epoch = 1u64;
     for &committers in &args.committers {
         let mut journal_samples = Vec::new();
-        let mut fio_samples = Vec::new();
+        let mut fio_iops = Vec::new();
         for _ in 0..args.runs {
             journal_samples.push(measure(args, &device, mode, committers, (args.record_bytes, 1), epoch)?);
             epoch += 1;
             if !args.no_fio {
-                fio_samples.push(fio_fdatasync_iops(args)?);
+                fio_iops.push(fio.fdatasync_iops()?);
             }
         }
-        report(
-            &format!("{committers} committers x {} B, commits/s", args.record_bytes),
-            &journal_samples,
-            &fio_samples,
-            |s| s.commits_per_sec,
-        );
+        let name = format!("{committers} committers x {} B, commits/s", args.record_bytes);
+        journal_line(&name, &journal_samples, |s| s.commits_per_sec);
+        if !args.no_fio {
+            let journal: Vec<f64> = journal_samples.iter().map(|s| s.commits_per_sec).collect();
+            peer_line("fio 4 KiB write+fdatasync IOPS", &journal, &fio_iops);
+        }
     }
+    large_records(args, &device, mode, &fio, epoch)?;
+    let _ = std::fs::remove_file(&args.path);
+    Ok(())
+}
+
+/// Large records against fio's plain and durability-matched sequential
+/// writes: journal, plain fio, durable fio, run after run.
+fn large_records(
+    args: &JournalArgs,
+    device: &Arc<dyn BlockDevice>,
+    mode: DurabilityMode,
+    fio: &Fio,
+    mut epoch: u64,
+) -> Result<(), String> {
     let mut journal_samples = Vec::new();
-    let mut fio_samples = Vec::new();
+    let (mut plain, mut durable) = (Vec::new(), Vec::new());
     for _ in 0..args.runs {
         let shape = (args.large_record_bytes, args.large_wait_every.max(1));
-        journal_samples.push(measure(args, &device, mode, args.large_committers, shape, epoch)?);
+        journal_samples.push(measure(args, device, mode, args.large_committers, shape, epoch)?);
         epoch += 1;
         if !args.no_fio {
-            fio_samples.push(fio_seq_write_bytes_per_sec(args)?);
+            let peer = fio.seq_write()?;
+            plain.push(peer.plain_bytes_per_sec / 1e6);
+            durable.push(peer.durable_bytes_per_sec / 1e6);
         }
     }
     let name = format!(
@@ -135,8 +182,12 @@ pub fn run(args: &JournalArgs) -> Result<(), String> {
         args.large_record_bytes >> 10,
         args.large_wait_every
     );
-    report(&name, &journal_samples, &fio_samples, |s| s.bytes_per_sec / 1e6);
-    let _ = std::fs::remove_file(&args.path);
+    journal_line(&name, &journal_samples, |s| s.bytes_per_sec / 1e6);
+    if !args.no_fio {
+        let journal: Vec<f64> = journal_samples.iter().map(|s| s.bytes_per_sec / 1e6).collect();
+        peer_line("fio sequential write, plain (not durable), MB/s", &journal, &plain);
+        peer_line("fio sequential write, durability-matched, MB/s", &journal, &durable);
+    }
     Ok(())
 }
 
@@ -154,32 +205,6 @@ fn prewrite(path: &std::path::Path, size_bytes: u64) -> Result<(), String> {
     file.sync_all().map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn median_and_spread(mut values: Vec<f64>) -> (f64, f64, f64) {
-    values.sort_by(f64::total_cmp);
-    let median = values[values.len() / 2];
-    (median, values[0], values[values.len() - 1])
-}
-
-fn report(name: &str, journal: &[Sample], fio: &[f64], metric: impl Fn(&Sample) -> f64) {
-    let (median, min, max) = median_and_spread(journal.iter().map(&metric).collect());
-    let mid = &journal[journal.len() / 2].stats;
-    let per_batch = mid.records as f64 / mid.batches.max(1) as f64;
-    let per_flush = mid.records as f64 / mid.flushes.max(1) as f64;
-    println!(
-        "journal {name}: median {median:.1} (min {min:.1}, max {max:.1}); records/batch {per_batch:.1}, records/flush {per_flush:.1}"
-    );
-    if fio.is_empty() {
-        return;
-    }
-    let scale = if name.ends_with("MB/s") { 1e-6 } else { 1.0 };
-    let (fio_median, fio_min, fio_max) = median_and_spread(fio.iter().map(|v| v * scale).collect());
-    let ratios: Vec<f64> = journal.iter().zip(fio).map(|(j, f)| metric(j) / (f * scale)).collect();
-    let (ratio, ratio_min, ratio_max) = median_and_spread(ratios);
-    println!(
-        "  fio peer: median {fio_median:.1} (min {fio_min:.1}, max {fio_max:.1}); ratio journal/fio: median {ratio:.2}x (min {ratio_min:.2}x, max {ratio_max:.2}x)"
-    );
-}
-
 const DEV: DeviceId = DeviceId(0);
 
 fn measure(
@@ -190,7 +215,11 @@ fn measure(
     (record_bytes, wait_every): (usize, u64),
     epoch: u64,
 ) -> Result<Sample, String> {
-    let config = RuntimeConfig { reactors: args.reactors, idle: IdlePolicy::Poll, ..RuntimeConfig::default() };
+    let idle = match args.idle {
+        Idle::Poll => IdlePolicy::Poll,
+        Idle::Adaptive => IdlePolicy::Adaptive { spin_us: args.spin_us },
+    };
+    let config = RuntimeConfig { reactors: args.reactors, idle, ..RuntimeConfig::default() };
     let runtime = Runtime::start(&config, std::slice::from_ref(device)).map_err(|e| e.to_string())?;
     let region = JournalRegion { device: DEV, first_page: 0, page_count: (args.ring_mib << 20) / 4096 };
     let journal_config =
@@ -269,45 +298,4 @@ fn spawn_checkpointer(
             running.fetch_sub(1, Ordering::SeqCst);
         })
         .map_err(|e| e.to_string())
-}
-
-fn fio_peer_path(args: &JournalArgs) -> PathBuf {
-    args.path.with_extension("fio")
-}
-
-fn run_fio(args: &JournalArgs, extra: &[&str]) -> Result<serde_json::Value, String> {
-    let path = fio_peer_path(args);
-    let runtime = format!("--runtime={}", args.seconds);
-    let mut command = Command::new("fio");
-    command
-        .arg("--name=peer")
-        .arg(format!("--filename={}", path.display()))
-        .arg("--size=256M")
-        .arg("--rw=write")
-        .arg("--time_based")
-        .arg(&runtime)
-        .arg("--output-format=json")
-        .args(extra);
-    let output = command.output().map_err(|e| format!("cannot run fio (apt-get install fio): {e}"))?;
-    let _ = std::fs::remove_file(&path);
-    if !output.status.success() {
-        return Err(format!("fio failed: {}", String::from_utf8_lossy(&output.stderr)));
-    }
-    serde_json::from_slice(&output.stdout).map_err(|e| format!("fio output: {e}"))
-}
-
-fn fio_write_field(value: &serde_json::Value, field: &str) -> Result<f64, String> {
-    value["jobs"][0]["write"][field].as_f64().ok_or_else(|| format!("fio output lacks jobs[0].write.{field}"))
-}
-
-/// `fio --ioengine=sync --fdatasync=1 --rw=write --bs=4k`: durable 4 KiB writes per second.
-fn fio_fdatasync_iops(args: &JournalArgs) -> Result<f64, String> {
-    let value = run_fio(args, &["--ioengine=sync", "--fdatasync=1", "--bs=4k"])?;
-    fio_write_field(&value, "iops")
-}
-
-/// `fio --ioengine=io_uring --direct=1 --rw=write --bs=2M --iodepth=4`: bytes per second.
-fn fio_seq_write_bytes_per_sec(args: &JournalArgs) -> Result<f64, String> {
-    let value = run_fio(args, &["--ioengine=io_uring", "--direct=1", "--bs=2M", "--iodepth=4"])?;
-    fio_write_field(&value, "bw_bytes")
 }
