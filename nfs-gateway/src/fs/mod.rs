@@ -109,8 +109,9 @@ pub struct Done<T> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FsOptions {
     /// Space the file system may use, reported by FSSTAT and enforced
-    /// (NOSPC). TRANSITIONAL: set by the caller until the engine reports its
-    /// device's free space.
+    /// (NOSPC). `keel serve` sets it to the bytes of the shards' data
+    /// regions; tree overhead is not counted here, so the engine's own
+    /// NoSpace (also NOSPC) can come first.
     pub capacity_bytes: u64,
     /// Files whose unstable writes are tracked per reactor for COMMIT;
     /// beyond it COMMIT waits for everything written so far.
