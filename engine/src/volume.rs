@@ -55,9 +55,10 @@ pub enum VolumeError {
     #[error("{device}: the volume needs {needed_pages} pages but the device has only {device_pages} (was it shrunk?)")]
     DeviceTooSmall { device: String, needed_pages: u64, device_pages: u64 },
     #[error(
-        "{device}: the superblock read back after mkfs is not the one written; the device loses or changes writes"
+        "{device}: the superblock (generation {generation}) read back after writing it is not the one written; \
+         the device loses or changes writes"
     )]
-    ReadBack { device: String },
+    ReadBack { device: String, generation: u64 },
     #[error(transparent)]
     Io(#[from] IoError),
     #[error("DMA buffer: {0}")]
@@ -206,7 +207,7 @@ pub async fn mkfs<P: FnMut(u64, u64)>(
     io::flush(device).await?;
     let written = read_superblocks(device).await?;
     if written.newest().map(|(_, sb)| sb) != Some(&second) {
-        return Err(VolumeError::ReadBack { device: info.name.clone() });
+        return Err(VolumeError::ReadBack { device: info.name.clone(), generation: second.generation });
     }
     tracing::info!(device = %info.name, uuid = %format_uuid(&second.volume_uuid), "created a Keel volume");
     Ok(second)
@@ -324,9 +325,21 @@ async fn write_page(device: DeviceId, info: &DeviceInfo, sb: &Superblock) -> Res
     Ok(result?)
 }
 
+/// Writes `sb`, flushes, and reads the page back: nothing else on the device
+/// checks the superblock (it is the root), so a write the device lost,
+/// misdirected, tore or corrupted is caught here, where the caller can still
+/// keep the previous copy in force, rather than at the next open.
 async fn write_durably(device: DeviceId, info: &DeviceInfo, sb: &Superblock) -> Result<(), VolumeError> {
     write_page(device, info, sb).await?;
     io::flush(device).await?;
+    let mut expected = vec![0u8; PAGE_BYTES];
+    sb.encode(&mut expected);
+    let buf = io::alloc_buf(device, PAGE_BYTES).await?;
+    let (buf, result) = io::read(device, page_lba(info, sb.slot_page()), buf).await;
+    result?;
+    if buf[..] != expected[..] {
+        return Err(VolumeError::ReadBack { device: info.name.clone(), generation: sb.generation });
+    }
     Ok(())
 }
 

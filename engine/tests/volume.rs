@@ -180,3 +180,30 @@ fn uuids_print_in_the_usual_groups() {
     let uuid = [0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0x4d, 0xef, 0x81, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef];
     assert_eq!(volume::format_uuid(&uuid), "12345678-9abc-4def-8123-456789abcdef");
 }
+
+/// Regression: a superblock write the device drops (or sends elsewhere)
+/// used to go unnoticed until the next open fell back to the older copy.
+/// The read-back after the flush reports it, and the previous copy stays.
+#[test]
+fn a_lost_or_misdirected_superblock_write_is_caught_by_its_read_back() {
+    use keel_drivers::test_devices::{Fault, FaultInjector, FaultRule, Misdirect};
+    for fault in [Fault::Lose, Fault::Misdirect(Misdirect::Offset(8)), Fault::Tear { sectors: 1 }] {
+        let store = Arc::new(MemoryStore::new());
+        let made =
+            block_on(&device(&store, 1 << 30, 4096), async { volume::mkfs(DEV, &params(1, false), |_, _| {}).await })
+                .unwrap()
+                .unwrap();
+        let inner = device(&store, 1 << 30, 4096).remove(0);
+        let injector = Arc::new(FaultInjector::new(inner));
+        // Open writes generation 2, to page 0.
+        injector.add(FaultRule::writes(0..1, fault).nth(1)).unwrap();
+        let err = block_on(&[Arc::clone(&injector) as Arc<dyn BlockDevice>], async { volume::open(DEV).await })
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(err, VolumeError::ReadBack { generation: 2, .. }), "{fault}: {err:?}");
+        assert!(err.to_string().contains("read back"), "{err}");
+        let pair =
+            block_on(&device(&store, 1 << 30, 4096), async { volume::read_superblocks(DEV).await }).unwrap().unwrap();
+        assert_eq!(pair.newest().map(|(_, sb)| sb.generation), Some(made.generation), "{fault}: generation 1 in force");
+    }
+}
