@@ -20,6 +20,7 @@ use keel_reactor::{call_on, time};
 
 use crate::cmd::{self, ExecLimits, Outcome, Route, Spec};
 use crate::config::Durability;
+use crate::input::InputBuffer;
 use crate::resp::{Decoder, Frame, Protocol, Reply};
 use crate::server::{ClientSlot, Shared, TaskGuard, STOP_POLL};
 use crate::session::Session;
@@ -70,14 +71,14 @@ async fn serve_loop(stream: &TcpStream, session: &mut Session) -> std::io::Resul
     let shared = Arc::clone(&session.shared);
     let config = &shared.config;
     let mut decoder = Decoder::new(config.decode);
-    let mut input: Vec<u8> = Vec::with_capacity(READ_CHUNK_BYTES);
+    let mut input = InputBuffer::new(READ_CHUNK_BYTES);
     let mut output = Output { bytes: Vec::with_capacity(READ_CHUNK_BYTES), lsn_needed: 0 };
     loop {
         if read_some(stream, &mut input, session).await? == 0 {
             return Ok(());
         }
         let (batch, fatal) = decode_batch(&mut decoder, &mut input);
-        if input.len() > config.query_buffer_bytes_max {
+        if input.pending_len() > config.query_buffer_bytes_max {
             Stats::add(&shared.stats.protocol_errors, 1);
             write_error_and_close(stream, session, "ERR Protocol error: query buffer limit exceeded").await;
             return Ok(());
@@ -98,16 +99,14 @@ async fn serve_loop(stream: &TcpStream, session: &mut Session) -> std::io::Resul
 
 /// Reads at least one byte into `input` (0 at end of stream), closing idle
 /// connections and noticing a stopping gateway.
-async fn read_some(stream: &TcpStream, input: &mut Vec<u8>, session: &Session) -> std::io::Result<usize> {
+async fn read_some(stream: &TcpStream, input: &mut InputBuffer, session: &Session) -> std::io::Result<usize> {
     let idle_timeout = session.shared.config.idle_timeout;
     let mut idle = Duration::ZERO;
-    let len = input.len();
-    input.resize(len + READ_CHUNK_BYTES, 0);
     let result = loop {
         if session.shared.stopping() || keel_reactor::stopping() {
             break Ok(0);
         }
-        match time::timeout(STOP_POLL, stream.read(&mut input[len..])).await {
+        match time::timeout(STOP_POLL, stream.read(input.spare())).await {
             Ok(r) => break r,
             Err(_) => {
                 idle += STOP_POLL;
@@ -118,18 +117,18 @@ async fn read_some(stream: &TcpStream, input: &mut Vec<u8>, session: &Session) -
             }
         }
     };
-    input.truncate(len + *result.as_ref().unwrap_or(&0));
+    input.filled(*result.as_ref().unwrap_or(&0));
     result
 }
 
 /// Decodes every complete request in `input`, dropping the bytes consumed.
 /// Returns the requests and the fatal protocol error that ended decoding.
-fn decode_batch(decoder: &mut Decoder, input: &mut Vec<u8>) -> (Vec<Frame>, Option<String>) {
+fn decode_batch(decoder: &mut Decoder, input: &mut InputBuffer) -> (Vec<Frame>, Option<String>) {
     let mut frames = Vec::new();
     let mut pos = 0;
     let mut fatal = None;
     loop {
-        let (n, frame) = decoder.decode(&input[pos..]);
+        let (n, frame) = decoder.decode(&input.pending()[pos..]);
         pos += n;
         match frame {
             Some(Frame::Fatal(why)) => {
@@ -141,7 +140,7 @@ fn decode_batch(decoder: &mut Decoder, input: &mut Vec<u8>) -> (Vec<Frame>, Opti
             None => {}
         }
     }
-    input.drain(..pos);
+    input.consume(pos);
     (frames, fatal)
 }
 

@@ -13,6 +13,7 @@ mod conn;
 pub mod db;
 pub mod expiry;
 pub mod glob;
+mod input;
 pub mod keys;
 pub mod meta;
 pub mod resp;
