@@ -1,129 +1,233 @@
 #!/usr/bin/env bash
 # Redis-protocol benchmarks of Keel against redis-server, side by side in one
-# run (BENCHMARKS.md, "Key-value gateway"):
+# run: the figures of BENCHMARKS.md, "Key-value gateway (issue 5)".
 #
 #   1. redis-benchmark SET and GET, 50 clients, 100-byte values, pipeline 1
-#      and 16, against
-#        - keel serve, kv.durability=always (reply after the journal flush)
-#        - redis-server, appendonly yes, appendfsync always
-#        - redis-server, no persistence (no fsync at all)
-#   2. YCSB A-F over RESP (keel-perf ycsb --target resp, YCSB's redis
-#      binding's mapping) against Keel (always) and redis-server (always).
+#      and 16, random keys over a 100,000-key space that is preloaded (so
+#      every GET finds its key and every SET replaces one), against
+#        keel          keel serve: default configuration, a data file through
+#                      io_uring, kv.durability=always (a reply waits until
+#                      its write is durable)
+#        redis-always  redis-server --appendonly yes --appendfsync always
+#        redis-none    redis-server without persistence (no AOF, no RDB)
+#   2. YCSB over RESP (keel-perf ycsb --target resp: YCSB's redis binding's
+#      commands) against keel and redis-always: one load phase, then the run
+#      phases of A, B, C, F, D and E, in that order, on the loaded data (D
+#      and E insert records; E's scans see D's). Keel also runs E with
+#      KEEL.SCANHASH (one round trip per scan) as an extra row.
 #
-# Every measurement is repeated RUNS times; the script prints the median and
-# the spread (min..max). Needs redis-server and redis-tools (installed with
-# apt-get when missing) and release builds of keel and keel-perf.
+# Each round starts every server afresh (empty directory; both data
+# directories are on the file system of $TMPDIR) and the servers take turns
+# within the round, so a slow drift of the shared machine hits them alike.
+# Ratios are taken within a round (Keel's figure over the peer's from the
+# same round); the summary gives median (min..max) over the rounds.
 #
-# Usage: perf/scripts/kv-bench.sh [RUNS] [REQUESTS] [YCSB_RECORDS] [YCSB_OPS]
+# Usage: nice perf/scripts/kv-bench.sh [ROUNDS]      (default 3 rounds)
+# Environment (defaults in brackets):
+#   KV_BENCH_REQUESTS_P1   redis-benchmark requests per run, pipeline 1 [50000]
+#   KV_BENCH_REQUESTS_P16  the same at pipeline 16 [200000]
+#   KV_BENCH_YCSB_RECORDS  YCSB recordcount [10000]
+#   KV_BENCH_YCSB_OPS      YCSB operationcount of A, B, C, D, F [10000]
+#   KV_BENCH_YCSB_E_OPS    YCSB operationcount of E (scans are long) [1000]
+#   KV_BENCH_YCSB_THREADS  YCSB client threads [16]
+#   KV_BENCH_OUT           where the raw figures go [target/kv-bench]
+#   KEEL_PORT, REDIS_PORT  [16379, 16380]
+# Needs redis-server and redis-tools (installed with apt-get when missing);
+# builds keel and keel-perf in release mode.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-RUNS=${1:-5}
-REQUESTS=${2:-200000}
-YCSB_RECORDS=${3:-100000}
-YCSB_OPS=${4:-100000}
+ROUNDS=${1:-3}
+REQUESTS_P1=${KV_BENCH_REQUESTS_P1:-50000}
+REQUESTS_P16=${KV_BENCH_REQUESTS_P16:-200000}
+KEYSPACE=100000
+YCSB_RECORDS=${KV_BENCH_YCSB_RECORDS:-10000}
+YCSB_OPS=${KV_BENCH_YCSB_OPS:-10000}
+YCSB_E_OPS=${KV_BENCH_YCSB_E_OPS:-1000}
+YCSB_THREADS=${KV_BENCH_YCSB_THREADS:-16}
+OUT=${KV_BENCH_OUT:-target/kv-bench}
 KEEL_PORT=${KEEL_PORT:-16379}
 REDIS_PORT=${REDIS_PORT:-16380}
-WORK=$(mktemp -d /tmp/keel-kv-bench.XXXXXX)
-PIDS=()
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/keel-kv-bench.XXXXXX")
+SERVER_PID=
+mkdir -p "$OUT"
+RESULTS="$OUT/results.txt"
+: >"$RESULTS"
+rm -f "$OUT"/ycsb-*.txt
 
 cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+    [ -n "$SERVER_PID" ] && stop_server
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools
+    # Other engineers' apt-get may hold the lock: wait for it.
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq redis-server redis-tools
 fi
-cargo build --release -q --bin keel -p keel-perf
-KEEL=target/release/keel
-PERF=target/release/keel-perf
+cargo build --release -q -p keel --bin keel -p keel-perf --bin keel-perf
+KEEL=$PWD/target/release/keel
+PERF=$PWD/target/release/keel-perf
 
 wait_port() {
-    for _ in $(seq 1 600); do
+    for _ in $(seq 1 1200); do
         redis-cli -p "$1" PING >/dev/null 2>&1 && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || break
         sleep 0.1
     done
-    echo "nothing answers on port $1" >&2
+    echo "nothing answers on port $1; log:" >&2
+    tail -20 "$WORK/server.log" >&2
     exit 1
 }
 
-start_keel() {
-    rm -rf "$WORK/keel"
-    "$KEEL" serve --data-dir "$WORK/keel" --kv-listen "127.0.0.1:$KEEL_PORT" --reactors 2 \
-        --set device.size=4GiB --set kv.durability=always --set nfs.enabled=false >"$WORK/keel.log" 2>&1 &
-    PIDS+=($!)
-    KEEL_PID=$!
-    wait_port "$KEEL_PORT"
+# start TARGET: a fresh server; sets PORT.
+start() {
+    rm -rf "$WORK/data" && mkdir -p "$WORK/data"
+    case $1 in
+        keel)
+            PORT=$KEEL_PORT
+            "$KEEL" serve --data-dir "$WORK/data" --kv-listen "127.0.0.1:$PORT" \
+                --set kv.durability=always >"$WORK/server.log" 2>&1 &
+            ;;
+        redis-always | redis-none)
+            PORT=$REDIS_PORT
+            local persist=(--appendonly no)
+            [ "$1" = redis-always ] && persist=(--appendonly yes --appendfsync always)
+            redis-server --port "$PORT" --bind 127.0.0.1 --dir "$WORK/data" --save "" "${persist[@]}" \
+                --daemonize no >"$WORK/server.log" 2>&1 &
+            ;;
+    esac
+    SERVER_PID=$!
+    wait_port "$PORT"
 }
 
-# start_redis always|none
-start_redis() {
-    rm -rf "$WORK/redis" && mkdir -p "$WORK/redis"
-    if [ "$1" = always ]; then
-        persist=(--appendonly yes --appendfsync always)
-    else
-        persist=(--appendonly no)
+# Stops the server; Keel checkpoints and closes its volume on SIGTERM.
+stop_server() {
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+}
+
+record() { echo "$*" >>"$RESULTS"; }
+
+# The preload: SET key:<12 digits> (redis-benchmark's -r key names) of every
+# key in the key space, 100-byte values, as redis-cli --pipe input.
+awk -v n="$KEYSPACE" 'BEGIN {
+    v = sprintf("%0100d", 0); gsub(/0/, "x", v)
+    for (i = 0; i < n; i++) printf "*3\r\n$3\r\nSET\r\n$16\r\nkey:%012d\r\n$100\r\n%s\r\n", i, v
+}' >"$WORK/preload.resp"
+
+preload() {
+    local out
+    out=$(redis-cli -p "$PORT" --pipe <"$WORK/preload.resp")
+    if ! grep -q "errors: 0, replies: $KEYSPACE" <<<"$out"; then
+        echo "preload failed: $out" >&2
+        exit 1
     fi
-    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --save "" "${persist[@]}" \
-        --daemonize no >"$WORK/redis.log" 2>&1 &
-    PIDS+=($!)
-    REDIS_PID=$!
-    wait_port "$REDIS_PORT"
 }
 
-stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
-
-# median_spread v1 v2 ...: "median (min..max)"
-median_spread() {
-    printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {m = (NR % 2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2; printf "%.0f (%.0f..%.0f)", m, v[1], v[NR]}'
-}
-
-# bench PORT TEST PIPELINE: requests per second of one redis-benchmark run
+# bench TEST PIPELINE: requests per second of one redis-benchmark run.
 bench() {
-    redis-benchmark -p "$1" -t "$2" -c 50 -d 100 -P "$3" -n "$REQUESTS" -r 100000 --csv 2>/dev/null \
-        | awk -F'","' -v t="$(echo "$2" | tr a-z A-Z)" '$1 ~ "\""t {print $2}'
+    local n=$REQUESTS_P1
+    [ "$2" = 16 ] && n=$REQUESTS_P16
+    redis-benchmark -p "$PORT" -t "$1" -c 50 -d 100 -P "$2" -n "$n" -r "$KEYSPACE" --csv 2>/dev/null |
+        awk -F'","' -v t="\"$(tr a-z A-Z <<<"$1")" '$1 == t {print $2}'
 }
 
-echo "# machine: $(nproc) cores, shared VM; $(date -u +%Y-%m-%dT%H:%MZ); runs per figure: $RUNS"
-echo "# redis-benchmark -c 50 -d 100 -n $REQUESTS -r 100000 -P {1,16} -t {set,get}"
-printf '%-34s %-6s %-4s %s\n' "server (durability)" test P "requests/s median (min..max)"
-for target in keel redis-always redis-nofsync; do
-    for pipeline in 1 16; do
-        for test in set get; do
-            values=()
-            for _ in $(seq 1 "$RUNS"); do
-                case $target in
-                    keel) start_keel; port=$KEEL_PORT; pid=$KEEL_PID ;;
-                    redis-always) start_redis always; port=$REDIS_PORT; pid=$REDIS_PID ;;
-                    redis-nofsync) start_redis none; port=$REDIS_PORT; pid=$REDIS_PID ;;
-                esac
-                [ "$test" = get ] && redis-benchmark -p "$port" -t set -c 50 -d 100 -n 100000 -r 100000 -P 16 -q >/dev/null
-                values+=("$(bench "$port" "$test" "$pipeline")")
-                stop_pid "$pid"
+# ycsb NAME WORKLOAD PHASE [ARGS...]: records run-phase throughput and errors.
+ycsb() {
+    local name=$1 workload=$2 phase=$3 ops=$YCSB_OPS out
+    shift 3
+    [ "$workload" = e ] && ops=$YCSB_E_OPS
+    out=$("$PERF" ycsb -P "perf/workloads/workload$workload" --target resp --addr "127.0.0.1:$PORT" \
+        --threads "$YCSB_THREADS" --phase "$phase" \
+        -p recordcount="$YCSB_RECORDS" -p operationcount="$ops" "$@" 2>&1)
+    echo "$out" >>"$OUT/ycsb-$target-$name-round$round.txt"
+    record ycsb "$name" "$target" "$round" \
+        "$(awk -F', ' '/Throughput/ {print $3; exit}' <<<"$out")"
+    record ycsb-errors "$name" "$target" "$round" \
+        "$(awk -F', ' '/Return=ERROR/ {n += $3} END {print n + 0}' <<<"$out")"
+}
+
+started=$(date +%s)
+echo "# $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ), $ROUNDS rounds"
+echo "# $(redis-server --version | cut -d' ' -f1-3), $(uname -r), data on $(df --output=fstype "$WORK" | tail -1)"
+for round in $(seq 1 "$ROUNDS"); do
+    for target in keel redis-always redis-none; do
+        start "$target"
+        preload
+        for pipeline in 1 16; do
+            for test in set get; do
+                record rb "$test-P$pipeline" "$target" "$round" "$(bench "$test" "$pipeline")"
             done
-            printf '%-34s %-6s %-4s %s\n' "$target" "$test" "$pipeline" "$(median_spread "${values[@]}")"
         done
+        stop_server
     done
+    for target in keel redis-always; do
+        start "$target"
+        ycsb load a load
+        for w in a b c f d e; do
+            ycsb "$w" "$w" run
+        done
+        [ "$target" = keel ] && ycsb e-scanhash e run --scan keel
+        stop_server
+    done
+    echo "# round $round done after $(($(date +%s) - started)) s"
 done
+
+# ---- summary ----
+
+# values KIND CASE TARGET: one figure per round.
+values() { awk -v k="$1" -v c="$2" -v t="$3" '$1 == k && $2 == c && $3 == t {print $5}' "$RESULTS"; }
+
+# ratios KIND CASE A B: A's figure over B's, round by round.
+ratios() {
+    awk -v k="$1" -v c="$2" -v a="$3" -v b="$4" '
+        $1 == k && $2 == c && $3 == a {x[$4] = $5}
+        $1 == k && $2 == c && $3 == b {y[$4] = $5}
+        END {for (r in x) if ((r in y) && y[r] > 0) printf "%.4f\n", x[r] / y[r]}' "$RESULTS"
+}
+
+# summary FORMAT: "median (min..max)" of the numbers on stdin.
+summary() {
+    sort -g | awk -v f="$1" '{v[NR] = $1} END {
+        if (NR == 0) {print "n/a"; exit}
+        m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        printf f " (" f ".." f ")\n", m, v[1], v[NR]}'
+}
 
 echo
-echo "# YCSB over RESP: keel-perf ycsb --target resp --threads 16, recordcount=$YCSB_RECORDS operationcount=$YCSB_OPS"
-printf '%-14s %-10s %s\n' server workload "run-phase ops/s median (min..max)"
-for target in keel redis-always; do
-    for w in a b c d e f; do
-        values=()
-        for _ in $(seq 1 "$RUNS"); do
-            case $target in
-                keel) start_keel; port=$KEEL_PORT; pid=$KEEL_PID ;;
-                redis-always) start_redis always; port=$REDIS_PORT; pid=$REDIS_PID ;;
-            esac
-            out=$("$PERF" ycsb -P "perf/workloads/workload$w" --target resp --addr "127.0.0.1:$port" --threads 16 \
-                -p recordcount="$YCSB_RECORDS" -p operationcount="$YCSB_OPS")
-            values+=("$(echo "$out" | awk -F', ' '/^# phase: run/ {run=1} run && /Throughput/ {print $3; exit}')")
-            stop_pid "$pid"
-        done
-        printf '%-14s %-10s %s\n' "$target" "workload$w" "$(median_spread "${values[@]}")"
+echo "redis-benchmark -c 50 -d 100 -r $KEYSPACE -P {1,16}, -n $REQUESTS_P1 (P1) / $REQUESTS_P16 (P16);" \
+    "requests/s and ratios, median (min..max) of $ROUNDS rounds"
+echo
+echo "| test | P | Keel (always) | redis (appendfsync always) | redis (no persistence) | Keel / redis always | Keel / redis no persistence |"
+echo "|---|---|---|---|---|---|---|"
+for pipeline in 1 16; do
+    for test in set get; do
+        c="$test-P$pipeline"
+        echo "| $(tr a-z A-Z <<<"$test") | $pipeline | $(values rb "$c" keel | summary %.0f)" \
+            "| $(values rb "$c" redis-always | summary %.0f) | $(values rb "$c" redis-none | summary %.0f)" \
+            "| **$(ratios rb "$c" keel redis-always | summary %.2f)** | $(ratios rb "$c" keel redis-none | summary %.2f) |"
     done
 done
+echo
+echo "YCSB over RESP: keel-perf ycsb --target resp --threads $YCSB_THREADS, recordcount=$YCSB_RECORDS," \
+    "operationcount=$YCSB_OPS (E: $YCSB_E_OPS); ops/s, median (min..max) of $ROUNDS rounds"
+echo
+echo "| phase | Keel (always) | redis (appendfsync always) | Keel / redis | failed ops Keel / redis |"
+echo "|---|---|---|---|---|"
+for c in load a b c f d e e-scanhash; do
+    peer_case=$c
+    [ "$c" = e-scanhash ] && peer_case=e
+    errors_keel=$(values ycsb-errors "$c" keel | awk '{n += $1} END {print n + 0}')
+    errors_redis=$(values ycsb-errors "$peer_case" redis-always | awk '{n += $1} END {print n + 0}')
+    ratio=$(awk -v c="$c" -v p="$peer_case" '
+        $1 == "ycsb" && $2 == c && $3 == "keel" {x[$4] = $5}
+        $1 == "ycsb" && $2 == p && $3 == "redis-always" {y[$4] = $5}
+        END {for (r in x) if ((r in y) && y[r] > 0) printf "%.4f\n", x[r] / y[r]}' "$RESULTS" | summary %.2f)
+    echo "| $c | $(values ycsb "$c" keel | summary %.0f) | $(values ycsb "$peer_case" redis-always | summary %.0f)" \
+        "| **$ratio** | $errors_keel / $errors_redis |"
+done
+echo
+echo "# raw figures: $RESULTS; YCSB reports: $OUT/ycsb-*.txt; total $(($(date +%s) - started)) s"
