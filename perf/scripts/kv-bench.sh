@@ -31,6 +31,8 @@
 #   KV_BENCH_YCSB_E_OPS    YCSB operationcount of E (scans are long) [1000]
 #   KV_BENCH_YCSB_THREADS  YCSB client threads [16]
 #   KV_BENCH_OUT           where the raw figures go [target/kv-bench]
+#   KV_BENCH_SPIN20        if set, also Keel with reactors.spin_us=20 (a
+#                          shorter spin before the reactor sleeps)
 #   KEEL_PORT, REDIS_PORT  [16379, 16380]
 # Needs redis-server and redis-tools (installed with apt-get when missing);
 # builds keel and keel-perf in release mode.
@@ -46,6 +48,8 @@ YCSB_OPS=${KV_BENCH_YCSB_OPS:-10000}
 YCSB_E_OPS=${KV_BENCH_YCSB_E_OPS:-1000}
 YCSB_THREADS=${KV_BENCH_YCSB_THREADS:-16}
 OUT=${KV_BENCH_OUT:-target/kv-bench}
+KEELS=(keel)
+[ -n "${KV_BENCH_SPIN20:-}" ] && KEELS+=(keel-spin20)
 KEEL_PORT=${KEEL_PORT:-16379}
 REDIS_PORT=${REDIS_PORT:-16380}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/keel-kv-bench.XXXXXX")
@@ -81,20 +85,30 @@ wait_port() {
     exit 1
 }
 
+# Keel's data file, written in full once: a file that was only fallocated
+# pays a file-system journal commit (unwritten extent conversion) on the
+# first write to every block, which a running appliance (or a block device)
+# does not. Every round formats a fresh volume on it.
+mkdir -p "$WORK/keel"
+dd if=/dev/zero of="$WORK/keel/keel.img" bs=4M count=1024 oflag=direct status=none
+
 # start TARGET: a fresh server; sets PORT.
 start() {
-    rm -rf "$WORK/data" && mkdir -p "$WORK/data"
     case $1 in
-        keel)
+        keel | keel-spin20)
             PORT=$KEEL_PORT
-            "$KEEL" serve --data-dir "$WORK/data" --kv-listen "127.0.0.1:$PORT" \
-                --set kv.durability=always >"$WORK/server.log" 2>&1 &
+            local extra=()
+            [ "$1" = keel-spin20 ] && extra=(--set reactors.spin_us=20)
+            "$KEEL" mkfs --force --data-dir "$WORK/keel" >"$WORK/server.log" 2>&1
+            "$KEEL" serve --data-dir "$WORK/keel" --kv-listen "127.0.0.1:$PORT" \
+                --set kv.durability=always "${extra[@]}" >"$WORK/server.log" 2>&1 &
             ;;
         redis-always | redis-none)
             PORT=$REDIS_PORT
+            rm -rf "$WORK/redis" && mkdir -p "$WORK/redis"
             local persist=(--appendonly no)
             [ "$1" = redis-always ] && persist=(--appendonly yes --appendfsync always)
-            redis-server --port "$PORT" --bind 127.0.0.1 --dir "$WORK/data" --save "" "${persist[@]}" \
+            redis-server --port "$PORT" --bind 127.0.0.1 --dir "$WORK/redis" --save "" "${persist[@]}" \
                 --daemonize no >"$WORK/server.log" 2>&1 &
             ;;
     esac
@@ -154,7 +168,7 @@ started=$(date +%s)
 echo "# $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ), $ROUNDS rounds"
 echo "# $(redis-server --version | cut -d' ' -f1-3), $(uname -r), data on $(df --output=fstype "$WORK" | tail -1)"
 for round in $(seq 1 "$ROUNDS"); do
-    for target in keel redis-always redis-none; do
+    for target in "${KEELS[@]}" redis-always redis-none; do
         start "$target"
         preload
         for pipeline in 1 16; do
@@ -164,13 +178,13 @@ for round in $(seq 1 "$ROUNDS"); do
         done
         stop_server
     done
-    for target in keel redis-always; do
+    for target in "${KEELS[@]}" redis-always; do
         start "$target"
         ycsb load a load
         for w in a b c f d e; do
             ycsb "$w" "$w" run
         done
-        [ "$target" = keel ] && ycsb e-scanhash e run --scan keel
+        [ "$target" != redis-always ] && ycsb e-scanhash e run --scan keel
         stop_server
     done
     echo "# round $round done after $(($(date +%s) - started)) s"
@@ -181,11 +195,11 @@ done
 # values KIND CASE TARGET: one figure per round.
 values() { awk -v k="$1" -v c="$2" -v t="$3" '$1 == k && $2 == c && $3 == t {print $5}' "$RESULTS"; }
 
-# ratios KIND CASE A B: A's figure over B's, round by round.
+# ratios KIND CASE_A A CASE_B B: A's figure over B's, round by round.
 ratios() {
-    awk -v k="$1" -v c="$2" -v a="$3" -v b="$4" '
-        $1 == k && $2 == c && $3 == a {x[$4] = $5}
-        $1 == k && $2 == c && $3 == b {y[$4] = $5}
+    awk -v k="$1" -v ca="$2" -v a="$3" -v cb="$4" -v b="$5" '
+        $1 == k && $2 == ca && $3 == a {x[$4] = $5}
+        $1 == k && $2 == cb && $3 == b {y[$4] = $5}
         END {for (r in x) if ((r in y) && y[r] > 0) printf "%.4f\n", x[r] / y[r]}' "$RESULTS"
 }
 
@@ -197,37 +211,62 @@ summary() {
         printf f " (" f ".." f ")\n", m, v[1], v[NR]}'
 }
 
+label() {
+    case $1 in
+        keel) echo "Keel (always)" ;;
+        keel-spin20) echo "Keel (always, spin 20 us)" ;;
+        redis-always) echo "redis (appendfsync always)" ;;
+        redis-none) echo "redis (no persistence)" ;;
+    esac
+}
+
 echo
 echo "redis-benchmark -c 50 -d 100 -r $KEYSPACE -P {1,16}, -n $REQUESTS_P1 (P1) / $REQUESTS_P16 (P16);" \
     "requests/s and ratios, median (min..max) of $ROUNDS rounds"
 echo
-echo "| test | P | Keel (always) | redis (appendfsync always) | redis (no persistence) | Keel / redis always | Keel / redis no persistence |"
-echo "|---|---|---|---|---|---|---|"
+line="| test | P"
+rule="|---|---"
+for t in "${KEELS[@]}" redis-always redis-none; do line+=" | $(label "$t")"; rule+="|---"; done
+for k in "${KEELS[@]}"; do
+    for p in redis-always redis-none; do line+=" | $(label "$k") / $(label "$p")"; rule+="|---"; done
+done
+echo "$line |"
+echo "$rule|"
 for pipeline in 1 16; do
     for test in set get; do
         c="$test-P$pipeline"
-        echo "| $(tr a-z A-Z <<<"$test") | $pipeline | $(values rb "$c" keel | summary %.0f)" \
-            "| $(values rb "$c" redis-always | summary %.0f) | $(values rb "$c" redis-none | summary %.0f)" \
-            "| **$(ratios rb "$c" keel redis-always | summary %.2f)** | $(ratios rb "$c" keel redis-none | summary %.2f) |"
+        line="| $(tr a-z A-Z <<<"$test") | $pipeline"
+        for t in "${KEELS[@]}" redis-always redis-none; do line+=" | $(values rb "$c" "$t" | summary %.0f)"; done
+        for k in "${KEELS[@]}"; do
+            for p in redis-always redis-none; do line+=" | $(ratios rb "$c" "$k" "$c" "$p" | summary %.2f)"; done
+        done
+        echo "$line |"
     done
 done
 echo
 echo "YCSB over RESP: keel-perf ycsb --target resp --threads $YCSB_THREADS, recordcount=$YCSB_RECORDS," \
-    "operationcount=$YCSB_OPS (E: $YCSB_E_OPS); ops/s, median (min..max) of $ROUNDS rounds"
+    "operationcount=$YCSB_OPS (E: $YCSB_E_OPS); ops/s, median (min..max) of $ROUNDS rounds;" \
+    "e-scanhash: E with --scan keel (KEEL.SCANHASH), against redis's E"
 echo
-echo "| phase | Keel (always) | redis (appendfsync always) | Keel / redis | failed ops Keel / redis |"
-echo "|---|---|---|---|---|"
+line="| phase"
+rule="|---"
+for t in "${KEELS[@]}" redis-always; do line+=" | $(label "$t")"; rule+="|---"; done
+for k in "${KEELS[@]}"; do line+=" | $(label "$k") / redis"; rule+="|---"; done
+echo "$line | failed operations |"
+echo "$rule|---|"
 for c in load a b c f d e e-scanhash; do
     peer_case=$c
     [ "$c" = e-scanhash ] && peer_case=e
-    errors_keel=$(values ycsb-errors "$c" keel | awk '{n += $1} END {print n + 0}')
-    errors_redis=$(values ycsb-errors "$peer_case" redis-always | awk '{n += $1} END {print n + 0}')
-    ratio=$(awk -v c="$c" -v p="$peer_case" '
-        $1 == "ycsb" && $2 == c && $3 == "keel" {x[$4] = $5}
-        $1 == "ycsb" && $2 == p && $3 == "redis-always" {y[$4] = $5}
-        END {for (r in x) if ((r in y) && y[r] > 0) printf "%.4f\n", x[r] / y[r]}' "$RESULTS" | summary %.2f)
-    echo "| $c | $(values ycsb "$c" keel | summary %.0f) | $(values ycsb "$peer_case" redis-always | summary %.0f)" \
-        "| **$ratio** | $errors_keel / $errors_redis |"
+    line="| $c"
+    errors=""
+    for t in "${KEELS[@]}" redis-always; do
+        tc=$c
+        [ "$t" = redis-always ] && tc=$peer_case
+        line+=" | $(values ycsb "$tc" "$t" | summary %.0f)"
+        errors+="$(values ycsb-errors "$tc" "$t" | awk '{n += $1} END {print n + 0}') "
+    done
+    for k in "${KEELS[@]}"; do line+=" | $(ratios ycsb "$c" "$k" "$peer_case" redis-always | summary %.2f)"; done
+    echo "$line | $errors|"
 done
 echo
 echo "# raw figures: $RESULTS; YCSB reports: $OUT/ycsb-*.txt; total $(($(date +%s) - started)) s"
