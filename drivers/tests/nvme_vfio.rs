@@ -506,3 +506,57 @@ fn a_controller_slower_than_the_timeout_is_reset_and_serves_again() {
         started.elapsed().as_millis()
     );
 }
+
+/// Polls like a reactor that sleeps: whenever `prepare_to_sleep` allows it,
+/// waits on the completion descriptor (at most 5 s: the driver's timer must
+/// wake it for a deadline, an interrupt for a completion). Returns the
+/// completions and how many times it slept.
+fn reap_sleeping(qp: &mut NvmeQueuePair, n: usize) -> (Vec<Completion>, u32) {
+    let fd = qp.completion_fd().expect("interrupt mode gives a completion fd").as_raw_fd();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mut out, mut sleeps) = (Vec::new(), 0);
+    while out.len() < n {
+        if qp.prepare_to_sleep() {
+            let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+            // SAFETY: one live pollfd.
+            let ready = unsafe { libc::poll(&mut pfd, 1, 5_000) };
+            assert_eq!(ready, 1, "asleep for 5 s with commands in flight: nothing woke the queue pair");
+            sleeps += 1;
+        }
+        qp.poll(&mut out, 64);
+        assert!(Instant::now() < deadline, "only {} of {n} completions within 20 s: the driver hung", out.len());
+    }
+    (out, sleeps)
+}
+
+/// The slow controller again, with a queue pair that sleeps on its
+/// interrupt descriptor between polls: the driver's timer wakes it at each
+/// deadline (abort, then reset), the commands fail with `Timeout`, and
+/// after the reset the re-created completion queue's interrupt wakes it for
+/// a command that completes.
+#[test]
+#[ignore = "needs the slow NVMe controller of scripts/vm/nvme-tests.sh on vfio-pci"]
+fn a_sleeping_queue_pair_is_woken_for_timeouts_and_by_interrupts_after_the_reset() {
+    let mut config = NvmeConfig::new(&pci_addresses()[0]);
+    config.interrupts = true;
+    config.command_timeout_ms = 400;
+    let device = NvmeDevice::open(&config, pool()).expect("open");
+    let block = device.info().block_size_bytes as usize;
+    let mut qp = NvmeQueuePair::open(Arc::clone(device.controller()), device.info().clone(), 8).expect("queue pair");
+    for lba in 0..2u64 {
+        let buf = device.dma_pool().try_alloc(block).expect("buffer");
+        qp.submit(Request { tag: lba, op: Op::Read { lba, buf } }).expect("submit");
+    }
+    let (done, slept_timing_out) = reap_sleeping(&mut qp, 2);
+    for c in &done {
+        assert_eq!(c.result.as_ref().expect_err("too slow").kind, IoErrorKind::Timeout);
+    }
+    assert_eq!(device.controller().resets(), 1);
+    qp.set_command_timeout(Duration::from_secs(10));
+    let buf = device.dma_pool().try_alloc(block).expect("buffer");
+    qp.submit(Request { tag: 9, op: Op::Read { lba: 9, buf } }).expect("submit");
+    let (done, slept_after) = reap_sleeping(&mut qp, 1);
+    done.into_iter().for_each(|c| c.result.expect("read after the reset"));
+    assert!(slept_after >= 1, "the read after the reset was waited for asleep");
+    println!("sleeping queue pair: slept {slept_timing_out} times through abort and reset, {slept_after} for the read after it");
+}
