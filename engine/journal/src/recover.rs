@@ -170,22 +170,61 @@ impl Scanner<'_> {
         Ok(Ok(header))
     }
 
-    /// Searches the ring after the end for a record that proves the end LSN
-    /// was acknowledged durable. Every batch starts at a page boundary with a
-    /// record, so one look per page suffices.
+    /// The record at `at` if it is a valid record of an epoch later than this
+    /// log's (checked with that epoch's checksum seed).
+    async fn later_epoch_record(&mut self, at: u64) -> Result<Option<RecordHeader>, JournalError> {
+        let bytes = self.reader.bytes(at, HEADER_BYTES).await?;
+        let Ok(header) = decode_header(bytes) else { return Ok(None) };
+        if header.epoch <= self.identity.epoch {
+            return Ok(None);
+        }
+        let payload_bytes = header.payload_bytes as usize;
+        let checked_bytes = match header.kind {
+            RecordKind::Data if payload_bytes > self.payload_bytes_max => return Ok(None),
+            RecordKind::Data => HEADER_BYTES + payload_bytes,
+            RecordKind::Pad => HEADER_BYTES,
+        };
+        if at % self.ring_bytes + checked_bytes as u64 > self.ring_bytes {
+            return Ok(None);
+        }
+        let record = self.reader.bytes(at, checked_bytes).await?;
+        let seed = crc_seed(&self.identity.volume_uuid, header.epoch);
+        Ok((record_crc(seed, record, header.kind, payload_bytes) == header.crc).then_some(header))
+    }
+
+    /// Searches the ring from the end for proof that the log went on past
+    /// it: a record that says the end LSN was acknowledged durable, or a
+    /// record of a later epoch. A later epoch is only ever appended after a
+    /// superblock recording it was durable, so finding one means the
+    /// superblock this recovery started from is older than one that was
+    /// lost or damaged, and everything that newer superblock accounted for
+    /// would be dropped. Every batch starts at a page boundary with a record,
+    /// so one look per page suffices.
     async fn check_vouchers(&mut self, end: u64, end_lsn: Lsn, end_reason: &str) -> Result<(), JournalError> {
-        let mut page = floor_page(end) + PAGE_BYTES as u64;
+        let mut page = floor_page(end);
         while page < self.limit {
-            if let Ok(header) = self.header(page).await? {
-                if header.lsn >= end_lsn && header.lsn_durable_hint >= end_lsn {
-                    return Err(JournalError::Corrupt {
-                        lsn: end_lsn,
-                        offset: end,
-                        evidence: format!(
-                            "{end_reason}; yet the record for LSN {} at ring offset {page} was sealed when every LSN up to {} was durable",
-                            header.lsn, header.lsn_durable_hint
-                        ),
-                    });
+            if let Some(later) = self.later_epoch_record(page).await? {
+                return Err(JournalError::Corrupt {
+                    lsn: end_lsn,
+                    offset: end,
+                    evidence: format!(
+                        "{end_reason}; yet the ring holds a record of epoch {} (LSN {}) at ring offset {page}, later than the epoch {} the superblock in force names: a newer superblock was lost or damaged",
+                        later.epoch, later.lsn, self.identity.epoch
+                    ),
+                });
+            }
+            if page > floor_page(end) {
+                if let Ok(header) = self.header(page).await? {
+                    if header.lsn >= end_lsn && header.lsn_durable_hint >= end_lsn {
+                        return Err(JournalError::Corrupt {
+                            lsn: end_lsn,
+                            offset: end,
+                            evidence: format!(
+                                "{end_reason}; yet the record for LSN {} at ring offset {page} was sealed when every LSN up to {} was durable",
+                                header.lsn, header.lsn_durable_hint
+                            ),
+                        });
+                    }
                 }
             }
             page += PAGE_BYTES as u64;

@@ -234,12 +234,14 @@ fn a_reopened_log_with_a_new_epoch_never_replays_the_old_one() {
         let (records, outcome2) = replay(region(64), &config, 2, (start.head_lsn, start.head_offset)).await.unwrap();
         assert_eq!(records, vec![(31, vec![9u8; 10])]);
         assert_eq!(outcome2.next_lsn, 32);
-        // A crash before the checkpoint that records epoch 2 leaves the
-        // superblock at epoch 1: its replay ends cleanly at the first record
-        // of epoch 2 (whose CRC seed and epoch differ).
-        let (records, outcome1) = replay(region(64), &config, 1, (1, 0)).await.unwrap();
-        assert_eq!(records.len(), 30);
-        assert!(outcome1.end_reason.contains("epoch"), "{}", outcome1.end_reason);
+        // Records of epoch 2 are appended only after a superblock naming
+        // epoch 2 is durable; a replay that starts from a superblock still
+        // at epoch 1 (the newer copy lost) must not end cleanly before them:
+        // it is refused as corrupt.
+        let err = replay(region(64), &config, 1, (1, 0)).await.unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, JournalError::Corrupt { lsn: 31, .. }), "{message}");
+        assert!(message.contains("later than the epoch 1"), "{message}");
     });
 }
 
