@@ -379,6 +379,28 @@ fn check_image(image: &CrashImage, pool: &Arc<DmaPool>, history: &History, acked
     );
 }
 
+/// Recovers and checks every image, on as many threads as there are cores
+/// (at most two); returns how often each prefix was recovered.
+fn check_all_images(jobs: &[(CrashImage, Lsn, usize)], history: &History) -> BTreeMap<Lsn, u64> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(2);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let recovered = Mutex::new(BTreeMap::new());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                let pool = Arc::new(DmaPool::for_tests(64 << 20));
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((image, acked, reactors)) = jobs.get(i) else { break };
+                    let lsn = check_image(image, &pool, history, *acked, *reactors);
+                    *recovered.lock().unwrap().entry(lsn).or_default() += 1;
+                }
+            });
+        }
+    });
+    recovered.into_inner().unwrap()
+}
+
 /// The fewest images per point such that every point gets that many (or all
 /// it has) and the total reaches `target`.
 fn per_point_budget(counts: &[u128], target: u64) -> u64 {
@@ -432,8 +454,7 @@ fn every_crash_state_recovers_a_durable_prefix_with_clean_trees() {
     let counts: Vec<u128> = analysed.iter().map(|(s, _, _)| s.image_count()).collect();
     let budget = per_point_budget(&counts, target);
     let mut coverage = Coverage::default();
-    let mut states = 0u64;
-    let mut recovered_lsns: BTreeMap<Lsn, u64> = BTreeMap::new();
+    let mut jobs = Vec::new();
     let mut per_point_max = 0u64;
     for (state, in_checkpoint, wrapped) in analysed {
         let acked = acked_before(&log, state.point(), base_lsn);
@@ -443,17 +464,8 @@ fn every_crash_state_recovers_a_durable_prefix_with_clean_trees() {
         } else {
             coverage.sampled_points += 1;
         }
-        let mut here = 0;
-        for (i, image) in images.enumerate() {
-            // Mostly one reactor (cheaper); every eighth image on two, so
-            // shards recover on reactors other than the one that wrote them.
-            let reactors = if i % 8 == 7 { 2 } else { 1 };
-            let lsn = check_image(&image, &pool, &history, acked, reactors);
-            *recovered_lsns.entry(lsn).or_default() += 1;
-            here += 1;
-        }
+        let here = images.size_hint().0 as u64;
         per_point_max = per_point_max.max(here);
-        states += here;
         if in_checkpoint {
             coverage.during_checkpoint += here;
         } else {
@@ -462,7 +474,14 @@ fn every_crash_state_recovers_a_durable_prefix_with_clean_trees() {
         if wrapped {
             coverage.after_wrap += here;
         }
+        for (i, image) in images.enumerate() {
+            // Mostly one reactor (cheaper); every eighth image on two, so
+            // shards recover on reactors other than the one that wrote them.
+            jobs.push((image, acked, if i % 8 == 7 { 2 } else { 1 }));
+        }
     }
+    let states = jobs.len() as u64;
+    let recovered_lsns = check_all_images(&jobs, &history);
     let elapsed = started.elapsed();
     println!(
         "engine crash states: {states} images recovered and checked at {} crash points \
