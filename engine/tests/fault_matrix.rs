@@ -65,6 +65,8 @@ const BATCH_DELAY_US: u64 = 20_000;
 /// Before a crash: long enough for the journal's idle pad batch (which
 /// vouches for the last durable records) to be written.
 const SETTLE: Duration = Duration::from_millis(3 * BATCH_DELAY_US / 1000);
+/// How long a checkpoint's first node write is held back (see `run_operation`).
+const HOLD_CHECKPOINT: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Block {
@@ -673,7 +675,7 @@ fn run_case(
                         .unwrap();
                 }
                 rules = arm(&injector, block, fault, dir, &ranges, &base.layout);
-                let (result, ex) = run_operation(&runtime, &engine, op, expect.clone());
+                let (result, ex) = run_operation(&runtime, &engine, &injector, &base.layout, op, expect.clone());
                 expect = ex;
                 fired = fired_count(&rules);
                 injector.clear();
@@ -684,7 +686,27 @@ fn run_case(
                 }
             }
             check_all(&runtime, &engine, &expect, &mut seen, "after the operation");
-            // Let the journal write its idle pad, then crash.
+            // The system goes on: one more durable write, whose batch vouches
+            // for everything acknowledged before it (so damage to the last
+            // batch of the operation does not depend on the journal's idle
+            // pad being written in time). A journal stopped by an error
+            // refuses it: then it may or may not be there.
+            let writer = engine.clone();
+            let sentinel = runtime
+                .call_blocking(0, move || async move {
+                    let lsn = writer.put(b"sentinel", b"after".to_vec()).await?;
+                    writer.wait_durable(lsn).await
+                })
+                .unwrap();
+            match sentinel {
+                Ok(()) => {
+                    expect.oracle.apply(&Change::Put(b"sentinel".to_vec(), b"after".to_vec()));
+                }
+                Err(e) => {
+                    seen.errors.push(format!("write after the operation: {e}"));
+                    expect.either.insert(b"sentinel".to_vec(), Some(b"after".to_vec()));
+                }
+            }
             std::thread::sleep(SETTLE);
             drop(engine);
             runtime.stop();
@@ -732,8 +754,24 @@ fn run_case(
 
 /// Runs `op` (not recovery) on `engine`; returns its error, if any (prefixed
 /// "WRONG" for a wrong answer), and what may now be read.
-fn run_operation(runtime: &Runtime, engine: &Engine, op: Operation, expect: Expect) -> (Result<(), String>, Expect) {
+fn run_operation(
+    runtime: &Runtime,
+    engine: &Engine,
+    injector: &Arc<FaultInjector>,
+    layout: &Layout,
+    op: Operation,
+    expect: Expect,
+) -> (Result<(), String>, Expect) {
     let e = engine.clone();
+    // Checkpoints: the first write to the data region (the checkpoint's
+    // first node, written after every shard froze) is held back a while,
+    // so writers that start once it was submitted surely come after the
+    // frozen LSNs, and their journal batch is one recovery must read.
+    let frozen = (op == Operation::Checkpoint).then(|| {
+        let held = FaultRule::writes(layout.data_start_page..layout.capacity_pages, Fault::Delay(HOLD_CHECKPOINT));
+        injector.add(held.first(1)).unwrap()
+    });
+    let injector = Arc::clone(injector);
     runtime
         .call_blocking(0, move || async move {
             let mut ex = expect;
@@ -760,7 +798,10 @@ fn run_operation(runtime: &Runtime, engine: &Engine, op: Operation, expect: Expe
                     // come after its frozen LSN and the journal must keep them.
                     let checkpointer = e.clone();
                     let checkpoint = keel_reactor::spawn(async move { checkpointer.checkpoint().await });
-                    keel_reactor::time::sleep(Duration::from_millis(2)).await;
+                    let held = frozen.expect("a hold rule for checkpoints");
+                    while injector.stats(held).is_some_and(|s| s.matched == 0) {
+                        keel_reactor::time::sleep(Duration::from_millis(1)).await;
+                    }
                     let puts = put_op(&e, &mut ex, 30, 3, true).await;
                     let done = checkpoint.await;
                     done.and(puts).map_err(|err| err.to_string())
