@@ -43,8 +43,9 @@ pub(crate) fn claim_bytes(payload_bytes: usize) -> usize {
 
 impl OpenBatch {
     /// Places a data record at the end of the batch. The caller holds a claim
-    /// of at least `claim_bytes(payload.len())`.
-    pub fn place(&mut self, lsn: Lsn, epoch: u64, payload: &[u8]) -> usize {
+    /// of at least `claim_bytes(payload.len())`; `payload_crc` is
+    /// `crc32c(payload)`, joined with the header's CRC when the batch is sealed.
+    pub fn place(&mut self, lsn: Lsn, epoch: u64, payload: &[u8], payload_crc: u32) -> usize {
         let before = self.used_bytes;
         let page_left = PAGE_BYTES - self.used_bytes % PAGE_BYTES;
         if page_left < HEADER_BYTES {
@@ -54,7 +55,7 @@ impl OpenBatch {
         let at = self.used_bytes;
         let len = crate::format::record_bytes(payload.len());
         let record = &mut self.buf[at..at + len];
-        put_header(record, RecordKind::Data, lsn, epoch, payload.len() as u32);
+        put_header(record, RecordKind::Data, lsn, epoch, payload.len() as u32, payload_crc);
         record[HEADER_BYTES..HEADER_BYTES + payload.len()].copy_from_slice(payload);
         record[HEADER_BYTES + payload.len()..].fill(0);
         self.used_bytes += len;
@@ -95,14 +96,15 @@ pub(crate) fn close(batch: &mut OpenBatch, ring_bytes: u64, lsn_next: Lsn, epoch
     batch.buf[used..write_bytes].fill(0);
     if let Some(pad) = pad_at {
         let payload_bytes = (target - pad - HEADER_BYTES) as u32;
-        put_header(&mut batch.buf[pad..pad + HEADER_BYTES], RecordKind::Pad, lsn_next, epoch, payload_bytes);
+        put_header(&mut batch.buf[pad..pad + HEADER_BYTES], RecordKind::Pad, lsn_next, epoch, payload_bytes, 0);
     }
     SealShape { write_bytes, end: batch.start + target.max(write_bytes) as u64, pad_at }
 }
 
 /// Stamps the durable-LSN hint and the CRC into every record of a sealed
 /// batch. Runs outside the journal's lock: the batch's buffer is owned by the
-/// task that writes it.
+/// task that writes it. Reads headers only (payload CRCs were taken at
+/// commit), so it costs per record, not per byte.
 pub(crate) fn stamp(buf: &mut [u8], records_end: usize, pad_at: Option<usize>, seed: u32, hint: Lsn) {
     let mut at = 0usize;
     while at < records_end {

@@ -105,12 +105,13 @@ fn get_u64(buf: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b)
 }
 
-/// Writes a header with a zero hint and a zero CRC; [`seal_record`] fills both
-/// when the batch is sealed.
-pub fn put_header(out: &mut [u8], kind: RecordKind, lsn: Lsn, epoch: u64, payload_bytes: u32) {
+/// Writes a header with a zero hint. Until [`seal_record`] replaces it, the
+/// CRC field holds `payload_crc`: `crc32c(payload)` for a data record (taken
+/// by the committer, outside the journal's lock), 0 for a pad.
+pub fn put_header(out: &mut [u8], kind: RecordKind, lsn: Lsn, epoch: u64, payload_bytes: u32, payload_crc: u32) {
     assert!(out.len() >= HEADER_BYTES);
     put_u32(out, AT_MAGIC, RECORD_MAGIC);
-    put_u32(out, AT_CRC, 0);
+    put_u32(out, AT_CRC, payload_crc);
     put_u64(out, AT_LSN, lsn);
     put_u64(out, AT_EPOCH, epoch);
     put_u64(out, AT_HINT, 0);
@@ -120,25 +121,36 @@ pub fn put_header(out: &mut [u8], kind: RecordKind, lsn: Lsn, epoch: u64, payloa
     out[AT_RESERVED..AT_RESERVED + 2].fill(0);
 }
 
+/// The CRC of a record's header alone (minus its CRC field).
+fn header_crc(seed: u32, record: &[u8]) -> u32 {
+    let crc = crc32c::crc32c_append(seed, &record[AT_MAGIC..AT_CRC]);
+    crc32c::crc32c_append(crc, &record[AT_LSN..HEADER_BYTES])
+}
+
 /// The CRC of a record: header minus its CRC field, then the payload of a
 /// data record. `record` starts at the header and holds at least the
 /// checksummed bytes.
 pub fn record_crc(seed: u32, record: &[u8], kind: RecordKind, payload_bytes: usize) -> u32 {
-    let mut crc = crc32c::crc32c_append(seed, &record[AT_MAGIC..AT_CRC]);
-    crc = crc32c::crc32c_append(crc, &record[AT_LSN..HEADER_BYTES]);
-    if kind == RecordKind::Data {
-        crc = crc32c::crc32c_append(crc, &record[HEADER_BYTES..HEADER_BYTES + payload_bytes]);
+    let crc = header_crc(seed, record);
+    match kind {
+        RecordKind::Data => crc32c::crc32c_append(crc, &record[HEADER_BYTES..HEADER_BYTES + payload_bytes]),
+        RecordKind::Pad => crc,
     }
-    crc
 }
 
 /// Stamps the durable-LSN hint into a record written by [`put_header`] and
-/// seals it with its CRC. Returns the record's length in the ring.
+/// seals it with its CRC, joining the header's CRC with the payload's CRC
+/// that the CRC field held (the payload is not read again). Returns the
+/// record's length in the ring.
 pub fn seal_record(seed: u32, record: &mut [u8], lsn_durable_hint: Lsn) -> usize {
     put_u64(record, AT_HINT, lsn_durable_hint);
     let kind = RecordKind::from_byte(record[AT_KIND]).expect("the journal wrote this header itself");
     let payload_bytes = get_u32(record, AT_LEN) as usize;
-    let crc = record_crc(seed, record, kind, payload_bytes);
+    let header = header_crc(seed, record);
+    let crc = match kind {
+        RecordKind::Data => crate::crc_join::join(header, get_u32(record, AT_CRC), payload_bytes),
+        RecordKind::Pad => header,
+    };
     put_u32(record, AT_CRC, crc);
     match kind {
         RecordKind::Data => record_bytes(payload_bytes),
@@ -183,7 +195,7 @@ mod tests {
     fn a_sealed_record_decodes_and_its_crc_verifies() {
         let seed = crc_seed(&[7u8; 16], 3);
         let mut buf = vec![0u8; 128];
-        put_header(&mut buf, RecordKind::Data, 42, 3, 5);
+        put_header(&mut buf, RecordKind::Data, 42, 3, 5, crc32c::crc32c(b"hello"));
         buf[HEADER_BYTES..HEADER_BYTES + 5].copy_from_slice(b"hello");
         assert_eq!(seal_record(seed, &mut buf, 41), record_bytes(5));
         let header = decode_header(&buf).unwrap();
@@ -195,7 +207,7 @@ mod tests {
     fn another_volume_or_epoch_does_not_validate() {
         let seed = crc_seed(&[7u8; 16], 3);
         let mut buf = vec![0u8; 64];
-        put_header(&mut buf, RecordKind::Data, 1, 3, 0);
+        put_header(&mut buf, RecordKind::Data, 1, 3, 0, crc32c::crc32c(b""));
         seal_record(seed, &mut buf, 0);
         let crc = decode_header(&buf).unwrap().crc;
         assert_ne!(record_crc(crc_seed(&[8u8; 16], 3), &buf, RecordKind::Data, 0), crc);
@@ -206,7 +218,7 @@ mod tests {
     fn every_single_bit_flip_is_caught() {
         let seed = crc_seed(&[1u8; 16], 1);
         let mut buf = vec![0u8; record_bytes(20)];
-        put_header(&mut buf, RecordKind::Data, 9, 1, 20);
+        put_header(&mut buf, RecordKind::Data, 9, 1, 20, crc32c::crc32c(&[0x5A; 20]));
         buf[HEADER_BYTES..HEADER_BYTES + 20].fill(0x5A);
         seal_record(seed, &mut buf, 8);
         for bit in 0..(HEADER_BYTES + 20) * 8 {

@@ -338,8 +338,10 @@ impl Reservation<'_> {
         }
         self.live = false;
         let claim = self.claim;
+        // Checksummed before the lock, while the caller's payload is hot.
+        let payload_crc = crc32c::crc32c(payload);
         self.journal.with_state(|state, actions| {
-            let lsn = state.commit(claim, payload, after_data, actions);
+            let lsn = state.commit(claim, (payload, payload_crc), after_data, actions);
             state.pump(actions);
             Ok(lsn)
         })

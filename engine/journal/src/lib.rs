@@ -26,6 +26,7 @@
 
 mod batch;
 pub mod config;
+mod crc_join;
 pub mod error;
 pub mod format;
 mod journal;

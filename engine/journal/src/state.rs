@@ -180,9 +180,15 @@ impl State {
         self.wake_space_waiters();
     }
 
-    /// Assigns the next LSN to `payload` and places it in the open batch, in
-    /// place of a claim of `claim` bytes.
-    pub fn commit(&mut self, claim: usize, payload: &[u8], after_data: bool, actions: &mut Vec<Action>) -> Lsn {
+    /// Assigns the next LSN to `payload` (whose CRC-32C is `payload_crc`) and
+    /// places it in the open batch, in place of a claim of `claim` bytes.
+    pub fn commit(
+        &mut self,
+        claim: usize,
+        (payload, payload_crc): (&[u8], u32),
+        after_data: bool,
+        actions: &mut Vec<Action>,
+    ) -> Lsn {
         let lsn = self.next_lsn;
         if after_data && self.limits.durable == Durable::Fua {
             self.after_data.insert(lsn);
@@ -191,7 +197,7 @@ impl State {
         let batch = self.open.as_mut().expect("a live claim keeps its batch open");
         assert!(batch.claimed_bytes >= claim);
         let was_empty = batch.used_bytes == 0;
-        let placed = batch.place(lsn, epoch, payload);
+        let placed = batch.place(lsn, epoch, payload, payload_crc);
         assert!(placed <= claim, "record of {placed} bytes exceeds its claim of {claim}");
         batch.claimed_bytes -= claim;
         self.next_lsn += 1;

@@ -42,9 +42,9 @@ pub struct JournalArgs {
     /// Journal ring size in MiB.
     #[arg(long, default_value_t = 256)]
     pub ring_mib: u64,
-    /// Committer counts to measure with small records.
-    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
-    pub committers: Vec<usize>,
+    /// Committer counts to measure with small records ("none": skip them).
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64", value_parser = committers)]
+    pub committers: Vec<Option<usize>>,
     /// Payload bytes of a small record.
     #[arg(long, default_value_t = 100)]
     pub record_bytes: usize,
@@ -71,6 +71,9 @@ pub struct JournalArgs {
     /// Batch writes in flight at once (the journal's `writes_in_flight_max`).
     #[arg(long, default_value_t = 4)]
     pub writes_in_flight: usize,
+    /// The journal's `batch_delay_us` (0: no delay timer).
+    #[arg(long, default_value_t = JournalConfig::default().batch_delay_us)]
+    pub batch_delay_us: u64,
     /// Reactors (threads) the committers are spread over.
     #[arg(long, default_value_t = 1)]
     pub reactors: usize,
@@ -85,6 +88,13 @@ pub struct JournalArgs {
     /// Skip the fio peers (only the journal's own figures).
     #[arg(long)]
     pub no_fio: bool,
+}
+
+fn committers(text: &str) -> Result<Option<usize>, String> {
+    match text {
+        "none" => Ok(None),
+        n => n.parse().map(Some).map_err(|e| format!("{n:?}: {e}")),
+    }
 }
 
 fn durability(name: &str) -> Result<DurabilityMode, String> {
@@ -133,7 +143,7 @@ pub fn run(args: &JournalArgs) -> Result<(), String> {
         }
     }
     let mut epoch = 1u64;
-    for &committers in &args.committers {
+    for &committers in args.committers.iter().flatten() {
         let mut journal_samples = Vec::new();
         let mut fio_iops = Vec::new();
         for _ in 0..args.runs {
@@ -222,8 +232,12 @@ fn measure(
     let config = RuntimeConfig { reactors: args.reactors, idle, ..RuntimeConfig::default() };
     let runtime = Runtime::start(&config, std::slice::from_ref(device)).map_err(|e| e.to_string())?;
     let region = JournalRegion { device: DEV, first_page: 0, page_count: (args.ring_mib << 20) / 4096 };
-    let journal_config =
-        JournalConfig { durability: mode, writes_in_flight_max: args.writes_in_flight, ..JournalConfig::default() };
+    let journal_config = JournalConfig {
+        durability: mode,
+        writes_in_flight_max: args.writes_in_flight,
+        batch_delay_us: args.batch_delay_us,
+        ..JournalConfig::default()
+    };
     let identity = JournalIdentity { volume_uuid: *b"keel-perf-journl", epoch };
     let journal = runtime
         .call_blocking(0, move || async move {
