@@ -18,6 +18,10 @@
 //! - that prefix holds every operation acknowledged durable before the crash;
 //! - fsck is clean on every shard.
 //!
+//! For one image in `RECOVERY_CRASH_EVERY`, the recovery itself runs on the
+//! crash recorder and is interrupted at each of its flush points: recovering
+//! again must find exactly the same prefix.
+//!
 //! The number of states checked is printed. `KEEL_ENGINE_CRASH_STATES` sets
 //! the target (default 10,000).
 
@@ -52,6 +56,10 @@ const KEYS: u32 = 300;
 /// The unrecorded fill leaves the journal's next write this far before the
 /// ring's end, so the recorded workload wraps around it.
 const FILL_LEFT_BYTES: u64 = 128 << 10;
+/// Every this many images, a crash during its recovery is checked too.
+const RECOVERY_CRASH_EVERY: usize = 200;
+/// Images per flush point of an interrupted recovery.
+const RECOVERY_CRASH_IMAGES: u64 = 4;
 /// States checked per run unless `KEEL_ENGINE_CRASH_STATES` says otherwise.
 const STATES_DEFAULT: u64 = 10_000;
 
@@ -345,8 +353,13 @@ fn crash_points(log: &CrashLog, journal_lbas: std::ops::Range<u64>) -> Vec<(Cras
 /// Recovers `image` and checks it against the history. Returns the recovered
 /// prefix's LSN.
 fn check_image(image: &CrashImage, pool: &Arc<DmaPool>, history: &History, acked: Lsn, reactors: usize) -> Lsn {
-    let id = image.id();
     let device = Arc::new(image.to_device(Arc::clone(pool))) as Arc<dyn BlockDevice>;
+    recover_and_check(device, &image.id().to_string(), history, acked, reactors)
+}
+
+/// Recovers the volume on `device` and checks it; `id` names the image in
+/// failure messages. Returns the LSN of the recovered prefix.
+fn recover_and_check(device: Arc<dyn BlockDevice>, id: &str, history: &History, acked: Lsn, reactors: usize) -> Lsn {
     let (runtime, engine) =
         start_on(device, &spec(reactors), false).unwrap_or_else(|e| panic!("{id}: recovery failed: {e}"));
     let reader = engine.clone();
@@ -379,12 +392,40 @@ fn check_image(image: &CrashImage, pool: &Arc<DmaPool>, history: &History, acked
     );
 }
 
+/// A crash during recovery: `image` is recovered on the crash recorder, and
+/// at every flush point of that recovery and just before it (its checkpoint
+/// after open writes nodes, tables and a superblock of the next epoch) a few
+/// images are recovered again. Recovery writes nothing the next one depends on, so
+/// each must come back to exactly the prefix the first one found.
+fn check_crash_during_recovery(image: &CrashImage, pool: &Arc<DmaPool>, history: &History, acked: Lsn) -> u64 {
+    let id = image.id();
+    let recorder = Arc::new(CrashRecorder::over_memory(Arc::new(image.to_device(Arc::clone(pool)))));
+    let first = recover_and_check(Arc::clone(&recorder) as Arc<dyn BlockDevice>, &id.to_string(), history, acked, 1);
+    let log = recorder.log();
+    let mut points: Vec<CrashPoint> = log.flush_points().iter().flat_map(|p| [CrashPoint(p.0 - 1), *p]).collect();
+    points.push(log.end());
+    points.dedup();
+    let mut checked = 0;
+    for state in log.states(points) {
+        for nested in state.images(RECOVERY_CRASH_IMAGES) {
+            let device = Arc::new(nested.to_device(Arc::clone(pool))) as Arc<dyn BlockDevice>;
+            let name = format!("{id}, then a crash during its recovery at {}", nested.id());
+            let again = recover_and_check(device, &name, history, acked, 1);
+            let (a, b) = (history.state_at(first), history.state_at(again));
+            assert!(a == b, "{name}: recovered LSN {again}, not the {first} of the recovery it interrupted");
+            checked += 1;
+        }
+    }
+    checked
+}
+
 /// Recovers and checks every image, on as many threads as there are cores
 /// (at most two); returns how often each prefix was recovered.
-fn check_all_images(jobs: &[(CrashImage, Lsn, usize)], history: &History) -> BTreeMap<Lsn, u64> {
+fn check_all_images(jobs: &[(CrashImage, Lsn, usize)], history: &History) -> (BTreeMap<Lsn, u64>, u64) {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(2);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let recovered = Mutex::new(BTreeMap::new());
+    let nested = std::sync::atomic::AtomicU64::new(0);
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
@@ -394,11 +435,15 @@ fn check_all_images(jobs: &[(CrashImage, Lsn, usize)], history: &History) -> BTr
                     let Some((image, acked, reactors)) = jobs.get(i) else { break };
                     let lsn = check_image(image, &pool, history, *acked, *reactors);
                     *recovered.lock().unwrap().entry(lsn).or_default() += 1;
+                    if i % RECOVERY_CRASH_EVERY == RECOVERY_CRASH_EVERY / 2 {
+                        let n = check_crash_during_recovery(image, &pool, history, *acked);
+                        nested.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
             });
         }
     });
-    recovered.into_inner().unwrap()
+    (recovered.into_inner().unwrap(), nested.into_inner())
 }
 
 /// The fewest images per point such that every point gets that many (or all
@@ -481,12 +526,13 @@ fn every_crash_state_recovers_a_durable_prefix_with_clean_trees() {
         }
     }
     let states = jobs.len() as u64;
-    let recovered_lsns = check_all_images(&jobs, &history);
+    let (recovered_lsns, nested) = check_all_images(&jobs, &history);
     let elapsed = started.elapsed();
     println!(
         "engine crash states: {states} images recovered and checked at {} crash points \
          ({} exhaustive, {} sampled, up to {per_point_max} per point); {} during a checkpoint, {} outside one, \
          {} after the journal wrapped; {op_count} operations, {} distinct recovered prefixes; \
+         {nested} more images of crashes during the recovery of {} of them; \
          fill {:.1}s, workload {:.1}s, total {:.1}s",
         points.len(),
         coverage.exhaustive_points,
@@ -495,6 +541,7 @@ fn every_crash_state_recovers_a_durable_prefix_with_clean_trees() {
         coverage.outside_checkpoint,
         coverage.after_wrap,
         recovered_lsns.len(),
+        jobs.iter().enumerate().filter(|(i, _)| i % RECOVERY_CRASH_EVERY == RECOVERY_CRASH_EVERY / 2).count(),
         filled.as_secs_f64(),
         (worked - filled).as_secs_f64(),
         elapsed.as_secs_f64()
