@@ -329,3 +329,72 @@ fn requirepass_demands_auth_before_anything_else() {
     assert!(matches!(v, Value::Array(_)), "{v:?}");
     assert_eq!(c3.get::<_, String>("k").unwrap(), "v");
 }
+
+fn unix_ms() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    i64::try_from(now.as_millis()).unwrap()
+}
+
+#[test]
+fn expiry_takes_absolute_times_and_conditions() {
+    let app = Appliance::start();
+    let mut c = app.client();
+    let now_s = unix_ms() / 1000;
+    let _: () = cmd("SET").arg("a").arg("1").arg("EXAT").arg(now_s + 100).query(&mut c).unwrap();
+    assert!((98..=100).contains(&c.ttl::<_, i64>("a").unwrap()));
+    let _: () = cmd("SET").arg("b").arg("1").arg("PXAT").arg(unix_ms() + 50_000).query(&mut c).unwrap();
+    assert!((48_000..=50_000).contains(&cmd("PTTL").arg("b").query::<i64>(&mut c).unwrap()));
+    assert_eq!(cmd("EXPIREAT").arg("a").arg(now_s + 200).query::<i64>(&mut c).unwrap(), 1);
+    assert!((198..=200).contains(&c.ttl::<_, i64>("a").unwrap()));
+    assert_eq!(cmd("PEXPIREAT").arg("b").arg(unix_ms() + 300_000).query::<i64>(&mut c).unwrap(), 1);
+    assert!((298..=300).contains(&c.ttl::<_, i64>("b").unwrap()));
+    // GT and LT compare with the current expiry; a key without one counts
+    // as never expiring (GT refuses, LT accepts), as in Redis.
+    assert_eq!(cmd("EXPIRE").arg("a").arg(50).arg("GT").query::<i64>(&mut c).unwrap(), 0);
+    assert_eq!(cmd("EXPIRE").arg("a").arg(500).arg("GT").query::<i64>(&mut c).unwrap(), 1);
+    assert_eq!(cmd("EXPIRE").arg("a").arg(1000).arg("LT").query::<i64>(&mut c).unwrap(), 0);
+    assert_eq!(cmd("EXPIRE").arg("a").arg(10).arg("LT").query::<i64>(&mut c).unwrap(), 1);
+    assert!((9..=10).contains(&c.ttl::<_, i64>("a").unwrap()));
+    let _: () = c.set("plain", "v").unwrap();
+    assert_eq!(cmd("EXPIRE").arg("plain").arg(10).arg("GT").query::<i64>(&mut c).unwrap(), 0);
+    assert_eq!(cmd("EXPIRE").arg("plain").arg(10).arg("XX").query::<i64>(&mut c).unwrap(), 0);
+    assert_eq!(cmd("EXPIRE").arg("plain").arg(10).arg("LT").query::<i64>(&mut c).unwrap(), 1);
+    assert_eq!(cmd("EXPIRE").arg("missing").arg(10).query::<i64>(&mut c).unwrap(), 0);
+    assert!(
+        err_text(cmd("EXPIRE").arg("a").arg(10).arg("NX").arg("XX").query::<i64>(&mut c)).contains("not compatible")
+    );
+    assert_eq!(cmd("EXPIREAT").arg("b").arg(now_s - 10).query::<i64>(&mut c).unwrap(), 1);
+    assert_eq!(c.exists::<_, i64>("b").unwrap(), 0, "a time in the past deletes the key");
+}
+
+#[test]
+fn hello_client_command_and_reset_subcommands() {
+    let app = Appliance::start();
+    let mut c = app.client();
+    let v: Value = cmd("HELLO").arg(3).arg("SETNAME").arg("via-hello").query(&mut c).unwrap();
+    assert!(
+        matches!(v, Value::Map(ref m) if m.iter().any(|(k, v)| *k == Value::BulkString(b"proto".to_vec())
+        && *v == Value::Int(3))),
+        "{v:?}"
+    );
+    assert_eq!(cmd("CLIENT").arg("GETNAME").query::<String>(&mut c).unwrap(), "via-hello");
+    assert!(err_text(cmd("HELLO").arg(4).query::<Value>(&mut c)).starts_with("NOPROTO"));
+    assert!(err_text(cmd("CLIENT").arg("SETNAME").arg("a b").query::<()>(&mut c)).contains("cannot contain spaces"));
+    assert!(err_text(cmd("CLIENT").arg("KILL").query::<()>(&mut c)).contains("unknown subcommand"));
+    let info: Vec<Value> = cmd("COMMAND").arg("INFO").arg("get").arg("nosuch").query(&mut c).unwrap();
+    assert_eq!(info.len(), 2);
+    assert!(
+        matches!(&info[0], Value::Array(row) if row[0] == Value::BulkString(b"get".to_vec())
+        && row[1] == Value::Int(2)),
+        "{info:?}"
+    );
+    assert_eq!(info[1], Value::Nil);
+    let names: Vec<String> = cmd("COMMAND").arg("LIST").query(&mut c).unwrap();
+    for name in ["zrangebyscore", "waitaof", "keel.scanhash", "hello"] {
+        assert!(names.iter().any(|n| n == name), "{name} missing from COMMAND LIST");
+    }
+    let _: Value = cmd("COMMAND").arg("DOCS").query(&mut c).unwrap();
+    let v: Value = cmd("RESET").query(&mut c).unwrap();
+    assert_eq!(v, Value::SimpleString("RESET".into()));
+    assert_eq!(cmd("CLIENT").arg("GETNAME").query::<Option<String>>(&mut c).unwrap(), None);
+}

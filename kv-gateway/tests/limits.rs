@@ -91,3 +91,42 @@ fn keys_too_long_for_the_engine_get_an_error() {
     assert!(e.to_string().contains("exceeds the limit"), "{e}");
     let _: () = c.set("fine", "v").unwrap();
 }
+
+#[test]
+fn a_request_over_the_request_size_limit_gets_an_error_and_the_connection_keeps_serving() {
+    let app = Appliance::start_with(small_limits());
+    let mut s = app.raw();
+    // Six 1000-byte values: each bulk is within its limit, the request
+    // (over 6000 bytes) is not.
+    let value = vec![b'v'; 1000];
+    let mut req = b"*13\r\n$4\r\nMSET\r\n".to_vec();
+    for i in 0..6 {
+        req.extend_from_slice(format!("$2\r\nk{i}\r\n$1000\r\n").as_bytes());
+        req.extend_from_slice(&value);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"*2\r\n$6\r\nEXISTS\r\n$2\r\nk0\r\n");
+    let mut got = exchange(&mut s, &req, 10);
+    while !got.ends_with(b":0\r\n") && got.len() < 200 {
+        let more = read_at_least(&mut s, 1);
+        assert!(!more.is_empty(), "closed after {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&more);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("-ERR Protocol error: request exceeds the limit of 4096 bytes\r\n"), "{text}");
+    assert!(text.ends_with(":0\r\n"), "nothing of the refused MSET was written: {text}");
+}
+
+#[test]
+fn a_client_over_its_output_buffer_limit_is_closed_and_others_are_served() {
+    let config = KvConfig { output_buffer_bytes_max: 16 << 10, ..KvConfig::default() };
+    let app = Appliance::start_with(config);
+    let mut c = app.client();
+    let _: () = c.set("big", vec![b'x'; 20 << 10]).unwrap();
+    let _: () = c.set("small", "fine").unwrap();
+    let mut s = app.raw();
+    let got = exchange(&mut s, b"GET big\r\n", 1);
+    assert!(got.is_empty(), "no reply over the limit: {} bytes came", got.len());
+    assert!(closed(&mut s));
+    assert_eq!(c.get::<_, String>("small").unwrap(), "fine", "other clients are unaffected");
+}

@@ -70,3 +70,23 @@ fn redis_cli_pipe_mode_loads_many_commands() {
     assert_eq!(redis_cli(app.port, &["DBSIZE"]), "2000\n");
     assert_eq!(redis_cli(app.port, &["GET", "key1999"]), "value1999\n");
 }
+
+#[test]
+fn redis_cli_authenticates_waits_for_durability_and_speaks_resp3() {
+    let config = keel_kv::KvConfig { requirepass: Some("pw".into()), ..keel_kv::KvConfig::default() };
+    let app = Appliance::start_with(config);
+    let p = app.port;
+    assert!(redis_cli(p, &["GET", "k"]).starts_with("NOAUTH"));
+    let auth = ["-a", "pw", "--no-auth-warning"];
+    let with = |args: &[&str]| redis_cli(p, &[&auth[..], args].concat());
+    assert_eq!(with(&["SET", "k", "v"]), "OK\n");
+    assert_eq!(with(&["WAITAOF", "1", "0", "0"]), "1\n0\n");
+    assert_eq!(with(&["-3", "HSET", "h", "f", "v"]), "1\n");
+    // A RESP3 map: redis-cli prints its pairs on one line each.
+    assert_eq!(with(&["-3", "HGETALL", "h"]), "f v\n");
+    assert_eq!(with(&["-3", "GET", "k"]), "v\n");
+    assert!(
+        redis_cli(p, &["-a", "wrong", "--no-auth-warning", "GET", "k"]).contains("WRONGPASS")
+            || redis_cli(p, &["-a", "wrong", "--no-auth-warning", "GET", "k"]).contains("NOAUTH")
+    );
+}
