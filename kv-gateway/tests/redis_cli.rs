@@ -33,7 +33,10 @@ fn redis_cli_runs_every_kind_of_command() {
     assert_eq!(redis_cli(p, &["ZADD", "z", "2", "two", "1", "one"]), "2\n");
     assert_eq!(redis_cli(p, &["ZRANGEBYSCORE", "z", "-inf", "+inf", "WITHSCORES"]), "one\n1\ntwo\n2\n");
     assert_eq!(redis_cli(p, &["EXPIRE", "a", "100"]), "1\n");
-    assert_eq!(redis_cli(p, &["TTL", "a"]), "100\n");
+    // Rounded to the nearest second; a loaded machine may take over half a
+    // second between the two redis-cli processes.
+    let ttl = redis_cli(p, &["TTL", "a"]);
+    assert!(ttl == "100\n" || ttl == "99\n", "{ttl}");
     assert_eq!(redis_cli(p, &["TYPE", "z"]), "zset\n");
     assert_eq!(redis_cli(p, &["DBSIZE"]), "5\n");
     assert!(
