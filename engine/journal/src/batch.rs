@@ -28,6 +28,9 @@ pub(crate) struct OpenBatch {
     pub first_lsn: Lsn,
     /// No new reservations join; sealed once the claims drain.
     pub closing: bool,
+    /// The batch delay ran out: seal as soon as a write slot is free (while
+    /// every slot is busy, sealing would only make the write smaller).
+    pub delay_expired: bool,
     /// Seal with a pad that reaches the end of the ring.
     pub skip_to_ring_end: bool,
     /// Seal even while empty, as one pad page: a batch that only carries the

@@ -212,7 +212,7 @@ impl State {
     pub fn timer_fired(&mut self, seq: u64) {
         if let Some(batch) = self.open.as_mut() {
             if batch.seq == seq && batch.used_bytes > 0 {
-                batch.closing = true;
+                batch.delay_expired = true;
             }
         }
     }
@@ -278,6 +278,7 @@ impl State {
             claimed_bytes: 0,
             first_lsn: self.next_lsn,
             closing: false,
+            delay_expired: false,
             skip_to_ring_end: false,
             vouch: false,
         });
@@ -295,7 +296,7 @@ impl State {
         }
         let writes_busy = self.writes_in_flight + self.writes_pending;
         let Some(batch) = self.open.as_ref() else { return false };
-        let needed = batch.used_bytes > 0 && self.durability_needs(batch.first_lsn);
+        let needed = batch.used_bytes > 0 && (batch.delay_expired || self.durability_needs(batch.first_lsn));
         let batch = self.open.as_mut().expect("checked above");
         if needed && writes_busy < self.limits.writes_in_flight_max {
             batch.closing = true;
