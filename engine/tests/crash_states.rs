@@ -58,6 +58,8 @@ const KEYS: u32 = 300;
 const FILL_LEFT_BYTES: u64 = 128 << 10;
 /// Every this many images, a crash during its recovery is checked too.
 const RECOVERY_CRASH_EVERY: usize = 200;
+/// Every this many images, every key is also read with a get.
+const POINT_READS_EVERY: usize = 25;
 /// Images per flush point of an interrupted recovery.
 const RECOVERY_CRASH_IMAGES: u64 = 4;
 /// States checked per run unless `KEEL_ENGINE_CRASH_STATES` says otherwise.
@@ -261,6 +263,8 @@ fn run_workload(runtime: &Runtime, shared: Shared, seed: u64) {
 /// operation in LSN order, with the state's hash after each prefix.
 struct History {
     base: Oracle,
+    /// Every key the base or an operation put, deleted or merged.
+    keys: std::collections::BTreeSet<Vec<u8>>,
 
     ops: Vec<Committed>,
     /// `(lsn, hash of the state after every op up to lsn)`, base first.
@@ -276,7 +280,9 @@ impl History {
             oracle.apply_all(c);
             prefix_hashes.push((c.lsn, oracle.hash));
         }
-        History { base, ops, prefix_hashes }
+        let mut keys: std::collections::BTreeSet<Vec<u8>> = base.map.keys().cloned().collect();
+        keys.extend((0..KEYS).map(key));
+        History { base, keys, ops, prefix_hashes }
     }
 
     fn state_at(&self, lsn: Lsn) -> Oracle {
@@ -352,14 +358,24 @@ fn crash_points(log: &CrashLog, journal_lbas: std::ops::Range<u64>) -> Vec<(Cras
 
 /// Recovers `image` and checks it against the history. Returns the recovered
 /// prefix's LSN.
-fn check_image(image: &CrashImage, pool: &Arc<DmaPool>, history: &History, acked: Lsn, reactors: usize) -> Lsn {
+fn check_image(image: &CrashImage, pool: &Arc<DmaPool>, history: &History, acked: Lsn, job: usize) -> Lsn {
     let device = Arc::new(image.to_device(Arc::clone(pool))) as Arc<dyn BlockDevice>;
-    recover_and_check(device, &image.id().to_string(), history, acked, reactors)
+    // Mostly one reactor (cheaper); every eighth image on two, so shards
+    // recover on reactors other than the one that wrote them.
+    let reactors = if job % 8 == 7 { 2 } else { 1 };
+    recover_and_check(device, &image.id().to_string(), history, acked, reactors, job % POINT_READS_EVERY == 0)
 }
 
 /// Recovers the volume on `device` and checks it; `id` names the image in
 /// failure messages. Returns the LSN of the recovered prefix.
-fn recover_and_check(device: Arc<dyn BlockDevice>, id: &str, history: &History, acked: Lsn, reactors: usize) -> Lsn {
+fn recover_and_check(
+    device: Arc<dyn BlockDevice>,
+    id: &str,
+    history: &History,
+    acked: Lsn,
+    reactors: usize,
+    point_reads: bool,
+) -> Lsn {
     let (runtime, engine) =
         start_on(device, &spec(reactors), false).unwrap_or_else(|e| panic!("{id}: recovery failed: {e}"));
     let reader = engine.clone();
@@ -369,13 +385,41 @@ fn recover_and_check(device: Arc<dyn BlockDevice>, id: &str, history: &History, 
             (entries, reader.fsck().await)
         })
         .unwrap();
-    drop(engine);
-    runtime.stop();
     let entries = entries.unwrap_or_else(|e| panic!("{id}: scan after recovery failed: {e}"));
     let reports = reports.unwrap_or_else(|e| panic!("{id}: fsck after recovery failed: {e}"));
     for (shard, report) in reports.iter().enumerate() {
         assert!(report.is_clean(), "{id}: fsck of shard {shard}: {:?}", report.problems);
     }
+    let lsn = recovered_prefix(&entries, id, history, acked);
+    if point_reads {
+        // Gets walk the tree from the root, not leaf ranges as scans do:
+        // every key the run ever touched must read as the prefix says.
+        let want = history.state_at(lsn).map;
+        let keys: Vec<Vec<u8>> = history.keys.iter().cloned().collect();
+        let reader = engine.clone();
+        let got = runtime
+            .call_blocking(0, move || async move {
+                let mut got = Vec::with_capacity(keys.len());
+                for k in keys {
+                    let v = reader.get(&k).await;
+                    got.push((k, v));
+                }
+                got
+            })
+            .unwrap();
+        for (k, v) in got {
+            let v = v.unwrap_or_else(|e| panic!("{id}: get after recovery failed: {e}"));
+            assert_eq!(v.as_ref(), want.get(&k), "{id}: get {}", String::from_utf8_lossy(&k));
+        }
+    }
+    drop(engine);
+    runtime.stop();
+    lsn
+}
+
+/// The LSN of the prefix of the history whose state `entries` is, at or
+/// after `acked`; panics when there is none.
+fn recovered_prefix(entries: &[(Vec<u8>, Vec<u8>)], id: &str, history: &History, acked: Lsn) -> Lsn {
     let hash = state_hash(entries.iter().map(|(k, v)| (k, v)));
     let candidates = history.prefix_hashes.iter().filter(|(lsn, h)| *h == hash && *lsn >= acked);
     for &(lsn, _) in candidates {
@@ -388,7 +432,7 @@ fn recover_and_check(device: Arc<dyn BlockDevice>, id: &str, history: &History, 
     panic!(
         "{id}: the recovered state is no prefix of the operations that includes every acknowledged one \
          (acknowledged up to LSN {acked}; against that prefix: {})",
-        describe_difference(&entries, &nearest)
+        describe_difference(entries, &nearest)
     );
 }
 
@@ -400,7 +444,8 @@ fn recover_and_check(device: Arc<dyn BlockDevice>, id: &str, history: &History, 
 fn check_crash_during_recovery(image: &CrashImage, pool: &Arc<DmaPool>, history: &History, acked: Lsn) -> u64 {
     let id = image.id();
     let recorder = Arc::new(CrashRecorder::over_memory(Arc::new(image.to_device(Arc::clone(pool)))));
-    let first = recover_and_check(Arc::clone(&recorder) as Arc<dyn BlockDevice>, &id.to_string(), history, acked, 1);
+    let first =
+        recover_and_check(Arc::clone(&recorder) as Arc<dyn BlockDevice>, &id.to_string(), history, acked, 1, false);
     let log = recorder.log();
     let mut points: Vec<CrashPoint> = log.flush_points().iter().flat_map(|p| [CrashPoint(p.0 - 1), *p]).collect();
     points.push(log.end());
@@ -410,7 +455,7 @@ fn check_crash_during_recovery(image: &CrashImage, pool: &Arc<DmaPool>, history:
         for nested in state.images(RECOVERY_CRASH_IMAGES) {
             let device = Arc::new(nested.to_device(Arc::clone(pool))) as Arc<dyn BlockDevice>;
             let name = format!("{id}, then a crash during its recovery at {}", nested.id());
-            let again = recover_and_check(device, &name, history, acked, 1);
+            let again = recover_and_check(device, &name, history, acked, 1, false);
             let (a, b) = (history.state_at(first), history.state_at(again));
             assert!(a == b, "{name}: recovered LSN {again}, not the {first} of the recovery it interrupted");
             checked += 1;
@@ -421,7 +466,7 @@ fn check_crash_during_recovery(image: &CrashImage, pool: &Arc<DmaPool>, history:
 
 /// Recovers and checks every image, on as many threads as there are cores
 /// (at most two); returns how often each prefix was recovered.
-fn check_all_images(jobs: &[(CrashImage, Lsn, usize)], history: &History) -> (BTreeMap<Lsn, u64>, u64) {
+fn check_all_images(jobs: &[(CrashImage, Lsn)], history: &History) -> (BTreeMap<Lsn, u64>, u64) {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(2);
     let next = std::sync::atomic::AtomicUsize::new(0);
     let recovered = Mutex::new(BTreeMap::new());
@@ -432,8 +477,8 @@ fn check_all_images(jobs: &[(CrashImage, Lsn, usize)], history: &History) -> (BT
                 let pool = Arc::new(DmaPool::for_tests(64 << 20));
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some((image, acked, reactors)) = jobs.get(i) else { break };
-                    let lsn = check_image(image, &pool, history, *acked, *reactors);
+                    let Some((image, acked)) = jobs.get(i) else { break };
+                    let lsn = check_image(image, &pool, history, *acked, i);
                     *recovered.lock().unwrap().entry(lsn).or_default() += 1;
                     if i % RECOVERY_CRASH_EVERY == RECOVERY_CRASH_EVERY / 2 {
                         let n = check_crash_during_recovery(image, &pool, history, *acked);
@@ -519,21 +564,18 @@ fn every_crash_state_recovers_a_durable_prefix_with_clean_trees() {
         if wrapped {
             coverage.after_wrap += here;
         }
-        for (i, image) in images.enumerate() {
-            // Mostly one reactor (cheaper); every eighth image on two, so
-            // shards recover on reactors other than the one that wrote them.
-            jobs.push((image, acked, if i % 8 == 7 { 2 } else { 1 }));
-        }
+        jobs.extend(images.map(|image| (image, acked)));
     }
     let states = jobs.len() as u64;
     let (recovered_lsns, nested) = check_all_images(&jobs, &history);
     let elapsed = started.elapsed();
     println!(
-        "engine crash states: {states} images recovered and checked at {} crash points \
+        "engine crash states: {states} images recovered and checked ({} of them also key by key) at {} crash points \
          ({} exhaustive, {} sampled, up to {per_point_max} per point); {} during a checkpoint, {} outside one, \
          {} after the journal wrapped; {op_count} operations, {} distinct recovered prefixes; \
          {nested} more images of crashes during the recovery of {} of them; \
          fill {:.1}s, workload {:.1}s, total {:.1}s",
+        jobs.len().div_ceil(POINT_READS_EVERY),
         points.len(),
         coverage.exhaustive_points,
         coverage.sampled_points,
