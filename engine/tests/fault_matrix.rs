@@ -227,6 +227,15 @@ fn past_first_sector(d: &[u8]) -> bool {
 fn any(_: &[u8]) -> bool {
     true
 }
+/// A journal batch that starts with a data record (not the idle vouch
+/// batch, a lone pad whose damage nothing needs to notice): the record
+/// header's magic `KJR1` and kind 2 (data) at byte 36.
+fn is_journal_data(d: &[u8]) -> bool {
+    d.len() >= 40 && d.starts_with(b"KJR1") && d[36] == 2
+}
+fn is_journal_data_long(d: &[u8]) -> bool {
+    is_journal_data(d) && past_first_sector(d)
+}
 fn is_leaf_long(d: &[u8]) -> bool {
     is_leaf(d) && past_first_sector(d)
 }
@@ -239,9 +248,6 @@ fn is_table_long(d: &[u8]) -> bool {
 fn is_extent_long(d: &[u8]) -> bool {
     is_extent(d) && past_first_sector(d)
 }
-fn any_long(d: &[u8]) -> bool {
-    past_first_sector(d)
-}
 
 fn write_filter(block: Block, torn: bool) -> WriteFilter {
     match (block, torn) {
@@ -253,11 +259,10 @@ fn write_filter(block: Block, torn: bool) -> WriteFilter {
         (Block::Table, true) => is_table_long,
         (Block::Extent, false) => is_extent,
         (Block::Extent, true) => is_extent_long,
-        // The superblock's checksum sits in its last sector; journal
-        // batches are found by their region.
+        // The superblock's checksum sits in its last sector.
         (Block::Superblock, _) => any,
-        (Block::Journal, false) => any,
-        (Block::Journal, true) => any_long,
+        (Block::Journal, false) => is_journal_data,
+        (Block::Journal, true) => is_journal_data_long,
     }
 }
 
