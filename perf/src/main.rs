@@ -10,6 +10,8 @@
 //! - `ycsb`: YCSB's core workloads A-F against the engine in process or any
 //!   Redis-protocol server (Keel, redis-server).
 //! - `nfs`: DaisyNFS's smallfile and largefile against any NFSv3 server.
+//! - `tree`: the engine's Bε-tree on an io_uring file against RocksDB's
+//!   db_bench (random inserts, point reads, write amplification).
 #![forbid(unsafe_code)]
 
 mod device;
@@ -20,7 +22,7 @@ mod nfs;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use keel_perf::ycsb;
+use keel_perf::{tree, ycsb};
 
 /// Keel's benchmarks. Every figure is reported next to a peer measured in the
 /// same run.
@@ -43,6 +45,9 @@ enum Command {
     Ycsb(ycsb::YcsbArgs),
     /// NFSv3 loads (DaisyNFS's smallfile and largefile) against any server.
     Nfs(nfs::NfsArgs),
+    /// The Bε-tree engine on an io_uring file against RocksDB's db_bench:
+    /// random inserts, random point reads, write amplification.
+    Tree(tree::TreeArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +65,7 @@ fn main() -> ExitCode {
         Command::Idle(args) => idle::main(&args),
         Command::Ycsb(args) => ycsb::main(&args),
         Command::Nfs(args) => nfs::main(&args).map_err(|e| e.to_string()),
+        Command::Tree(args) => tree::main(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

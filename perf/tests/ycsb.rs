@@ -21,6 +21,9 @@ fn args(workload: &str, target: TargetKind) -> YcsbArgs {
         reactors: 2,
         shards: 4,
         durability: ycsb::EngineDurability::Always,
+        device: None,
+        device_gib: 1,
+        cache_mib: None,
         seed: 7,
     }
 }
@@ -63,4 +66,14 @@ fn every_core_workload_runs_over_resp_against_keel() {
     }
     server.stop();
     runtime.stop();
+}
+
+#[test]
+fn a_workload_runs_against_the_engine_on_an_io_uring_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = args("workloada", TargetKind::Engine);
+    a.device = Some(dir.path().join("ycsb.img"));
+    a.cache_mib = Some(8);
+    let mut results = ycsb::run(&a).unwrap();
+    check(&mut results, "workloada on a file");
 }

@@ -1,6 +1,7 @@
 //! `keel-perf ycsb`: YCSB's core workloads A-F, read from YCSB workload
 //! property files, run in a load and a transaction phase against the engine
-//! in process (`--target engine`) or any Redis-protocol server (`--target
+//! in process (`--target engine`, on memory or with `--device` on an
+//! io_uring data file) or any Redis-protocol server (`--target
 //! resp`: Keel or redis-server, through YCSB's redis binding's mapping),
 //! reported as YCSB reports (overall runtime and throughput; per operation
 //! count, average, min, max, p50, p95, p99 latency).
@@ -81,6 +82,17 @@ pub struct YcsbArgs {
     /// engine: whether writes wait for durability.
     #[arg(long, value_enum, default_value = "always")]
     pub durability: EngineDurability,
+    /// engine: run on this data file through io_uring (O_DIRECT; created,
+    /// and formatted afresh) instead of a memory device.
+    #[arg(long, value_name = "PATH")]
+    pub device: Option<PathBuf>,
+    /// engine: size of the --device file in GiB.
+    #[arg(long, default_value_t = 4)]
+    pub device_gib: u64,
+    /// engine: node cache of all shards together, in MiB (default: the
+    /// tree's default per shard).
+    #[arg(long)]
+    pub cache_mib: Option<u64>,
     /// Seed of the random choices (each thread adds its index).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -246,6 +258,7 @@ fn run_resp_phase(args: &YcsbArgs, shared: &Arc<Shared>, load: bool) -> Result<R
 /// The in-process engine and its reactors.
 mod engine_env {
     use super::*;
+    use crate::device_engine::{self, DeviceEngineSpec};
     use keel_engine::testing::{memory_engine, TestEngineSpec};
     use keel_engine::Engine;
     use keel_reactor::Runtime;
@@ -256,12 +269,24 @@ mod engine_env {
     }
 
     pub fn start(args: &YcsbArgs) -> Result<EngineEnv, String> {
-        // TRANSITIONAL: a memory device; a device option comes with the
-        // db_bench comparison.
+        let device_spec = DeviceEngineSpec {
+            path: args.device.clone().unwrap_or_default(),
+            size_bytes: args.device_gib << 30,
+            reactors: args.reactors.max(1),
+            shards: args.shards.max(1),
+            cache_bytes_total: args.cache_mib.map(|m| m << 20),
+            leaf_bytes: None,
+            internal_bytes: None,
+        };
+        if args.device.is_some() {
+            let (runtime, engine) = device_engine::start(&device_spec, true)?;
+            return Ok(EngineEnv { runtime, engine });
+        }
         let spec = TestEngineSpec {
             reactors: args.reactors.max(1),
             shards: args.shards.max(1),
             capacity_bytes: 8 << 30,
+            config: device_spec.engine_config(),
             ..TestEngineSpec::default()
         };
         let (runtime, engine, _device) = memory_engine(&spec);

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Keel's Bε-tree engine against RocksDB's db_bench, side by side in one run
+# (BENCHMARKS.md, "Tree against RocksDB"):
+#
+#   1. keel-perf tree: random inserts, random point reads and write
+#      amplification, Keel (io_uring, O_DIRECT) and db_bench (direct reads,
+#      direct flush and compaction) at matched key/value sizes, record count,
+#      cache size and durability mode (no sync per write on either side).
+#   2. keel-perf ycsb --device: YCSB A-F on the engine on a data file with a
+#      cache several times smaller than the data set.
+#
+# Needs db_bench (Debian's rocksdb-tools; installed with apt-get when missing)
+# and a release build of keel-perf. Took 27 minutes with the defaults on the
+# shared 2-core machine at load ~15 (2026-12-03); pass smaller counts for less.
+#
+# Usage: perf/scripts/tree-vs-db_bench.sh [RUNS] [RECORDS] [READS] [YCSB_RECORDS] [YCSB_OPS]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+RUNS=${1:-3}
+RECORDS=${2:-1000000}
+READS=${3:-200000}
+YCSB_RECORDS=${4:-100000}
+YCSB_OPS=${5:-50000}
+YCSB_E_OPS=${YCSB_E_OPS:-2000}
+CACHE_MIB=${CACHE_MIB:-16}
+WORK=${WORK:-/var/tmp}
+YCSB_FILE="$WORK/keel-perf-ycsb.img"
+trap 'rm -f "$YCSB_FILE" "$WORK/keel-perf-tree.img"; rm -rf "$WORK/keel-perf-rocksdb"' EXIT
+
+if ! command -v db_bench >/dev/null; then
+    echo "== installing rocksdb-tools (db_bench)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rocksdb-tools
+fi
+cargo build --release -q -p keel-perf
+PERF=target/release/keel-perf
+date -u +"# %Y-%m-%d %H:%M UTC"
+echo "# db_bench: $(dpkg-query -W -f='${Package} ${Version}' rocksdb-tools 2>/dev/null || echo unknown)"
+
+echo "== keel-perf tree (Keel against db_bench), $RUNS runs"
+nice "$PERF" tree --runs "$RUNS" --records "$RECORDS" --reads "$READS" --cache-mib "$CACHE_MIB" \
+    --path "$WORK/keel-perf-tree.img" --db-path "$WORK/keel-perf-rocksdb"
+
+echo "== keel-perf ycsb --device: YCSB A-F on the engine on a data file, cache $CACHE_MIB MiB"
+for w in a b c d e f; do
+    # E's scans are slow on the engine (about 100 scans/s here): fewer operations.
+    ops=$YCSB_OPS
+    if [ "$w" = e ]; then ops=$YCSB_E_OPS; fi
+    echo "-- workload$w (operationcount $ops)"
+    nice "$PERF" ycsb -P "perf/workloads/workload$w" --target engine --device "$YCSB_FILE" --device-gib 2 \
+        --cache-mib "$CACHE_MIB" --durability none --threads 8 \
+        -p recordcount="$YCSB_RECORDS" -p operationcount="$ops" |
+        grep -E '^# phase|^\[OVERALL\]|^\[(READ|UPDATE|INSERT|SCAN|READ-MODIFY-WRITE)\], (Operations|AverageLatency|99thPercentile)'
+done

@@ -1,0 +1,154 @@
+//! RocksDB's side of `keel-perf tree`: Debian's db_bench (rocksdb-tools),
+//! with the same key and value sizes, record count, cache size and
+//! durability mode (sync=0: the WAL is written, never synced per write),
+//! direct I/O for reads, flushes and compactions so that reads reach the
+//! device, and no compression (Keel compresses nothing).
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use super::TreeArgs;
+
+/// One run of db_bench: fill, then reads.
+#[derive(Debug, Clone)]
+pub struct DbBenchSample {
+    pub fill_ops_per_sec: f64,
+    /// WAL, flush and compaction bytes from the fill to the end of its
+    /// flush and compactions (db_bench's statistics tickers).
+    pub fill_device_write_bytes: u64,
+    pub read_ops_per_sec: f64,
+    /// Share of the reads that found their key (db_bench prints one
+    /// reader thread's count).
+    pub reads_found_fraction: f64,
+}
+
+fn common(args: &TreeArgs) -> Vec<String> {
+    vec![
+        format!("--db={}", args.db_path.display()),
+        format!("--num={}", args.records),
+        format!("--key_size={}", args.key_bytes),
+        format!("--value_size={}", args.value_bytes),
+        format!("--cache_size={}", args.cache_mib << 20),
+        "--compression_type=none".into(),
+        "--use_direct_reads=true".into(),
+        "--use_direct_io_for_flush_and_compaction=true".into(),
+        "--sync=false".into(),
+        "--disable_wal=false".into(),
+        "--statistics".into(),
+    ]
+}
+
+/// The exact commands, for the record.
+pub fn commands(args: &TreeArgs) -> [String; 2] {
+    let (fill, read) = (fill_args(args, 0), read_args(args, 0));
+    [format!("{} {}", args.db_bench, fill.join(" ")), format!("{} {}", args.db_bench, read.join(" "))]
+}
+
+fn fill_args(args: &TreeArgs, run_index: u64) -> Vec<String> {
+    let mut a = common(args);
+    a.extend([
+        "--benchmarks=fillrandom,flush,waitforcompaction".to_owned(),
+        "--use_existing_db=false".to_owned(),
+        "--threads=1".to_owned(),
+        format!("--seed={}", args.seed + run_index * 1000),
+    ]);
+    a
+}
+
+fn read_args(args: &TreeArgs, run_index: u64) -> Vec<String> {
+    let threads = args.clients.max(1) as u64;
+    let mut a = common(args);
+    a.extend([
+        "--benchmarks=readrandom".to_owned(),
+        "--use_existing_db=true".to_owned(),
+        format!("--threads={threads}"),
+        format!("--reads={}", args.reads / threads),
+        format!("--seed={}", args.seed + run_index * 1000 + 500),
+    ]);
+    a
+}
+
+pub fn run(args: &TreeArgs, run_index: u64) -> Result<DbBenchSample, String> {
+    if args.db_path.exists() {
+        std::fs::remove_dir_all(&args.db_path).map_err(|e| format!("{}: {e}", args.db_path.display()))?;
+    }
+    let fill = invoke(&args.db_bench, &fill_args(args, run_index))?;
+    let fill_ops_per_sec = ops_per_sec(&fill, "fillrandom")?;
+    let tickers = tickers(&fill);
+    let ticker = |name: &str| tickers.get(name).copied().ok_or_else(|| format!("db_bench printed no {name}"));
+    let fill_device_write_bytes =
+        ticker("rocksdb.wal.bytes")? + ticker("rocksdb.flush.write.bytes")? + ticker("rocksdb.compact.write.bytes")?;
+    let read = invoke(&args.db_bench, &read_args(args, run_index))?;
+    let read_ops_per_sec = ops_per_sec(&read, "readrandom")?;
+    let reads_found_fraction = found(&read).map_or(0.0, |(found, of)| found as f64 / of.max(1) as f64);
+    Ok(DbBenchSample { fill_ops_per_sec, fill_device_write_bytes, read_ops_per_sec, reads_found_fraction })
+}
+
+fn invoke(db_bench: &str, args: &[String]) -> Result<String, String> {
+    let output = Command::new(db_bench).args(args).output().map_err(|e| {
+        format!("cannot run {db_bench}: {e} (install Debian's rocksdb-tools, or use perf/scripts/tree-vs-db_bench.sh)")
+    })?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        return Err(format!(
+            "{db_bench} failed ({}): {}{}",
+            output.status,
+            text,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(text)
+}
+
+/// "fillrandom   :       6.848 micros/op 146022 ops/sec 6.848 seconds ..."
+pub fn ops_per_sec(text: &str, benchmark: &str) -> Result<f64, String> {
+    text.lines()
+        .filter(|l| l.split_whitespace().next() == Some(benchmark))
+        .find_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let at = words.iter().position(|w| *w == "ops/sec")?;
+            words.get(at.checked_sub(1)?)?.parse().ok()
+        })
+        .ok_or_else(|| format!("no ops/sec line for {benchmark} in db_bench's output:\n{text}"))
+}
+
+/// "(632121 of 1000000 found)"
+fn found(text: &str) -> Option<(u64, u64)> {
+    let start = text.find(" found)")?;
+    let head = &text[..start];
+    let open = head.rfind('(')?;
+    let words: Vec<&str> = head[open + 1..].split_whitespace().collect();
+    match words.as_slice() {
+        [found, "of", of] => Some((found.parse().ok()?, of.parse().ok()?)),
+        _ => None,
+    }
+}
+
+/// "rocksdb.wal.bytes COUNT : 123"
+pub fn tickers(text: &str) -> HashMap<String, u64> {
+    text.lines()
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            match words.as_slice() {
+                [name, "COUNT", ":", n] => Some((name.to_string(), n.parse().ok()?)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn db_bench_output_is_parsed() {
+        let text = "fillrandom   :       6.848 micros/op 146022 ops/sec 6.848 seconds 1000000 operations;\n\
+                    readrandom   :      20.1 micros/op 49751 ops/sec 2.0 seconds 100000 operations; (63212 of 100000 found)\n\
+                    rocksdb.wal.bytes COUNT : 123456\n";
+        assert_eq!(ops_per_sec(text, "fillrandom").unwrap(), 146022.0);
+        assert_eq!(ops_per_sec(text, "readrandom").unwrap(), 49751.0);
+        assert_eq!(found(text), Some((63212, 100000)));
+        assert_eq!(tickers(text)["rocksdb.wal.bytes"], 123456);
+    }
+}

@@ -1,0 +1,161 @@
+//! Keel's side of `keel-perf tree`: the engine on an io_uring data file,
+//! random inserts (no wait for durability: the journal is written in the
+//! background, like RocksDB's WAL with sync=0), then random point reads on
+//! the reopened volume (a cold cache, like db_bench's second invocation).
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use keel_engine::Engine;
+use keel_reactor::Runtime;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::TreeArgs;
+use crate::device_engine::{self, process_write_bytes, DeviceEngineSpec};
+
+/// One run of Keel: fill, then reads.
+#[derive(Debug, Clone)]
+pub struct KeelSample {
+    pub fill_ops_per_sec: f64,
+    /// Bytes written to the device from the first insert to the end of the
+    /// final checkpoint (journal, nodes, metadata).
+    pub fill_device_write_bytes: u64,
+    pub read_ops_per_sec: f64,
+    pub reads_found: u64,
+}
+
+/// The key of record `k`: 16 ASCII digits, so keys sort as numbers.
+pub fn key(k: u64, key_bytes: usize) -> Vec<u8> {
+    let mut key = format!("{k:0width$}", width = key_bytes).into_bytes();
+    key.truncate(key_bytes);
+    key
+}
+
+pub fn engine_config(args: &TreeArgs) -> keel_engine::EngineConfig {
+    spec(args).engine_config()
+}
+
+fn spec(args: &TreeArgs) -> DeviceEngineSpec {
+    DeviceEngineSpec {
+        path: args.path.clone(),
+        size_bytes: args.device_gib << 30,
+        reactors: args.reactors,
+        shards: args.shards,
+        cache_bytes_total: Some(args.cache_mib << 20),
+        leaf_bytes: args.leaf_kib.map(|k| k << 10),
+        internal_bytes: args.internal_kib.map(|k| k << 10),
+    }
+}
+
+pub fn run(args: &TreeArgs, run_index: u64) -> Result<KeelSample, String> {
+    let (runtime, engine) = device_engine::start(&spec(args), true)?;
+    let written_before = process_write_bytes()?;
+    let started = Instant::now();
+    let filled = on_clients(
+        &runtime,
+        &engine,
+        args,
+        |engine, ops, seed, args| async move {
+            fill(&engine, ops, seed, args.records, args.key_bytes, args.value_bytes).await
+        },
+        args.seed + run_index * 1000,
+        args.records,
+    );
+    let fill_elapsed = started.elapsed();
+    engine.close(&runtime).map_err(|e| format!("close after the fill: {e}"))?;
+    runtime.stop();
+    filled?;
+    let fill_device_write_bytes = process_write_bytes()? - written_before;
+
+    let (runtime, engine) = device_engine::start(&spec(args), false)?;
+    let started = Instant::now();
+    let found = on_clients(
+        &runtime,
+        &engine,
+        args,
+        |engine, ops, seed, args| async move { read(&engine, ops, seed, args.records, args.key_bytes).await },
+        args.seed + run_index * 1000 + 500,
+        args.reads,
+    );
+    let read_elapsed = started.elapsed();
+    engine.close(&runtime).map_err(|e| format!("close after the reads: {e}"))?;
+    runtime.stop();
+    Ok(KeelSample {
+        fill_ops_per_sec: per_sec(args.records, fill_elapsed),
+        fill_device_write_bytes,
+        read_ops_per_sec: per_sec(args.reads, read_elapsed),
+        reads_found: found?,
+    })
+}
+
+fn per_sec(ops: u64, elapsed: Duration) -> f64 {
+    ops as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+/// Runs `args.clients` tasks spread over the reactors, `total_ops` split
+/// among them, and sums what they return.
+fn on_clients<F, Fut>(
+    runtime: &Runtime,
+    engine: &Engine,
+    args: &TreeArgs,
+    task: F,
+    seed: u64,
+    total_ops: u64,
+) -> Result<u64, String>
+where
+    F: Fn(Engine, u64, u64, TreeArgs) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<u64, String>> + 'static,
+{
+    let clients = args.clients.max(1) as u64;
+    let mut results = Vec::new();
+    for c in 0..clients {
+        let (tx, rx) = mpsc::channel();
+        let ops = total_ops / clients + u64::from(c < total_ops % clients);
+        let (engine, task, args) = (engine.clone(), task.clone(), args.clone());
+        runtime
+            .spawn_on(c as usize % runtime.reactor_count(), move || async move {
+                let _ = tx.send(task(engine, ops, seed + c, args).await);
+            })
+            .map_err(|e| e.to_string())?;
+        results.push(rx);
+    }
+    let mut sum = 0;
+    for rx in results {
+        sum += rx.recv().map_err(|_| "a client task died".to_string())??;
+    }
+    Ok(sum)
+}
+
+async fn fill(
+    engine: &Engine,
+    ops: u64,
+    seed: u64,
+    records: u64,
+    key_bytes: usize,
+    value_bytes: usize,
+) -> Result<u64, String> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut value = vec![0u8; value_bytes];
+    rng.fill(&mut value[..]);
+    for i in 0..ops {
+        let k = rng.gen_range(0..records);
+        // Every value differs a little, as db_bench's do.
+        let n = value_bytes.min(8);
+        value[..n].copy_from_slice(&i.to_le_bytes()[..n]);
+        engine.put(&key(k, key_bytes), value.clone()).await.map_err(|e| format!("put: {e}"))?;
+    }
+    Ok(ops)
+}
+
+async fn read(engine: &Engine, ops: u64, seed: u64, records: u64, key_bytes: usize) -> Result<u64, String> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut found = 0;
+    for _ in 0..ops {
+        let k = rng.gen_range(0..records);
+        if engine.get(&key(k, key_bytes)).await.map_err(|e| format!("get: {e}"))?.is_some() {
+            found += 1;
+        }
+    }
+    Ok(found)
+}
