@@ -98,7 +98,13 @@ pub(crate) struct State {
     pub written_seq: u64,
     pub lsn_written: Lsn,
     pub lsn_durable: Lsn,
-    pub flush_in_flight: Option<Lsn>,
+    /// Flushes issued and not yet completed. Several may be in flight: each
+    /// covers the writes completed before it was issued, so a flush need not
+    /// wait for the previous one (which would make a write completing just
+    /// after a flush's issue wait for two flush latencies).
+    pub flushes_in_flight: usize,
+    /// The highest LSN an issued flush covers.
+    pub lsn_flush_issued: Lsn,
     pub durable_waiters: BTreeMap<(Lsn, u64), Waker>,
     pub space_waiters: Vec<Waker>,
     pub next_waiter_id: u64,
@@ -239,7 +245,7 @@ impl State {
     /// finds the log busy and does nothing: the cost is one page write per
     /// idle period.
     fn vouch_if_idle(&mut self, actions: &mut Vec<Action>) {
-        let idle = self.writes_in_flight == 0 && self.writes_pending == 0 && self.flush_in_flight.is_none();
+        let idle = self.writes_in_flight == 0 && self.writes_pending == 0 && self.flushes_in_flight == 0;
         let Some(batch) = self.open.as_ref() else { return };
         if !idle || self.failed.is_some() || batch.used_bytes + batch.claimed_bytes > 0 || batch.closing {
             return;
@@ -366,7 +372,7 @@ impl State {
     }
 
     fn flush_if_needed(&mut self, actions: &mut Vec<Action>) {
-        if self.flush_in_flight.is_some() || self.failed.is_some() {
+        if self.flushes_in_flight >= self.limits.writes_in_flight_max || self.failed.is_some() {
             return;
         }
         let needed = match self.limits.durable {
@@ -378,8 +384,9 @@ impl State {
             Durable::Fua => self.after_data.first().is_some_and(|&lsn| lsn <= self.lsn_written),
             Durable::AtCompletion => false,
         };
-        if needed && self.lsn_written > self.lsn_durable {
-            self.flush_in_flight = Some(self.lsn_written);
+        if needed && self.lsn_written > self.lsn_durable.max(self.lsn_flush_issued) {
+            self.flushes_in_flight += 1;
+            self.lsn_flush_issued = self.lsn_written;
             self.stats.flushes += 1;
             actions.push(Action::Flush { lsn_covered: self.lsn_written });
         }
@@ -421,9 +428,11 @@ impl State {
         self.wake_space_waiters();
     }
 
-    /// A flush that covered every LSN up to `lsn_covered` completed.
+    /// A flush that covered every LSN up to `lsn_covered` completed. (An
+    /// earlier flush may still be in flight: what it covers is covered here
+    /// too, so durability may jump past it.)
     pub fn flush_done(&mut self, lsn_covered: Lsn, result: Result<(), IoError>) {
-        self.flush_in_flight = None;
+        self.flushes_in_flight -= 1;
         match result {
             Ok(()) => self.set_durable(lsn_covered),
             Err(e) => self.fail(e),
@@ -460,7 +469,7 @@ impl State {
 
     /// True when no write or flush is in flight.
     pub fn quiet(&self) -> bool {
-        self.writes_in_flight == 0 && self.flush_in_flight.is_none()
+        self.writes_in_flight == 0 && self.flushes_in_flight == 0
     }
 
     pub fn wake_space_waiters(&mut self) {
