@@ -106,6 +106,7 @@ fn open_nvme(config: &Config, pool: Arc<DmaPool>) -> Result<Storage, CliError> {
     nvme.io_queue_pairs_max = u16::try_from(config.reactors.effective_count()).unwrap_or(u16::MAX);
     nvme.queue_depth_max = config.reactors.queue_depth.min(nvme.queue_depth_max);
     nvme.interrupts = config.reactors.idle == keel_config::IdleMode::Adaptive;
+    nvme.command_timeout_ms = u64::try_from(config.device.nvme_command_timeout.get().as_millis()).unwrap_or(u64::MAX);
     let device = NvmeDevice::open(&nvme, Arc::clone(&pool)).map_err(|e| CliError::Nvme(e.to_string()))?;
     let location = format!("NVMe controller {address}, namespace {} (VFIO)", nvme.nsid);
     Ok(Storage { device: Arc::new(device), pool, location, is_memory: false })

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{check_range, Problem};
-use crate::units::ByteSize;
+use crate::units::{ByteSize, HumanDuration};
 
 /// The driver behind the volume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -57,6 +57,9 @@ pub struct DeviceConfig {
     pub buffered_fallback: bool,
     /// NVMe controllers, by PCI address ("0000:01:00.0"), for backend = "nvme".
     pub pci_addresses: Vec<String>,
+    /// NVMe: a command outstanding this long is aborted; one still
+    /// outstanding a timeout later resets the controller.
+    pub nvme_command_timeout: HumanDuration,
 }
 
 impl Default for DeviceConfig {
@@ -68,6 +71,7 @@ impl Default for DeviceConfig {
             size: ByteSize::gib(4),
             buffered_fallback: false,
             pci_addresses: Vec::new(),
+            nvme_command_timeout: HumanDuration::from_secs(30),
         }
     }
 }
@@ -103,7 +107,12 @@ impl DeviceConfig {
         if self.backend == Backend::Nvme && self.pci_addresses.is_empty() {
             return Err(Problem::new("device.pci_addresses", "backend = \"nvme\" needs at least one PCI address"));
         }
-        Ok(())
+        check_range(
+            "device.nvme_command_timeout",
+            self.nvme_command_timeout,
+            HumanDuration::from_millis(100),
+            HumanDuration::from_secs(600),
+        )
     }
 }
 
@@ -135,5 +144,17 @@ mod tests {
         for bad in ["01:00.0", "0000:01:00.8", "0000:01:20.0", "0000:01:00", "zzzz:01:00.0", "0000:01:00.0.1"] {
             assert!(!is_pci_address(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_nvme_command_timeout_is_bounded() {
+        let mut device = DeviceConfig::default();
+        assert_eq!(device.nvme_command_timeout.get(), std::time::Duration::from_secs(30));
+        assert!(device.validate().is_ok());
+        device.nvme_command_timeout = HumanDuration::from_millis(50);
+        let problem = device.validate().unwrap_err();
+        assert!(format!("{problem:?}").contains("device.nvme_command_timeout"), "{problem:?}");
+        device.nvme_command_timeout = HumanDuration::from_secs(601);
+        assert!(device.validate().is_err());
     }
 }

@@ -35,7 +35,7 @@ check() { # NAME COMMAND...: passes when COMMAND succeeds
   if "$@" > /tmp/out 2>&1; then ok "$name"; else bad "$name"; tail -15 /tmp/out | sed 's/^/     /'; fi
 }
 R="redis-cli -h 127.0.0.1 -p 6379"
-printf '[device]\nbackend = "nvme"\npci_addresses = ["%s"]\ndata_dir = "/tmp/keel-data"\n[dma]\npool_size = "32MiB"\n[kv]\nlisten = "127.0.0.1:6379"\ndurability = "always"\n' "$DEV" > /tmp/keel.toml
+printf '[device]\nbackend = "nvme"\npci_addresses = ["%s"]\ndata_dir = "/tmp/keel-data"\nnvme_command_timeout = "10s"\n[dma]\npool_size = "32MiB"\n[kv]\nlisten = "127.0.0.1:6379"\ndurability = "always"\n' "$DEV" > /tmp/keel.toml
 setup_config() { /host/keel setup --config /tmp/keel.toml && /host/keel setup --config /tmp/keel.toml | grep -q "bind $DEV to vfio-pci: already bound"; }
 check "setup --config binds $DEV" setup_config
 check "mkfs on $DEV" /host/keel mkfs --force --config /tmp/keel.toml
