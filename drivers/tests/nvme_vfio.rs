@@ -422,7 +422,9 @@ fn a_lost_completion_is_aborted_then_the_controller_reset_and_io_goes_on() {
     }
     assert!(out.is_empty(), "A completed although its completion was lost: {out:?}");
     assert_eq!(device.controller().resets(), 0, "one timeout aborts; it does not reset yet");
-    // B (a write) and C (a read): on the device when the reset comes, not late.
+    // B (a write) and C (a read): on the device when the reset comes, not
+    // late (a longer timeout for them keeps a slow guest from making them late).
+    qp.set_command_timeout(Duration::from_secs(5));
     qp.lose_completions(2);
     let mut buf = device.dma_pool().try_alloc(block).expect("buffer");
     pattern(&mut buf, 4040);
