@@ -9,12 +9,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-RUNS=${1:-1}
+RUNS=${1:-3}
 RECORDS=${2:-500000}
 READS=${3:-20000}
 CACHE_MIB=${CACHE_MIB:-8}
 WORK=${WORK:-/var/tmp}
-SIZES=${SIZES:-"8:16 8:32 8:64 4:64 16:64"}
+SIZES=${SIZES:-"8:16 8:32 8:64 4:32 16:32 16:64"}
 trap 'rm -f "$WORK/keel-perf-sweep.img"' EXIT
 cargo build --release -q -p keel-perf
 date -u +"# %Y-%m-%d %H:%M UTC"
