@@ -6,18 +6,25 @@
 # nor fio: the host's binaries run there with their shared libraries copied
 # next to them (same Debian release on both sides).
 #
-# usage: scripts/vm/nfs-tests.sh      prints 'nfs-vm: N passed, N failed, N pending'
+# Wall time on the shared 2-core machine (2026-12-03): about 13.5 minutes,
+# 10 of them the 10,000 entries (every create and remove waits for the
+# journal, milliseconds under emulation). Not in scripts/test-all yet: it
+# would take test-all past its 30-minute budget.
+#
+# usage: scripts/vm/nfs-tests.sh      prints 'nfs-vm: N passed, N failed'
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 VM=${KEEL_VM_DIR:-$ROOT/../shared/vm}
-[ -f "$VM/run.sh" ] || { echo "nfs-tests: no VM scripts at $VM (set KEEL_VM_DIR)"; echo "nfs-vm: 0 passed, 1 failed, 0 pending"; exit 1; }
-bash "$VM/build.sh" >/dev/null 2>&1 || { echo "nfs-tests: building the VM failed (it needs root and apt): bash $VM/build.sh"; echo "nfs-vm: 0 passed, 1 failed, 0 pending"; exit 1; }
+[ -f "$VM/run.sh" ] || { echo "nfs-tests: no VM scripts at $VM (set KEEL_VM_DIR)"; echo "nfs-vm: 0 passed, 1 failed"; exit 1; }
+bash "$VM/build.sh" >/dev/null 2>&1 || { echo "nfs-tests: building the VM failed (it needs root and apt): bash $VM/build.sh"; echo "nfs-vm: 0 passed, 1 failed"; exit 1; }
 
 SHARE=$(mktemp -d /tmp/keel-vm-nfs.XXXXXX)
 trap 'rm -rf "$SHARE"' EXIT
-cargo build -q --bin keel
-cp target/debug/keel "$SHARE/keel"
+# Release: under emulation every instruction of the server counts (the 10,000
+# entries take several times longer with the debug build).
+cargo build --release -q -p keel --bin keel
+cp target/release/keel "$SHARE/keel"
 cp -r perf/fio "$SHARE/fio"
 cp "$ROOT/scripts/vm/guest-nfs-tests.sh" "$SHARE/guest.sh"
 
@@ -34,15 +41,18 @@ bundle() {
 }
 command -v fio >/dev/null || apt-get install -y -q fio >/dev/null
 bundle "$SHARE/bundle" git fio
+# git runs some commands as separate programs from its exec path (clone runs
+# git-upload-pack); they are the same binary under another name.
+for t in git-upload-pack git-receive-pack; do cp "$SHARE/bundle/bin/git" "$SHARE/bundle/bin/$t"; done
 
 . "$ROOT/scripts/vm/boot.sh"
 rc=0
-vm_run "$SHARE/console.log" --timeout 900 --mem 1024 --nvme-size 1024 --share "$SHARE" "$SHARE/guest.sh" || rc=$?
-grep -E '^(ok |FAIL |PENDING |nfs-vm:|     |TIMING)' "$SHARE/console.log" || true
+vm_run "$SHARE/console.log" --timeout 900 --mem 512 --nvme-size 1024 --share "$SHARE" "$SHARE/guest.sh" || rc=$?
+grep -E '^(ok |FAIL |nfs-vm:|     |TIMING)' "$SHARE/console.log" || true
 summary=$(grep -E '^nfs-vm:' "$SHARE/console.log" | tail -1)
 if [ "$rc" != 0 ] || [ -z "$summary" ]; then
   echo "nfs-tests: guest exited $rc; last console lines:"; tail -40 "$SHARE/console.log"
-  [ -n "$summary" ] || echo "nfs-vm: 0 passed, 1 failed, 0 pending"
+  [ -n "$summary" ] || echo "nfs-vm: 0 passed, 1 failed"
   exit 1
 fi
 echo "$summary" | grep -q ' 0 failed'
