@@ -134,8 +134,7 @@ pub fn run(args: &JournalArgs) -> Result<(), String> {
         args.durability, args.reactors, args.idle, args.spin_us
     );
     let batch_bytes = JournalConfig::default().batch_bytes_max;
-    let fio =
-        Fio::new(&args.path, args.seconds, batch_bytes, args.writes_in_flight, durable_peer(mode, &device.info()));
+    let fio = Fio::new(&args.path, args.seconds, batch_bytes, args.writes_in_flight, durable_peer(mode, device.info()));
     if !args.no_fio {
         println!("fio: {}", Fio::ensure_installed()?);
         for line in fio.describe() {
