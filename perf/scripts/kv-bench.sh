@@ -33,6 +33,9 @@
 #   KV_BENCH_OUT           where the raw figures go [target/kv-bench]
 #   KV_BENCH_SPIN20        if set, also Keel with reactors.spin_us=20 (a
 #                          shorter spin before the reactor sleeps)
+#   KV_BENCH_PERF_LOG      keel-perf's log filter; keel_perf=debug logs every
+#                          failed YCSB operation in the reports [warn]
+#   KV_BENCH_NO_BUILD      if set, use the release binaries as they are
 #   KEEL_PORT, REDIS_PORT  [16379, 16380]
 # Needs redis-server and redis-tools (installed with apt-get when missing);
 # builds keel and keel-perf in release mode.
@@ -57,7 +60,7 @@ SERVER_PID=
 mkdir -p "$OUT"
 RESULTS="$OUT/results.txt"
 : >"$RESULTS"
-rm -f "$OUT"/ycsb-*.txt
+rm -f "$OUT"/ycsb-*.txt "$OUT"/server-*.log
 
 cleanup() {
     [ -n "$SERVER_PID" ] && stop_server
@@ -70,7 +73,15 @@ if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/nu
     apt-get -o DPkg::Lock::Timeout=600 update -qq
     DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq redis-server redis-tools
 fi
-cargo build --release -q -p keel --bin keel -p keel-perf --bin keel-perf
+[ -n "${KV_BENCH_NO_BUILD:-}" ] || cargo build --release -q -p keel --bin keel -p keel-perf --bin keel-perf
+# Keel listens with SO_REUSEPORT: a server left on a port would silently
+# share it with the one measured (and take part of its connections).
+for port in "$KEEL_PORT" "$REDIS_PORT"; do
+    if redis-cli -p "$port" PING >/dev/null 2>&1; then
+        echo "port $port is in use; stop what listens there first" >&2
+        exit 1
+    fi
+done
 KEEL=$PWD/target/release/keel
 PERF=$PWD/target/release/keel-perf
 
@@ -94,6 +105,10 @@ dd if=/dev/zero of="$WORK/keel/keel.img" bs=4M count=1024 oflag=direct status=no
 
 # start TARGET: a fresh server; sets PORT.
 start() {
+    if redis-cli -p "$KEEL_PORT" PING >/dev/null 2>&1 || redis-cli -p "$REDIS_PORT" PING >/dev/null 2>&1; then
+        echo "a server still answers on $KEEL_PORT or $REDIS_PORT" >&2
+        exit 1
+    fi
     case $1 in
         keel | keel-spin20)
             PORT=$KEEL_PORT
@@ -121,6 +136,7 @@ stop_server() {
     kill "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=
+    cat "$WORK/server.log" >>"$OUT/server-$target.log"
 }
 
 record() { echo "$*" >>"$RESULTS"; }
@@ -154,7 +170,7 @@ ycsb() {
     local name=$1 workload=$2 phase=$3 ops=$YCSB_OPS out
     shift 3
     [ "$workload" = e ] && ops=$YCSB_E_OPS
-    out=$("$PERF" ycsb -P "perf/workloads/workload$workload" --target resp --addr "127.0.0.1:$PORT" \
+    out=$(RUST_LOG=${KV_BENCH_PERF_LOG:-warn} "$PERF" ycsb -P "perf/workloads/workload$workload" --target resp --addr "127.0.0.1:$PORT" \
         --threads "$YCSB_THREADS" --phase "$phase" \
         -p recordcount="$YCSB_RECORDS" -p operationcount="$ops" "$@" 2>&1)
     echo "$out" >>"$OUT/ycsb-$target-$name-round$round.txt"
