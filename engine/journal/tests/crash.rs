@@ -22,7 +22,9 @@ use std::time::Duration;
 use common::txn::Txn;
 use common::*;
 use keel_drivers::memory::{MemoryDevice, MemoryDeviceConfig, MemoryStore};
-use keel_drivers::test_devices::{CrashLog, CrashMarker, CrashPoint, CrashRecorder, Event};
+use keel_drivers::test_devices::{
+    CrashLog, CrashMarker, CrashPoint, CrashRecorder, Event, Fault, FaultInjector, FaultRule,
+};
 use keel_drivers::{BlockDevice, DmaPool};
 use keel_journal::{DurabilityMode, Journal, JournalConfig, JournalPosition, Lsn};
 use keel_reactor::{spawn, Runtime, RuntimeConfig};
@@ -37,17 +39,29 @@ struct Workload {
     txns_per_task: u64,
     durability: DurabilityMode,
     seed: u64,
+    /// Held-back flush completions (0: none), so that flushes overlap.
+    flush_delay_us: u64,
 }
 
 fn crash_config(durability: DurabilityMode) -> JournalConfig {
     JournalConfig { durability, batch_delay_us: 100, ..small_config() }
 }
 
-fn recorder(seed: u64) -> Arc<CrashRecorder> {
+fn recorder(seed: u64, flush_delay_us: u64) -> Arc<CrashRecorder> {
     let pool = Arc::new(DmaPool::for_tests(8 << 20));
     let config = MemoryDeviceConfig { capacity_bytes: 1 << 20, reorder_seed: Some(seed), ..Default::default() };
     let inner = Arc::new(MemoryDevice::with_store(&config, pool, Arc::new(MemoryStore::new())));
-    Arc::new(CrashRecorder::over_memory(inner))
+    if flush_delay_us == 0 {
+        return Arc::new(CrashRecorder::over_memory(inner));
+    }
+    let initial = Arc::new(inner.store().deep_clone());
+    let injector = FaultInjector::new(inner);
+    // Every flush is held back; some far longer, so a later flush can
+    // complete while an earlier one is still in flight.
+    injector.add(FaultRule::flushes(Fault::Delay(Duration::from_micros(flush_delay_us)))).unwrap();
+    let long = FaultRule::flushes(Fault::Delay(Duration::from_micros(8 * flush_delay_us))).probability(0.3).seed(seed);
+    injector.add(long).unwrap();
+    Arc::new(CrashRecorder::new(Arc::new(injector), initial))
 }
 
 /// One committer: its transactions, acknowledged as its policy says.
@@ -115,7 +129,7 @@ async fn run_committers(
 
 /// Runs `w` on one reactor.
 fn record_one_reactor(w: &Workload) -> (CrashLog, BTreeMap<Lsn, Vec<u8>>) {
-    let rec = recorder(w.seed);
+    let rec = recorder(w.seed, w.flush_delay_us);
     let committed: Committed = Arc::default();
     let config = crash_config(w.durability);
     let (marker, c) = (rec.marker(), committed.clone());
@@ -134,7 +148,7 @@ fn record_one_reactor(w: &Workload) -> (CrashLog, BTreeMap<Lsn, Vec<u8>>) {
 
 /// Runs `w` on each of two reactors at once, sharing one journal.
 fn record_two_reactors(w: &Workload) -> (CrashLog, BTreeMap<Lsn, Vec<u8>>) {
-    let rec = recorder(w.seed);
+    let rec = recorder(w.seed, w.flush_delay_us);
     let committed: Committed = Arc::default();
     let config = crash_config(w.durability);
     let device: Arc<dyn BlockDevice> = rec.clone();
@@ -254,7 +268,13 @@ fn report(name: &str, log: &CrashLog, committed: usize, checked: u64) {
 
 #[test]
 fn one_reactor_write_then_flush_recovers_a_prefix_with_every_acknowledged_transaction() {
-    let w = Workload { tasks: 9, txns_per_task: 40, durability: DurabilityMode::WriteThenFlush, seed: 11 };
+    let w = Workload {
+        tasks: 9,
+        txns_per_task: 40,
+        durability: DurabilityMode::WriteThenFlush,
+        seed: 11,
+        flush_delay_us: 0,
+    };
     let (log, committed) = record_one_reactor(&w);
     let checked = check_crash_states(&log, &committed, &w, 40);
     report("one reactor, write+flush", &log, committed.len(), checked);
@@ -263,7 +283,13 @@ fn one_reactor_write_then_flush_recovers_a_prefix_with_every_acknowledged_transa
 
 #[test]
 fn two_reactors_write_then_flush_recover_a_prefix_with_every_acknowledged_transaction() {
-    let w = Workload { tasks: 5, txns_per_task: 40, durability: DurabilityMode::WriteThenFlush, seed: 23 };
+    let w = Workload {
+        tasks: 5,
+        txns_per_task: 40,
+        durability: DurabilityMode::WriteThenFlush,
+        seed: 23,
+        flush_delay_us: 0,
+    };
     let (log, committed) = record_two_reactors(&w);
     let checked = check_crash_states(&log, &committed, &w, 40);
     report("two reactors, write+flush", &log, committed.len(), checked);
@@ -272,9 +298,29 @@ fn two_reactors_write_then_flush_recover_a_prefix_with_every_acknowledged_transa
 
 #[test]
 fn fua_writes_recover_a_prefix_with_every_acknowledged_transaction() {
-    let w = Workload { tasks: 9, txns_per_task: 30, durability: DurabilityMode::Fua, seed: 37 };
+    let w = Workload { tasks: 9, txns_per_task: 30, durability: DurabilityMode::Fua, seed: 37, flush_delay_us: 0 };
     let (log, committed) = record_one_reactor(&w);
     let checked = check_crash_states(&log, &committed, &w, 40);
     report("one reactor, FUA", &log, committed.len(), checked);
     assert!(log.flushes().is_empty() && checked >= 3000, "{checked} states");
+}
+
+#[test]
+fn overlapping_flushes_recover_a_prefix_with_every_acknowledged_transaction() {
+    // Flush completions held back, so the journal issues a flush while an
+    // earlier one is still in flight: each may only make durable what
+    // completed before its own issue.
+    let w = Workload {
+        tasks: 9,
+        txns_per_task: 30,
+        durability: DurabilityMode::WriteThenFlush,
+        seed: 41,
+        flush_delay_us: 300,
+    };
+    let (log, committed) = record_one_reactor(&w);
+    let overlapping =
+        log.flushes().windows(2).filter(|f| f[0].complete_seq.is_some_and(|done| f[1].submit_seq < done)).count();
+    let checked = check_crash_states(&log, &committed, &w, 40);
+    report("one reactor, write+flush, overlapping flushes", &log, committed.len(), checked);
+    assert!(overlapping > 0 && checked >= 3000, "{overlapping} overlapping flushes, {checked} states");
 }
