@@ -24,6 +24,11 @@ use crate::stats::Stats;
 pub enum KvError {
     #[error("cannot listen on {addr} (reactor {reactor}): {source}")]
     Listen { addr: SocketAddr, reactor: usize, source: std::io::Error },
+    #[error(
+        "another server already answers on {addr}; the gateway's listeners use SO_REUSEPORT, so \
+         starting would silently share its connections"
+    )]
+    InUse { addr: SocketAddr },
     #[error("reactor call failed: {0}")]
     Reactor(#[from] keel_reactor::CallError),
 }
@@ -100,6 +105,7 @@ impl KvServer {
     /// Binds the listeners and starts serving. Call from a thread that is
     /// not a reactor.
     pub fn start(runtime: &Runtime, engine: Engine, config: KvConfig) -> Result<KvServer, KvError> {
+        refuse_if_in_use(config.listen)?;
         let shared = Arc::new(Shared {
             db: Db::new(engine),
             stats: Stats::default(),
@@ -149,6 +155,25 @@ impl KvServer {
             tracing::warn!(tasks = left, "kv gateway tasks still running after stop");
         }
         left
+    }
+}
+
+/// Refuses a fixed port on which something already accepts connections: the
+/// listeners set SO_REUSEPORT (one per reactor), so the kernel would let a
+/// second appliance of the same user bind it and split the clients between
+/// the two. (A check before binding: a server starting at the same instant
+/// is not caught.)
+fn refuse_if_in_use(addr: SocketAddr) -> Result<(), KvError> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let mut probe = addr;
+    if probe.ip().is_unspecified() {
+        probe.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    match std::net::TcpStream::connect_timeout(&probe, Duration::from_millis(500)) {
+        Ok(_) => Err(KvError::InUse { addr }),
+        Err(_) => Ok(()),
     }
 }
 
