@@ -386,7 +386,7 @@ fn after_a_crash_anywhere_the_file_system_is_a_durable_prefix_and_fsck_clean() {
         assert!(!log.overflowed());
         let mut points = log.flush_points_and_end();
         let every = log.every_point();
-        points.extend(every.iter().step_by((every.len() / 300).max(1)).copied());
+        points.extend(every.iter().step_by((every.len() / 360).max(1)).copied());
         points.sort_unstable();
         points.dedup();
         let pool = Arc::new(DmaPool::for_tests(16 << 20));

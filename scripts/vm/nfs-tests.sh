@@ -39,7 +39,7 @@ bundle() {
     ldd "$p" | awk '/=> \// {print $3}' | grep -v -E '/(libc|libm|ld-linux[^/]*)\.so' | xargs -r cp -L -t "$dest/lib/"
   done
 }
-command -v fio >/dev/null || apt-get install -y -q fio >/dev/null
+command -v fio >/dev/null || { apt-get update -qq && apt-get install -y -q fio >/dev/null; }
 bundle "$SHARE/bundle" git fio
 # git runs some commands as separate programs from its exec path (clone runs
 # git-upload-pack); they are the same binary under another name.

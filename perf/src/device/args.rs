@@ -135,7 +135,7 @@ pub struct DeviceArgs {
     pub idle: Idle,
     /// With --idle adaptive: microseconds an idle reactor spins before it
     /// sleeps.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 20)]
     pub spin_us: u32,
     /// io_uring setup flags: auto, defer, coop or plain.
     #[arg(long, default_value = "auto")]
