@@ -239,54 +239,6 @@ impl Engine {
         txn.delete_range(start, end)?;
         txn.commit().await
     }
-
-    /// Up to `limit` entries with keys in `(start, end)`, in key order across
-    /// all shards. Each shard is read at its own moment: a scan is not a
-    /// snapshot across shards.
-    pub async fn scan(
-        &self,
-        start: Bound<Vec<u8>>,
-        end: Bound<Vec<u8>>,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, EngineError> {
-        let limit = limit.min(self.limits().scan_entries_max);
-        let shards = self.shards_for_range(&start, &end);
-        let mut handles = Vec::with_capacity(shards.len());
-        for id in shards {
-            let engine = self.clone();
-            let (start, end) = (start.clone(), end.clone());
-            handles.push(keel_reactor::spawn(async move {
-                engine
-                    .on_shard(id, move |shard| async move {
-                        let scanned = shard.tree.scan(as_ref_bound(&start), as_ref_bound(&end), limit).await;
-                        scanned.map_err(|e| EngineError::from_tree(shard.id, e))
-                    })
-                    .await
-            }));
-        }
-        let mut merged = Vec::new();
-        for handle in handles {
-            merged.extend(handle.await??);
-        }
-        merged.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        merged.truncate(limit);
-        Ok(merged)
-    }
-
-    /// The shards a range may touch: one when the range lies inside one
-    /// prefix-routed identifier, else all.
-    pub(crate) fn shards_for_range(&self, start: &Bound<Vec<u8>>, end: &Bound<Vec<u8>>) -> Vec<u32> {
-        let single = match start {
-            Bound::Included(s) | Bound::Excluded(s) => {
-                route::single_shard_of_range(s, as_ref_bound(end), self.shared.shard_count)
-            }
-            Bound::Unbounded => None,
-        };
-        match single {
-            Some(id) => vec![id],
-            None => (0..self.shared.shard_count).collect(),
-        }
-    }
 }
 
 /// Appends a reserved record. A record that names an out-of-line value is

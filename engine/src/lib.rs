@@ -16,6 +16,7 @@ mod open;
 pub mod record;
 mod recovery;
 pub mod route;
+mod scan;
 mod shard;
 pub mod superblock;
 mod sync;
