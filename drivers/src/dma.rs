@@ -20,6 +20,8 @@ use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
+mod split;
+
 /// Size of one region: one hugepage, and the largest buffer.
 pub const REGION_BYTES: usize = 2 << 20;
 /// Granule of the buddy allocator and alignment of every buffer.
@@ -131,6 +133,11 @@ impl DmaPool {
         self.inner.size_bytes
     }
 
+    /// True when both handles share one pool (one mapping, one allocator).
+    pub fn same_pool(&self, other: &DmaPool) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     pub fn is_hugepage_backed(&self) -> bool {
         self.inner.hugepages
     }
@@ -197,7 +204,13 @@ impl DmaPool {
         // hands out pages below `size_bytes`), so the result is non-null and in
         // bounds of the same allocation.
         let ptr = unsafe { NonNull::new_unchecked(self.inner.base.as_ptr().add(offset)) };
-        Some(DmaBuf { ptr, len_bytes, page, order: order as u8, pool: Arc::clone(&self.inner) })
+        Some(DmaBuf {
+            ptr,
+            len_bytes,
+            page,
+            backing: Backing::Whole { order: order as u8 },
+            pool: Arc::clone(&self.inner),
+        })
     }
 }
 
@@ -286,9 +299,19 @@ fn mmap_anonymous(size_bytes: usize, extra_flags: libc::c_int) -> std::io::Resul
 pub struct DmaBuf {
     ptr: NonNull<u8>,
     len_bytes: usize,
+    /// The pool page this buffer starts at.
     page: u32,
-    order: u8,
+    backing: Backing,
     pool: Arc<PoolInner>,
+}
+
+/// What a buffer owns of the pool.
+enum Backing {
+    /// A whole buddy block of this order, freed when the buffer is dropped.
+    Whole { order: u8 },
+    /// A piece of a block cut by [`DmaBuf::split_at`]: `capacity_bytes` from
+    /// `ptr`; the block is freed when its last piece is dropped.
+    Piece { block: Arc<split::SplitBlock>, capacity_bytes: usize },
 }
 
 // SAFETY: a `DmaBuf` owns its byte range exclusively (the buddy allocator never
@@ -301,7 +324,10 @@ unsafe impl Sync for DmaBuf {}
 impl DmaBuf {
     /// The number of bytes this buffer can hold.
     pub fn capacity(&self) -> usize {
-        PAGE_BYTES << self.order
+        match &self.backing {
+            Backing::Whole { order } => PAGE_BYTES << order,
+            Backing::Piece { capacity_bytes, .. } => *capacity_bytes,
+        }
     }
 
     /// Changes the length (the transfer size) within the capacity.
@@ -352,7 +378,10 @@ impl DerefMut for DmaBuf {
 
 impl Drop for DmaBuf {
     fn drop(&mut self) {
-        self.pool.free(self.page, self.order);
+        // A piece frees nothing itself: its block goes back with the last piece.
+        if let Backing::Whole { order } = self.backing {
+            self.pool.free(self.page, order);
+        }
     }
 }
 

@@ -99,5 +99,7 @@ pub enum DeviceError {
     #[error("{0}")]
     Other(String),
     #[error(transparent)]
+    Set(#[from] crate::aggregate::SetError),
+    #[error(transparent)]
     Nvme(#[from] crate::nvme::NvmeError),
 }

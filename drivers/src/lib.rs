@@ -9,6 +9,8 @@
 //!   unless the device has no volatile write cache or the write carried FUA.
 //! - [`conformance`]: the suite every backend must pass, callable as a library.
 //! - [`dma`]: the bounded pool of DMA-able buffers every request carries.
+//! - [`aggregate`]: a striped set of member devices (any backend), itself a
+//!   device, with on-disk member labels.
 //! - [`memory`]: a RAM-backed device for tests and CPU-path benchmarks.
 //! - [`uring`]: a file or block device through io_uring (O_DIRECT, fixed
 //!   buffers and file, one ring per queue pair).
@@ -20,6 +22,7 @@
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod aggregate;
 pub mod conformance;
 pub mod device;
 pub mod dma;
