@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use keel_drivers::Op;
 use keel_reactor::io;
 
 use crate::batch::{claim_bytes, stamp};
@@ -237,12 +238,27 @@ impl Journal {
         result
     }
 
+    /// Performs decisions taken under the lock. Batch writes and flushes are
+    /// queued on the device at once and sent before this returns, not at the
+    /// end of the reactor's turn: the turn may go on for milliseconds while
+    /// committers copy records into the next batch, and the device would sit
+    /// idle meanwhile (BENCHMARKS.md, "Journal").
     fn perform(&self, actions: Vec<Action>) {
+        let mut queued = false;
         for action in actions {
             let journal = self.clone();
             match action {
-                Action::Write(job) => keel_reactor::spawn(journal.write_batch(job)).detach(),
-                Action::Flush { lsn_covered } => keel_reactor::spawn(journal.flush(lsn_covered)).detach(),
+                Action::Write(job) => {
+                    let seq = job.seq;
+                    let write = self.start_write(job);
+                    keel_reactor::spawn(journal.write_done(seq, write)).detach();
+                    queued = true;
+                }
+                Action::Flush { lsn_covered } => {
+                    let flush = io::start(self.inner.region.device, Op::Flush);
+                    keel_reactor::spawn(journal.flush_done(lsn_covered, flush)).detach();
+                    queued = true;
+                }
                 Action::ArmTimer { seq } if !self.inner.batch_delay.is_zero() => {
                     keel_reactor::spawn(journal.batch_timer(seq)).detach();
                 }
@@ -250,20 +266,29 @@ impl Journal {
                 Action::ArmVouch { seq } => keel_reactor::spawn(journal.vouch_timer(seq)).detach(),
             }
         }
+        if queued {
+            io::send_queued();
+        }
     }
 
-    async fn write_batch(self, job: WriteJob) {
-        let WriteJob { seq, lba, mut buf, fua, records_end, pad_at, lsn_durable_hint } = job;
+    /// Stamps a sealed batch and queues its write.
+    fn start_write(&self, job: WriteJob) -> io::IoFuture {
+        let WriteJob { seq: _, lba, mut buf, fua, records_end, pad_at, lsn_durable_hint } = job;
         stamp(&mut buf, records_end, pad_at, self.inner.seed, lsn_durable_hint);
-        let (buf, result) = io::write(self.inner.region.device, lba, buf, fua).await;
+        io::start(self.inner.region.device, Op::Write { lba, buf, fua })
+    }
+
+    async fn write_done(self, seq: u64, write: io::IoFuture) {
+        let completion = write.await;
+        let buf = completion.buf.expect("a write completion carries its buffer");
         self.with_state(|state, actions| {
-            state.write_done(seq, buf, result);
+            state.write_done(seq, buf, completion.result);
             state.pump(actions);
         });
     }
 
-    async fn flush(self, lsn_covered: Lsn) {
-        let result = io::flush(self.inner.region.device).await;
+    async fn flush_done(self, lsn_covered: Lsn, flush: io::IoFuture) {
+        let result = flush.await.result;
         self.with_state(|state, actions| {
             state.flush_done(lsn_covered, result);
             state.pump(actions);

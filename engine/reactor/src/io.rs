@@ -73,10 +73,10 @@ impl Devices {
         queues.iter().map(|q| u64::from(q.qp.in_flight()) + q.backlog.len() as u64).sum()
     }
 
-    fn submit(&self, device: DeviceId, op: Op, waker: Waker, stats: &Counters) -> usize {
+    fn submit(&self, device: DeviceId, op: Op, waker: Option<Waker>, stats: &Counters) -> usize {
         let mut queues = self.queues.borrow_mut();
         let queue = &mut queues[device.0];
-        let key = queue.slots.insert(Slot::Waiting(Some(waker)));
+        let key = queue.slots.insert(Slot::Waiting(waker));
         let request = Request { tag: key as u64, op };
         if !queue.backlog.is_empty() {
             queue.backlog.push_back(request);
@@ -206,7 +206,7 @@ impl Future for IoFuture {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Completion> {
         let device = self.device;
         if let Some(op) = self.op.take() {
-            let key = with_core(|core| core.devices.submit(device, op, cx.waker().clone(), &core.stats));
+            let key = with_core(|core| core.devices.submit(device, op, Some(cx.waker().clone()), &core.stats));
             self.key = Some(key);
         }
         let Some(key) = self.key else { panic!("IoFuture polled after completion") };
@@ -255,6 +255,23 @@ impl Drop for IoFuture {
 /// Submits `op` on `device` and waits for its completion.
 pub fn submit(device: DeviceId, op: Op) -> IoFuture {
     IoFuture::new(device, op)
+}
+
+/// Queues `op` on `device` now, not when the returned future is first
+/// polled; await the future for the completion. With [`send_queued`] right
+/// after, the device sees the request at once instead of at the end of the
+/// reactor's turn, which may be long: for I/O that others wait on, such as a
+/// journal's batch write issued while committers keep copying records.
+pub fn start(device: DeviceId, op: Op) -> IoFuture {
+    let key = with_core(|core| core.devices.submit(device, op, None, &core.stats));
+    IoFuture { device, op: None, key: Some(key) }
+}
+
+/// Makes every device see the requests queued on this reactor so far (one
+/// system call per device with queued requests) and reaps the completions
+/// that are ready, as the reactor's turn does after running its tasks.
+pub fn send_queued() {
+    with_core(|core| core.devices.poll(&core.stats));
 }
 
 /// Reads `buf.len()` bytes at block `lba` into `buf`. The buffer comes back

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keel_drivers::memory::{MemoryDevice, MemoryDeviceConfig};
-use keel_drivers::{BlockDevice, DmaPool};
+use keel_drivers::{BlockDevice, DmaPool, Op};
 use keel_reactor::io::{self, DeviceId};
 use keel_reactor::net::{TcpListener, TcpStream};
 use keel_reactor::{block_on, call_on, spawn, time, IdlePolicy, Runtime, RuntimeConfig};
@@ -61,6 +61,32 @@ fn more_requests_than_queue_slots_all_complete_in_any_order() {
             r.unwrap();
             assert!(buf.iter().all(|&b| b == i as u8), "block {i}");
         }
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_started_request_reaches_the_device_before_the_task_yields() {
+    // `io::start` + `io::send_queued` hand the request to the device inside
+    // the task's own step (the memory device performs it at its poll), not at
+    // the end of the reactor's turn; awaiting afterwards returns it.
+    let device = memory_device(None, 64);
+    block_on(&[device], async {
+        let mut buf = io::alloc_buf(DEV, 4096).await.unwrap();
+        buf.fill(0x5A);
+        let completed_before = keel_reactor::stats().io_completed;
+        let write = io::start(DEV, Op::Write { lba: 3, buf, fua: false });
+        io::send_queued();
+        assert_eq!(keel_reactor::stats().io_completed, completed_before + 1, "performed without yielding");
+        write.await.result.unwrap();
+        // A started request whose future is dropped still completes and
+        // leaves the queue usable.
+        let buf = io::alloc_buf(DEV, 4096).await.unwrap();
+        drop(io::start(DEV, Op::Read { lba: 3, buf }));
+        let buf = io::alloc_buf(DEV, 4096).await.unwrap();
+        let (buf, result) = io::read(DEV, 3, buf).await;
+        result.unwrap();
+        assert!(buf.iter().all(|&b| b == 0x5A));
     })
     .unwrap();
 }
