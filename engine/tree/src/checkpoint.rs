@@ -257,6 +257,7 @@ impl Tree {
             }
             st.counters.node_writes += 1;
             st.counters.node_write_bytes += bytes.len() as u64;
+            st.counters.count_node_write(crate::node::is_leaf_image(&bytes), true, bytes.len());
             if let Some(p) = st.ckpt.in_progress.as_mut() {
                 p.table.set(id, at);
             }

@@ -310,6 +310,7 @@ impl Tree {
             st.cache.set_dirty(job.id, false);
             st.counters.node_writes += 1;
             st.counters.node_write_bytes += job.bytes.len() as u64;
+            st.counters.count_node_write(job.kind == BlockKind::Leaf, false, job.bytes.len());
             if !stays {
                 st.cache.remove(job.id);
                 st.counters.evictions_dirty += 1;

@@ -26,6 +26,11 @@ pub(crate) enum Node {
     Internal(Internal),
 }
 
+/// True when `bytes` (from [`Node::serialize`]) are a leaf's.
+pub(crate) fn is_leaf_image(bytes: &[u8]) -> bool {
+    bytes.get(4) == Some(&KIND_LEAF)
+}
+
 impl Node {
     pub fn height(&self) -> u8 {
         match self {

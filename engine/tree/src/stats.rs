@@ -16,6 +16,12 @@ pub struct Counters {
     pub node_read_bytes: u64,
     pub node_writes: u64,
     pub node_write_bytes: u64,
+    /// Device bytes (whole pages) of node writes, by node kind and by who
+    /// wrote them: an eviction (a dirty node leaving the cache) or a checkpoint.
+    pub evict_leaf_write_bytes: u64,
+    pub evict_internal_write_bytes: u64,
+    pub ckpt_leaf_write_bytes: u64,
+    pub ckpt_internal_write_bytes: u64,
     pub extent_reads: u64,
     pub extent_read_bytes: u64,
     pub extent_writes: u64,
@@ -38,6 +44,56 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// Counts one node write of `len_bytes` (padded to whole pages).
+    pub(crate) fn count_node_write(&mut self, leaf: bool, checkpoint: bool, len_bytes: usize) {
+        let bytes = crate::limits::pages_for(len_bytes).max(1) * crate::limits::PAGE_BYTES as u64;
+        let slot = match (leaf, checkpoint) {
+            (true, false) => &mut self.evict_leaf_write_bytes,
+            (false, false) => &mut self.evict_internal_write_bytes,
+            (true, true) => &mut self.ckpt_leaf_write_bytes,
+            (false, true) => &mut self.ckpt_internal_write_bytes,
+        };
+        *slot += bytes;
+    }
+
+    /// Sums the counters of several trees (one per shard).
+    pub fn add(&mut self, o: &Counters) {
+        macro_rules! sum {
+            ($($f:ident),*) => { $(self.$f += o.$f;)* };
+        }
+        sum!(
+            applied,
+            gets,
+            gets_cached,
+            scans,
+            node_reads,
+            node_read_bytes,
+            node_writes,
+            node_write_bytes,
+            evict_leaf_write_bytes,
+            evict_internal_write_bytes,
+            ckpt_leaf_write_bytes,
+            ckpt_internal_write_bytes,
+            extent_reads,
+            extent_read_bytes,
+            extent_writes,
+            extent_write_bytes,
+            meta_writes,
+            meta_write_bytes,
+            flushes,
+            leaf_splits,
+            internal_splits,
+            root_splits,
+            merges,
+            root_collapses,
+            evictions_clean,
+            evictions_dirty,
+            materializations,
+            checkpoints,
+            reclaims
+        );
+    }
+
     /// Every byte the tree wrote to the device.
     pub fn device_write_bytes(&self) -> u64 {
         self.node_write_bytes + self.extent_write_bytes + self.meta_write_bytes
@@ -57,6 +113,9 @@ pub struct TreeStats {
     /// Mean buffer fill of the cached internal nodes over the node target.
     pub internal_fill: f64,
     pub cache_bytes_used: usize,
+    /// Memory of the cached leaves and of the cached internal nodes.
+    pub cache_leaf_mem_bytes: usize,
+    pub cache_internal_mem_bytes: usize,
     pub cache_bytes_budget: usize,
     pub region_pages: u64,
     pub pages_free: u64,
@@ -70,15 +129,18 @@ impl Tree {
         let st = self.sh.st.borrow();
         let cfg = &self.sh.config;
         let (mut leaves, mut leaf_bytes, mut internals, mut internal_bytes) = (0usize, 0usize, 0usize, 0usize);
+        let (mut leaf_mem, mut internal_mem) = (0usize, 0usize);
         for (_, slot) in st.cache.iter() {
             match &slot.node {
                 Node::Leaf(l) => {
                     leaves += 1;
                     leaf_bytes += l.encoded_bytes();
+                    leaf_mem += slot.node.mem_bytes();
                 }
                 Node::Internal(n) => {
                     internals += 1;
                     internal_bytes += n.encoded_bytes();
+                    internal_mem += slot.node.mem_bytes();
                 }
             }
         }
@@ -93,6 +155,8 @@ impl Tree {
             leaf_fill: ratio(leaf_bytes, leaves, cfg.leaf_bytes),
             internal_fill: ratio(internal_bytes, internals, cfg.internal_bytes),
             cache_bytes_used: st.cache.used_bytes(),
+            cache_leaf_mem_bytes: leaf_mem,
+            cache_internal_mem_bytes: internal_mem,
             cache_bytes_budget: cfg.cache_bytes,
             region_pages: st.space.map.pages(),
             pages_free: st.space.map.free_pages(),

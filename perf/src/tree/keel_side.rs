@@ -6,7 +6,7 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use keel_engine::Engine;
+use keel_engine::{Engine, EngineStats};
 use keel_reactor::Runtime;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -23,6 +23,47 @@ pub struct KeelSample {
     pub fill_device_write_bytes: u64,
     pub read_ops_per_sec: f64,
     pub reads_found: u64,
+    /// Where the fill's time and bytes went, as the engine counted them up
+    /// to the end of the fill (before the closing checkpoint).
+    pub fill_stats: EngineStats,
+}
+
+impl KeelSample {
+    /// One line: device bytes by kind and the tree work behind them.
+    pub fn breakdown(&self) -> String {
+        let (t, j) = (&self.fill_stats.trees, &self.fill_stats.journal);
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        let counted = j.batch_bytes_written
+            + t.evict_leaf_write_bytes
+            + t.evict_internal_write_bytes
+            + t.ckpt_leaf_write_bytes
+            + t.ckpt_internal_write_bytes
+            + t.meta_write_bytes
+            + t.extent_write_bytes;
+        format!(
+            "journal {:.1} MiB ({} records in {} batches); leaves evicted {:.1} MiB, checkpointed {:.1} MiB; internal evicted {:.1} MiB, \
+             checkpointed {:.1} MiB; metadata {:.1} MiB; closing checkpoint {:.1} MiB; node reads {} ({:.1} MiB); \
+             flushes {}, dirty evictions {}, checkpoints {}; cache now: leaves {:.1} MiB, internal {:.1} MiB, \
+             height {}",
+            mib(j.batch_bytes_written),
+            j.records,
+            j.batches,
+            mib(t.evict_leaf_write_bytes),
+            mib(t.ckpt_leaf_write_bytes),
+            mib(t.evict_internal_write_bytes),
+            mib(t.ckpt_internal_write_bytes),
+            mib(t.meta_write_bytes),
+            mib(self.fill_device_write_bytes.saturating_sub(counted)),
+            t.node_reads,
+            mib(t.node_read_bytes),
+            t.flushes,
+            t.evictions_dirty,
+            t.checkpoints,
+            mib(self.fill_stats.shards.iter().map(|s| s.cache_leaf_mem_bytes as u64).sum()),
+            mib(self.fill_stats.shards.iter().map(|s| s.cache_internal_mem_bytes as u64).sum()),
+            self.fill_stats.shards.iter().map(|s| s.height).max().unwrap_or(0),
+        )
+    }
 }
 
 /// The key of record `k`: 16 ASCII digits, so keys sort as numbers.
@@ -63,6 +104,7 @@ pub fn run(args: &TreeArgs, run_index: u64) -> Result<KeelSample, String> {
         args.records,
     );
     let fill_elapsed = started.elapsed();
+    let fill_stats = stats_of(&runtime, &engine)?;
     engine.close(&runtime).map_err(|e| format!("close after the fill: {e}"))?;
     runtime.stop();
     filled?;
@@ -86,7 +128,19 @@ pub fn run(args: &TreeArgs, run_index: u64) -> Result<KeelSample, String> {
         fill_device_write_bytes,
         read_ops_per_sec: per_sec(args.reads, read_elapsed),
         reads_found: found?,
+        fill_stats,
     })
+}
+
+fn stats_of(runtime: &Runtime, engine: &Engine) -> Result<EngineStats, String> {
+    let (tx, rx) = mpsc::channel();
+    let engine = engine.clone();
+    runtime
+        .spawn_on(0, move || async move {
+            let _ = tx.send(engine.stats().await.map_err(|e| format!("stats: {e}")));
+        })
+        .map_err(|e| e.to_string())?;
+    rx.recv().map_err(|_| "the stats task died".to_string())?
 }
 
 fn per_sec(ops: u64, elapsed: Duration) -> f64 {

@@ -132,6 +132,7 @@ pub fn main(args: &TreeArgs) -> Result<(), String> {
             k.read_ops_per_sec,
             100.0 * k.reads_found as f64 / args.reads as f64
         );
+        println!("run {run} keel fill bytes: {}", k.breakdown());
         keel.push(k);
         if !args.keel_only {
             let r = db_bench::run(args, run)?;
