@@ -298,3 +298,68 @@ fn fsck_passes_a_clean_volume_and_reports_a_corrupted_leaf_and_inspect_shows_the
     assert!(text.contains("Problems (1):") && text.contains("checksum"), "{text}");
     assert!(String::from_utf8_lossy(&fsck.stderr).contains("the volume has 1 problem(s)"));
 }
+
+/// Reads `key` through the Redis protocol; `None` for a missing key.
+fn get_over_resp(port: u16, key: &str) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(START_TIMEOUT)).unwrap();
+    stream.write_all(format!("*2\r\n$3\r\nGET\r\n${}\r\n{key}\r\n", key.len()).as_bytes()).unwrap();
+    let mut replies = BufReader::new(stream);
+    let mut header = String::new();
+    replies.read_line(&mut header).unwrap();
+    if header == "$-1\r\n" {
+        return None;
+    }
+    let mut value = String::new();
+    replies.read_line(&mut value).unwrap();
+    Some(value.trim_end().to_owned())
+}
+
+/// `keel <args>` with `device.paths` set to `paths` in a configuration file.
+fn keel_on_paths(dir: &Path, args: &[&str], port: u16, paths: &[&Path]) -> Command {
+    let config = dir.join("set.toml");
+    let list: Vec<String> = paths.iter().map(|p| format!("{:?}", p.display().to_string())).collect();
+    std::fs::write(&config, format!("[device]\npaths = [{}]\n", list.join(", "))).unwrap();
+    let mut args = args.to_vec();
+    args.extend(["--config", config.to_str().unwrap()]);
+    keel_on_port(dir, &args, port)
+}
+
+#[test]
+fn serve_stripes_a_volume_over_two_files_keeps_it_across_a_restart_and_refuses_them_swapped_or_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.img"), dir.path().join("b.img"));
+    let port = free_port();
+    let mut server = Server::start(keel_on_paths(dir.path(), &["serve"], port, &[&a, &b]));
+    server.wait_for_line("Ready");
+    let banner = server.seen.join("\n");
+    assert!(banner.contains("Labelled 2 devices as a new striped set"), "{banner}");
+    assert!(banner.contains("striped set") && banner.contains("a.img") && banner.contains("b.img"), "{banner}");
+    fill_over_resp(port, 3000);
+    server.signal("INT");
+    assert!(server.wait().0.success());
+    for image in [&a, &b] {
+        let bytes = std::fs::read(image).unwrap();
+        assert_eq!(&bytes[..8], b"KEELSET\0", "{} is labelled", image.display());
+        assert!(bytes[4096..].iter().any(|&x| x != 0), "{} holds data", image.display());
+    }
+
+    let mut again = Server::start(keel_on_paths(dir.path(), &["serve"], port, &[&a, &b]));
+    again.wait_for_line("Ready");
+    assert!(again.seen.iter().any(|l| l.contains("boot 2")), "{:#?}", again.seen);
+    assert_eq!(get_over_resp(port, "key000000000007"), Some(format!("{:0100}", 7)));
+    assert_eq!(get_over_resp(port, "key000000002999"), Some(format!("{:0100}", 2999)));
+    again.signal("INT");
+    assert!(again.wait().0.success());
+
+    let swapped = keel_on_paths(dir.path(), &["serve"], port, &[&b, &a]).output().unwrap();
+    let message = String::from_utf8_lossy(&swapped.stderr);
+    assert_eq!(swapped.status.code(), Some(1), "{message}");
+    assert!(message.contains("position 0") && message.contains("different order"), "{message}");
+    let alone = keel_on_paths(dir.path(), &["serve"], port, &[&a]).output().unwrap();
+    let message = String::from_utf8_lossy(&alone.stderr);
+    assert_eq!(alone.status.code(), Some(1), "{message}");
+    assert!(message.contains("member 0 of the striped set") && message.contains("2 devices"), "{message}");
+    let inspect = keel_on_paths(dir.path(), &["inspect"], port, &[&a, &b]).output().unwrap();
+    assert!(inspect.status.success(), "{}", String::from_utf8_lossy(&inspect.stderr));
+}

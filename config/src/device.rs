@@ -36,6 +36,8 @@ pub const DEVICE_SIZE_MIN: ByteSize = ByteSize::mib(16);
 pub const DEVICE_SIZE_MAX: ByteSize = ByteSize(1 << 50);
 /// Most NVMe controllers one process drives.
 const PCI_ADDRESSES_MAX: usize = 64;
+/// Most files or block devices one striped volume takes.
+const MEMBERS_MAX: usize = 64;
 
 /// `[device]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +50,12 @@ pub struct DeviceConfig {
     /// A relative path is relative to the working directory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
+    /// Several files or block devices (uring backend) striped into one
+    /// volume, in this order (each member is labelled with its position; see
+    /// docs/FORMAT.md). Each file is created or grown to `size`. Instead of
+    /// `path`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<PathBuf>,
     /// Size of the data file, created or grown to this size if needed; the
     /// memory backend's capacity. Ignored for block devices and NVMe, whose
     /// size is their own.
@@ -56,6 +64,7 @@ pub struct DeviceConfig {
     /// fdatasync for flushes) instead of failing. Logged when it happens.
     pub buffered_fallback: bool,
     /// NVMe controllers, by PCI address ("0000:01:00.0"), for backend = "nvme".
+    /// Several are striped into one volume, in this order.
     pub pci_addresses: Vec<String>,
     /// NVMe: a command outstanding this long is aborted; one still
     /// outstanding a timeout later resets the controller.
@@ -68,6 +77,7 @@ impl Default for DeviceConfig {
             backend: Backend::default(),
             data_dir: PathBuf::from("./keel-data"),
             path: None,
+            paths: Vec::new(),
             size: ByteSize::gib(4),
             buffered_fallback: false,
             pci_addresses: Vec::new(),
@@ -82,12 +92,39 @@ impl DeviceConfig {
         self.path.clone().unwrap_or_else(|| self.data_dir.join("keel.img"))
     }
 
+    /// Every file or block device the uring backend opens, in set order: the
+    /// `paths`, or else the one image path.
+    pub fn image_paths(&self) -> Vec<PathBuf> {
+        if self.paths.is_empty() {
+            vec![self.image_path()]
+        } else {
+            self.paths.clone()
+        }
+    }
+
     pub fn validate(&self) -> Result<(), Problem> {
         if self.data_dir.as_os_str().is_empty() {
             return Err(Problem::new("device.data_dir", "must not be empty"));
         }
         if self.path.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
             return Err(Problem::new("device.path", "must not be empty (leave it out for <data_dir>/keel.img)"));
+        }
+        if self.path.is_some() && !self.paths.is_empty() {
+            return Err(Problem::new(
+                "device.paths",
+                "give either device.path (one device) or device.paths (several), not both",
+            ));
+        }
+        if self.paths.len() > MEMBERS_MAX {
+            return Err(Problem::new("device.paths", format!("at most {MEMBERS_MAX} devices")));
+        }
+        for (i, path) in self.paths.iter().enumerate() {
+            if path.as_os_str().is_empty() {
+                return Err(Problem::new(format!("device.paths[{i}]"), "must not be empty"));
+            }
+            if self.paths[..i].contains(path) {
+                return Err(Problem::new(format!("device.paths[{i}]"), format!("{} is listed twice", path.display())));
+            }
         }
         check_range("device.size", self.size, DEVICE_SIZE_MIN, DEVICE_SIZE_MAX)?;
         if self.size.bytes() % 4096 != 0 {
@@ -102,6 +139,9 @@ impl DeviceConfig {
                     format!("device.pci_addresses[{i}]"),
                     format!("\"{address}\" is not a PCI address like \"0000:01:00.0\""),
                 ));
+            }
+            if self.pci_addresses[..i].contains(address) {
+                return Err(Problem::new(format!("device.pci_addresses[{i}]"), format!("{address} is listed twice")));
             }
         }
         if self.backend == Backend::Nvme && self.pci_addresses.is_empty() {
@@ -144,6 +184,26 @@ mod tests {
         for bad in ["01:00.0", "0000:01:00.8", "0000:01:20.0", "0000:01:00", "zzzz:01:00.0", "0000:01:00.0.1"] {
             assert!(!is_pci_address(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn several_paths_exclude_path_and_duplicates() {
+        let mut device = DeviceConfig { paths: vec!["/a".into(), "/b".into()], ..DeviceConfig::default() };
+        assert!(device.validate().is_ok());
+        assert_eq!(device.image_paths(), vec![PathBuf::from("/a"), PathBuf::from("/b")]);
+        device.paths.push("/a".into());
+        assert!(format!("{:?}", device.validate().unwrap_err()).contains("device.paths[2]"));
+        device.paths.pop();
+        device.path = Some("/c".into());
+        assert!(format!("{:?}", device.validate().unwrap_err()).contains("not both"));
+        device.paths.clear();
+        assert_eq!(device.image_paths(), vec![PathBuf::from("/c")]);
+        let nvme = DeviceConfig {
+            backend: Backend::Nvme,
+            pci_addresses: vec!["0000:00:04.0".into(), "0000:00:04.0".into()],
+            ..DeviceConfig::default()
+        };
+        assert!(format!("{:?}", nvme.validate().unwrap_err()).contains("listed twice"));
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub fn run(args: &MkfsArgs) -> Result<(), CliError> {
                 .into(),
         ));
     }
-    let storage = storage::open(&config, Create::IfMissing)?;
+    let storage = storage::open(&config, if args.force { Create::Anew } else { Create::IfMissing })?;
     let layout = volume::layout_params(&config, args.shards, args.journal_size.map(|s| s.bytes()));
     let sb = volume::mkfs(&storage, layout, args.force)?;
     let page_bytes = keel_engine::layout::PAGE_BYTES as u64;
