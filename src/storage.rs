@@ -155,6 +155,8 @@ fn open_nvme(config: &Config, pool: Arc<DmaPool>, create: Create) -> Result<Stor
         nvme.interrupts = config.reactors.idle == keel_config::IdleMode::Adaptive;
         nvme.command_timeout_ms =
             u64::try_from(config.device.nvme_command_timeout.get().as_millis()).unwrap_or(u64::MAX);
+        nvme.resets_max = config.device.nvme_resets_max;
+        nvme.reset_window_ms = u64::try_from(config.device.nvme_reset_window.get().as_millis()).unwrap_or(u64::MAX);
         nsid = nvme.nsid;
         let device =
             NvmeDevice::open(&nvme, Arc::clone(&pool)).map_err(|e| CliError::Nvme(format!("{address}: {e}")))?;

@@ -69,6 +69,11 @@ pub struct DeviceConfig {
     /// NVMe: a command outstanding this long is aborted; one still
     /// outstanding a timeout later resets the controller.
     pub nvme_command_timeout: HumanDuration,
+    /// NVMe: controller resets allowed within `nvme_reset_window`; one more
+    /// fails the controller for good (its I/O fails, the process goes on)
+    /// rather than resetting a device that keeps hanging forever.
+    pub nvme_resets_max: u32,
+    pub nvme_reset_window: HumanDuration,
 }
 
 impl Default for DeviceConfig {
@@ -82,6 +87,8 @@ impl Default for DeviceConfig {
             buffered_fallback: false,
             pci_addresses: Vec::new(),
             nvme_command_timeout: HumanDuration::from_secs(30),
+            nvme_resets_max: 3,
+            nvme_reset_window: HumanDuration::from_secs(600),
         }
     }
 }
@@ -147,6 +154,15 @@ impl DeviceConfig {
         if self.backend == Backend::Nvme && self.pci_addresses.is_empty() {
             return Err(Problem::new("device.pci_addresses", "backend = \"nvme\" needs at least one PCI address"));
         }
+        if self.nvme_resets_max > 1000 {
+            return Err(Problem::new("device.nvme_resets_max", "at most 1000"));
+        }
+        check_range(
+            "device.nvme_reset_window",
+            self.nvme_reset_window,
+            HumanDuration::from_secs(1),
+            HumanDuration::from_secs(7 * 24 * 3600),
+        )?;
         check_range(
             "device.nvme_command_timeout",
             self.nvme_command_timeout,

@@ -22,6 +22,7 @@ use super::identify::{ControllerIdentity, NamespaceIdentity, IDENTIFY_BYTES};
 use super::iova::IovaWindow;
 use super::irq::Vectors;
 use super::lifecycle::{Lifecycle, STATE_DEAD, STATE_LIVE, STATE_STOPPING};
+use super::reset_budget::ResetBudget;
 use super::vfio::Vfio;
 use super::vfio_sys::{VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_MSIX_IRQ_INDEX};
 use super::NvmeConfig;
@@ -47,6 +48,7 @@ pub struct Controller {
     pub vectors: Option<Vectors>,
     life: Lifecycle,
     resets: AtomicU64,
+    reset_budget: Mutex<ResetBudget>,
     reason: Mutex<Option<String>>,
     admin: Mutex<AdminQueue>,
     /// `qids[i]` is true when I/O queue id `i + 1` is in use.
@@ -103,6 +105,10 @@ impl Controller {
             vectors: None,
             life: Lifecycle::default(),
             resets: AtomicU64::new(0),
+            reset_budget: Mutex::new(ResetBudget::new(
+                config.resets_max,
+                Duration::from_millis(config.reset_window_ms),
+            )),
             reason: Mutex::new(None),
             admin: Mutex::new(admin),
             qids: Mutex::new(Vec::new()),
@@ -179,6 +185,12 @@ impl Controller {
     /// at once if the controller is failing or dead).
     pub fn reset(&self, reason: &str) {
         if !self.life.begin_reset() {
+            return;
+        }
+        let admitted = self.reset_budget.lock().unwrap_or_else(|p| p.into_inner()).admit(Instant::now());
+        if let Err(spent) = admitted {
+            // Failing is allowed from RESETTING and wins over the reset.
+            self.fail(&format!("{reason}; {spent}"));
             return;
         }
         tracing::warn!(pci = %self.pci_address, reason, "resetting the NVMe controller");

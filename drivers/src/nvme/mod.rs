@@ -31,6 +31,7 @@ pub mod prp;
 pub mod qpair;
 pub mod recovery;
 pub mod removal;
+pub mod reset_budget;
 pub mod ring;
 pub mod status;
 pub mod vfio;
@@ -65,6 +66,10 @@ pub struct NvmeConfig {
     pub command_timeout_ms: u64,
     /// Limit for each admin command.
     pub admin_timeout_ms: u64,
+    /// Resets allowed within `reset_window_ms`; the next one fails the
+    /// controller for good (`DeviceGone`) instead of resetting it again.
+    pub resets_max: u32,
+    pub reset_window_ms: u64,
 }
 
 impl NvmeConfig {
@@ -77,6 +82,8 @@ impl NvmeConfig {
             queue_depth_max: 1023,
             command_timeout_ms: 30_000,
             admin_timeout_ms: 5_000,
+            resets_max: 3,
+            reset_window_ms: 600_000,
         }
     }
 }
