@@ -4,11 +4,12 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
+pub mod check;
 mod checkpoint;
 mod config;
 mod engine;
 mod error;
-mod fsck;
+pub mod fsck;
 pub mod layout;
 mod limits;
 mod locks;

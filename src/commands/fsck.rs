@@ -6,7 +6,10 @@
 
 use keel_engine::layout::PAGE_BYTES;
 
-use crate::check::{self, ShardCheck, VolumeCheck};
+use keel_engine::check::VolumeCheck;
+use keel_engine::fsck::ShardCheck;
+
+use crate::check;
 use crate::cli::FsckArgs;
 use crate::error::CliError;
 use crate::format::human_bytes;

@@ -12,7 +12,9 @@ mod trees;
 use keel_config::Config;
 use keel_engine::volume::SuperblockPair;
 
-use crate::check::{self, ShardBlocks, VolumeCheck};
+use keel_engine::check::VolumeCheck;
+
+use crate::check::{self, ShardBlocks};
 use crate::cli::InspectArgs;
 use crate::error::CliError;
 use crate::progress;
