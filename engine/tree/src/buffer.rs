@@ -10,6 +10,7 @@
 //! rebased on the delete instead). So a lookup decides from one buffer alone
 //! whether it must look further down.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
@@ -186,15 +187,26 @@ impl ChildBuffer {
 
     /// Adds a message newer than everything in the buffer.
     pub fn insert_point(&mut self, key: Vec<u8>, mut newer: Pending, inline_max: usize, garbage: &mut Vec<ExtentRef>) {
-        if let Some(older) = self.points.remove(&key) {
-            self.encoded_bytes -= point_bytes(&key, &older);
-            newer = older.combine(newer, inline_max, garbage);
-        } else if newer.base == Base::Below && self.covers(&key) {
-            newer.base = Base::Delete;
-            newer.normalize(inline_max);
+        // One search of the map per message (this runs for every message at
+        // every level it passes through).
+        let covered = newer.base == Base::Below && self.covers(&key);
+        match self.points.entry(key) {
+            Entry::Occupied(mut slot) => {
+                let older = std::mem::replace(slot.get_mut(), Pending { base: Base::Delete, merges: Vec::new() });
+                self.encoded_bytes -= point_bytes(slot.key(), &older);
+                let combined = older.combine(newer, inline_max, garbage);
+                self.encoded_bytes += point_bytes(slot.key(), &combined);
+                *slot.get_mut() = combined;
+            }
+            Entry::Vacant(slot) => {
+                if covered {
+                    newer.base = Base::Delete;
+                    newer.normalize(inline_max);
+                }
+                self.encoded_bytes += point_bytes(slot.key(), &newer);
+                slot.insert(newer);
+            }
         }
-        self.encoded_bytes += point_bytes(&key, &newer);
-        self.points.insert(key, newer);
     }
 
     /// Adds a range delete newer than everything in the buffer: drops the

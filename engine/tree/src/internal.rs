@@ -107,8 +107,14 @@ impl Internal {
         for (s, e) in &tombstones {
             self.insert_tombstone(s, e, garbage);
         }
+        // The points come in key order: walk the children along with them
+        // instead of searching the pivots for each key.
+        let mut i = 0;
         for (key, pending) in points {
-            self.insert_point(key, pending, inline_max, garbage);
+            while i < self.pivots.len() && self.pivots[i].as_slice() <= key.as_slice() {
+                i += 1;
+            }
+            self.buffers[i].insert_point(key, pending, inline_max, garbage);
         }
     }
 
