@@ -39,14 +39,15 @@ printf '[device]\nbackend = "nvme"\npci_addresses = ["%s"]\ndata_dir = "/tmp/kee
 setup_config() { /host/keel setup --config /tmp/keel.toml && /host/keel setup --config /tmp/keel.toml | grep -q "bind $DEV to vfio-pci: already bound"; }
 check "setup --config binds $DEV" setup_config
 check "mkfs on $DEV" /host/keel mkfs --force --config /tmp/keel.toml
-serve() { # BOOT: starts keel serve, waits for Ready and checks the boot counter
-  /host/keel serve --config /tmp/keel.toml > /tmp/serve$1.log 2>&1 &
+CONF=/tmp/keel.toml
+serve() { # BOOT: starts keel serve on $CONF, waits for Ready and checks the boot counter
+  /host/keel serve --config $CONF > /tmp/serve$1.log 2>&1 &
   pid=$!
-  i=0; while ! grep -q '^Ready' /tmp/serve$1.log && [ $i -lt 300 ] && kill -0 $pid 2>/dev/null; do sleep 0.1; i=$((i+1)); done
+  i=0; while ! grep -q '^Ready' /tmp/serve$1.log && [ $i -lt 600 ] && kill -0 $pid 2>/dev/null; do sleep 0.1; i=$((i+1)); done
   if grep -q '^Ready' /tmp/serve$1.log && grep -q "boot $1," /tmp/serve$1.log; then
     ok "serve start $1 on $DEV: $(grep -E '^  (device|volume) ' /tmp/serve$1.log | tr -s ' ' | tr '\n' ';')"
   else
-    bad "serve start $1 on $DEV:"; cat /tmp/serve$1.log; kill -9 $pid 2>/dev/null; return 1
+    bad "serve start $1 on $DEV after $((i / 10)) s:"; tail -30 /tmp/serve$1.log | sed 's/^/     /'; kill -9 $pid 2>/dev/null; return 1
   fi
 }
 stop() { # BOOT: Ctrl-C, a clean exit
@@ -89,8 +90,51 @@ if serve 3; then
   check "after kill -9: DBSIZE 300" dbsize_is 300
   stop 3
 fi
-inspect_clean() { /host/keel inspect --config /tmp/keel.toml > /tmp/inspect.log 2>&1 && grep -qi clean /tmp/inspect.log; }
+inspect_clean() { /host/keel inspect --config $CONF > /tmp/inspect.log 2>&1 && grep -qi clean /tmp/inspect.log; }
 check "inspect: the volume is clean" inspect_clean
+# The same on a striped set of two controllers (device.pci_addresses = [a, b]):
+# mkfs --force labels both (they held other data), put/get, clean restart,
+# kill -9 and recovery; then the members swapped, one alone, and one with a
+# blank controller in place of the other are refused, each saying why.
+set -- $BDFS
+CONF=/tmp/set.toml DEV="$1+$2"
+set_config() { # FIRST SECOND...: the configuration for these controllers
+  list=$(for a in "$@"; do printf '"%s", ' "$a"; done | sed 's/, $//')
+  printf '[device]\nbackend = "nvme"\npci_addresses = [%s]\ndata_dir = "/tmp/keel-data"\nnvme_command_timeout = "10s"\n[dma]\npool_size = "32MiB"\n[kv]\nlisten = "127.0.0.1:6379"\ndurability = "always"\n' "$list"
+}
+set_config "$1" "$2" > $CONF
+mkfs_set() { /host/keel mkfs --force --config $CONF > /tmp/mkfs.log 2>&1 && grep -q "striped set" /tmp/mkfs.log; }
+echo "guest: set tests start at $(vmtest_uptime)"
+check "mkfs --force on the set $DEV labels both" mkfs_set
+if serve 1; then
+  check "set: the banner names the striped set" grep -q "striped set" /tmp/serve1.log
+  keys 1 200 k | $R > /tmp/set.out; check "set: SET 200 keys through RESP" all_ok 200
+  check "set: SET a 300 KB value (out of line, across stripes)" sh -c "$R -x set big < /tmp/big | grep -q '^OK$'"
+  check "set: GET 200 keys back" values_are 1 200 k
+  check "set: GET the 300 KB value back" big_is_back
+  stop 1
+fi
+if serve 2; then
+  check "set: after a clean restart: 200 keys read from both controllers" values_are 1 200 k
+  check "set: after a clean restart: the 300 KB value" big_is_back
+  keys 1 100 j | $R > /tmp/set.out; check "set: SET 100 more keys (durability always)" all_ok 100
+  kill -9 $pid; wait $pid 2>/dev/null
+fi
+if serve 3; then
+  check "set: after kill -9: the acknowledged keys recovered" values_are 1 100 j
+  check "set: after kill -9: DBSIZE 301" dbsize_is 301
+  stop 3
+fi
+check "set: inspect: the volume is clean" inspect_clean
+refused() { # WHY FIRST SECOND...: serve on these controllers fails saying WHY
+  why=$1; shift
+  set_config "$@" > /tmp/bad.toml
+  ! /host/keel serve --config /tmp/bad.toml > /tmp/bad.log 2>&1 && grep -q "$why" /tmp/bad.log || { cat /tmp/bad.log; return 1; }
+}
+check "set: members swapped ($2, $1) refused" refused "different order" "$2" "$1"
+check "set: one member alone ($1) refused" refused "member 0 of the striped set" "$1"
+check "set: a blank controller ($3) in place of member 1 refused" refused "is blank" "$1" "$3"
+echo "guest: set tests end at $(vmtest_uptime)"
 echo "NVME-KEEL $kpass passed, $kfail failed"
 KEEL_NVME_PCI=$1 $T --ignored --test-threads=1 --nocapture --exact unbind_mid_io_fails_requests_and_the_process_survives || rc=1
 /host/keel setup --reset --hugepages-mib 0 --pci "$1" || rc=1

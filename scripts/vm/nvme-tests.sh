@@ -42,7 +42,7 @@ rc=0
 # driver with a latency): a device really slower than the command timeout.
 SLOW=(--qemu-arg -drive --qemu-arg "if=none,id=nvslow,driver=null-co,size=64M,latency-ns=1500000000,read-zeroes=on"
       --qemu-arg -device --qemu-arg "nvme,serial=vmtest-slow,drive=nvslow")
-vm_run "$SHARE/console.log" --timeout 300 --nvme 2 "${SLOW[@]}" --share "$SHARE" "$SHARE/guest.sh" || rc=$?
+vm_run "$SHARE/console.log" --timeout 600 --nvme 2 "${SLOW[@]}" --share "$SHARE" "$SHARE/guest.sh" || rc=$?
 grep -E '^(run.sh: qemu|test |running|test result|NVME-|unbind mid-I/O|lost completion|phase [12]:|guest:|ok |warn |FAIL |     |[0-9]+ steps|conformance of|  (pass|n/a|FAIL) )' "$SHARE/console.log" || true
 passed=$(awk '/test result:/{for(i=1;i<=NF;i++) if($i ~ /^passed;?$/) s+=$(i-1)} /^ok   NVME-KEEL/{s++} END{print s+0}' "$SHARE/console.log")
 failed=$(awk '/test result:/{for(i=1;i<=NF;i++) if($i ~ /^failed;?$/) s+=$(i-1)} /^FAIL NVME-KEEL/{s++} END{print s+0}' "$SHARE/console.log")
