@@ -160,6 +160,11 @@ pub struct DeviceArgs {
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
+    /// memory: stripe this many memory devices (each --size / N) into one
+    /// striped set (`keel_drivers::aggregate`), to measure the set's CPU
+    /// cost against one device of the same total size. 1: no set.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub set_members: u32,
 }
 
 /// Parses "4096", "4k", "2g", "2GiB" into bytes (powers of 1024).

@@ -21,6 +21,7 @@ mod workload;
 use std::sync::Arc;
 use std::time::Duration;
 
+use keel_drivers::aggregate::{SetConfig, SetDevice};
 use keel_drivers::memory::{MemoryDevice, MemoryDeviceConfig};
 use keel_drivers::nvme::{NvmeConfig, NvmeDevice};
 use keel_drivers::uring::{UringConfig, UringDevice};
@@ -120,6 +121,9 @@ fn validate(args: &DeviceArgs) -> Result<(), PerfError> {
     if args.bs == 0 || args.bs % 512 != 0 || args.bs > keel_drivers::dma::REGION_BYTES as u64 {
         return fail(format!("--bs {} must be a non-zero multiple of 512 of at most 2 MiB", args.bs));
     }
+    if args.set_members > 1 && args.backend != Backend::Memory {
+        return fail("--set-members is for --backend memory (keel serve stripes uring files and NVMe controllers)".into());
+    }
     if args.duration == 0 {
         return fail("--duration must be at least 1 second".into());
     }
@@ -148,6 +152,16 @@ fn open(args: &DeviceArgs) -> Result<(Arc<dyn BlockDevice>, DeviceFacts), PerfEr
             config.interrupts = args.nvme_interrupts;
             config.io_queue_pairs_max = u16::try_from(args.reactors).unwrap_or(u16::MAX);
             let device = NvmeDevice::open(&config, pool).map_err(DeviceError::from)?;
+            let facts = facts_of(&device, None, None, None);
+            (Arc::new(device), facts)
+        }
+        Backend::Memory if args.set_members > 1 => {
+            let capacity_bytes = args.size / u64::from(args.set_members);
+            let config = MemoryDeviceConfig { capacity_bytes, queue_depth_max: 4096, ..Default::default() };
+            let members = (0..args.set_members)
+                .map(|_| Arc::new(MemoryDevice::new(&config, Arc::clone(&pool))) as Arc<dyn BlockDevice>)
+                .collect();
+            let device = SetDevice::open(members, &SetConfig::default())?;
             let facts = facts_of(&device, None, None, None);
             (Arc::new(device), facts)
         }
