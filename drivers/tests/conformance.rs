@@ -57,6 +57,12 @@ fn the_uring_device_conforms_without_fixed_buffers() {
 }
 
 #[test]
+fn the_uring_device_conforms_when_it_submits_every_request_at_once() {
+    let (_dir, device) = uring_on_temp_file(|c| UringConfig { submit_batch_max: 1, ..c }, DmaPool::for_tests(16 << 20));
+    conformance::run(&device, &ConformanceOptions::default()).assert_passed();
+}
+
+#[test]
 fn the_uring_device_conforms_at_queue_depth_one_and_at_256() {
     for queue_depth in [1, 256] {
         let (_dir, device) = uring_on_temp_file(|c| c, DmaPool::for_tests(16 << 20));

@@ -77,6 +77,12 @@ pub struct UringConfig {
     pub fixed_buffers: bool,
     /// The most requests one queue pair may have in flight.
     pub queue_depth_max: u32,
+    /// Send queued requests to the kernel as soon as this many wait in the
+    /// submission queue, as well as at every poll. 0 (the default): only at
+    /// the poll, one `io_uring_enter` per reactor turn. Smaller bursts let a
+    /// device that works through requests in turn start on the first ones
+    /// sooner, at one system call per burst (BENCHMARKS.md, "Device").
+    pub submit_batch_max: u32,
 }
 
 impl UringConfig {
@@ -89,6 +95,7 @@ impl UringConfig {
             setup: UringSetup::Auto,
             fixed_buffers: true,
             queue_depth_max: QUEUE_DEPTH_MAX,
+            submit_batch_max: 0,
         }
     }
 }

@@ -53,6 +53,7 @@ pub struct UringDevice {
     file: Arc<File>,
     setup: UringSetup,
     fixed_buffers: bool,
+    submit_batch_max: u32,
     direct: bool,
     is_block_device: bool,
     /// Each fallback is logged once per device, not once per reactor.
@@ -93,6 +94,7 @@ impl UringDevice {
             file: Arc::new(backing.file),
             setup: config.setup,
             fixed_buffers: config.fixed_buffers,
+            submit_batch_max: config.submit_batch_max,
             direct: backing.direct,
             is_block_device: backing.is_block_device,
             fixed_buffers_warned: AtomicBool::new(false),
@@ -128,7 +130,10 @@ impl UringDevice {
         if !self.setup_logged.swap(true, Ordering::Relaxed) {
             tracing::info!(device = %self.info.name, setup = %ring.setup, fixed_buffers = ring.fixed_buffers, "io_uring queue pairs ready");
         }
-        Ok(UringQueuePair::new(ring, self.info.clone(), queue_depth, Arc::clone(&self.pool), Arc::clone(&self.file)))
+        let mut qp =
+            UringQueuePair::new(ring, self.info.clone(), queue_depth, Arc::clone(&self.pool), Arc::clone(&self.file));
+        qp.set_submit_batch_max(self.submit_batch_max);
+        Ok(qp)
     }
 }
 

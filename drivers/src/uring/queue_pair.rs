@@ -35,6 +35,8 @@ pub struct UringQueuePair {
     block_size_bytes: u64,
     enabled: bool,
     enter_error_logged: bool,
+    /// Enter the kernel once this many SQEs are queued (0: only at poll).
+    submit_batch_max: usize,
     pool: Arc<DmaPool>,
     _file: Arc<File>,
 }
@@ -52,9 +54,15 @@ impl UringQueuePair {
             block_size_bytes,
             enabled: false,
             enter_error_logged: false,
+            submit_batch_max: 0,
             pool,
             _file: file,
         }
+    }
+
+    /// See [`super::UringConfig::submit_batch_max`].
+    pub(crate) fn set_submit_batch_max(&mut self, requests: u32) {
+        self.submit_batch_max = requests as usize;
     }
 
     /// The io_uring setup the kernel accepted and whether fixed buffers are
@@ -259,6 +267,14 @@ impl QueuePair for UringQueuePair {
         match self.slots.insert(inflight) {
             Ok(slot) => {
                 self.push(slot);
+                // A ring is enabled by its first poll, on its issuer thread;
+                // until then requests wait for that poll.
+                if self.enabled
+                    && self.submit_batch_max > 0
+                    && self.ring.uring.submission().len() >= self.submit_batch_max
+                {
+                    self.enter_if_needed();
+                }
                 Ok(())
             }
             Err(back) => Err(SubmitError::QueueFull(Request { tag: back.tag, op: back.op })),

@@ -143,6 +143,10 @@ pub struct DeviceArgs {
     /// Use plain READ/WRITE instead of registered (fixed) buffers.
     #[arg(long)]
     pub no_fixed_buffers: bool,
+    /// uring: enter the kernel as soon as this many requests are queued, as
+    /// well as once per reactor turn (0: once per turn only, the default).
+    #[arg(long, default_value_t = 0)]
+    pub submit_batch: u32,
     /// Every write is FUA (RWF_DSYNC); fio gets --sync=dsync.
     #[arg(long)]
     pub fua: bool,

@@ -141,6 +141,7 @@ fn open(args: &DeviceArgs) -> Result<(Arc<dyn BlockDevice>, DeviceFacts), PerfEr
             config.create_size_bytes = Some(args.size);
             config.setup = args.setup;
             config.fixed_buffers = !args.no_fixed_buffers;
+            config.submit_batch_max = args.submit_batch;
             let device = UringDevice::open(&config, pool)?;
             let (setup, fixed) = device.open_uring_queue_pair(1)?.setup();
             let facts = facts_of(&device, Some(setup.to_string()), Some(fixed), Some(device.is_direct()));
