@@ -32,7 +32,7 @@ impl KeelSample {
     /// One line: device bytes by kind and the tree work behind them.
     pub fn breakdown(&self) -> String {
         let (t, j) = (&self.fill_stats.trees, &self.fill_stats.journal);
-        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
         let counted = j.batch_bytes_written
             + t.evict_leaf_write_bytes
             + t.evict_internal_write_bytes
