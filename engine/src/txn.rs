@@ -36,6 +36,9 @@ pub struct Transaction {
     /// Keys held, by shard, each list in key order.
     locked: BTreeMap<u32, Vec<Vec<u8>>>,
     ops: Vec<Op>,
+    /// Out-of-line values already written by [`Transaction::write_values_now`];
+    /// given back if the transaction does not commit.
+    extents: Vec<(u32, ExtentRef)>,
     finished: bool,
 }
 
@@ -47,7 +50,7 @@ impl std::fmt::Debug for Transaction {
 
 impl Transaction {
     pub(crate) fn new(engine: Engine, id: TxnId) -> Self {
-        Transaction { engine, id, locked: BTreeMap::new(), ops: Vec::new(), finished: false }
+        Transaction { engine, id, locked: BTreeMap::new(), ops: Vec::new(), extents: Vec::new(), finished: false }
     }
 
     pub fn id(&self) -> TxnId {
@@ -105,7 +108,11 @@ impl Transaction {
                 Op::Write { key: k, message, .. } if k.as_slice() == key => {
                     value = match message {
                         Message::Put(Value::Inline(v)) => Some(v.clone()),
-                        Message::Put(Value::Extent(_)) => unreachable!("extents are written at commit"),
+                        Message::Put(Value::Extent(_)) => {
+                            return Err(EngineError::Invalid(
+                                "reading a key whose value this transaction already wrote out of line".into(),
+                            ))
+                        }
                         Message::Delete => None,
                         Message::Merge(m) => apply_merge(value, m),
                     };
@@ -163,13 +170,29 @@ impl Transaction {
             return Ok(self.engine.lsn_durable());
         }
         let extents = self.externalize().await?;
-        let result = self.commit_prepared(!extents.is_empty()).await;
+        self.extents.extend(extents);
+        let result = self.commit_prepared(!self.extents.is_empty()).await;
         if result.is_err() {
-            forget_extents(&self.engine, extents).await;
+            forget_extents(&self.engine, std::mem::take(&mut self.extents)).await;
         }
         let lsn = result?;
+        // The committed record names the extents now.
+        self.extents.clear();
         self.finished = true;
         Ok(lsn)
+    }
+
+    /// Writes the large values of the writes added so far out of line now,
+    /// instead of at commit. A caller that writes large values before it
+    /// locks keys lets other transactions on those keys wait only for the
+    /// commit, not for the data's device writes (concurrent writers of one
+    /// file then overlap their data I/O). The values are given back if the
+    /// transaction does not commit; reading such a key through this
+    /// transaction afterwards is an error.
+    pub async fn write_values_now(&mut self) -> Result<(), EngineError> {
+        let extents = self.externalize().await?;
+        self.extents.extend(extents);
+        Ok(())
     }
 
     async fn commit_prepared(&mut self, after_data: bool) -> Result<Lsn, EngineError> {
@@ -197,7 +220,8 @@ impl Transaction {
         let mut extents = Vec::new();
         let mut failure = None;
         for op in ops {
-            if failure.is_some() || !matches!(op, Op::Write { .. }) {
+            // Values written earlier (write_values_now) were checked then.
+            if failure.is_some() || !matches!(op, Op::Write { .. }) || op.extent().is_some() {
                 out.push(op);
                 continue;
             }
@@ -309,6 +333,11 @@ impl Drop for Transaction {
     fn drop(&mut self) {
         if !self.finished && keel_reactor::on_reactor() {
             self.release_locks();
+            let extents = std::mem::take(&mut self.extents);
+            if !extents.is_empty() {
+                let engine = self.engine.clone();
+                keel_reactor::spawn(async move { forget_extents(&engine, extents).await }).detach();
+            }
         }
     }
 }

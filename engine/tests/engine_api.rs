@@ -263,3 +263,35 @@ fn a_device_with_a_small_transfer_limit_opens_with_the_default_configuration() {
         })
         .unwrap();
 }
+
+#[test]
+fn values_written_before_the_locks_commit_or_are_given_back() {
+    let (runtime, engine) = start(2, 3);
+    runtime
+        .call_blocking(0, move || async move {
+            let big = engine.config().tree.inline_value_max_bytes + 1000;
+            // Written out of line before the lock, then committed.
+            let mut txn = engine.transaction();
+            txn.put(b"big-a", vec![1; big]).unwrap();
+            txn.write_values_now().await.unwrap();
+            txn.lock(&[b"meta"]).await.unwrap();
+            txn.put(b"meta", b"m".to_vec()).unwrap();
+            // The transaction cannot read back what it already wrote out of line.
+            assert!(matches!(txn.get(b"big-a").await, Err(EngineError::Invalid(_))));
+            let lsn = txn.commit().await.unwrap();
+            engine.wait_durable(lsn).await.unwrap();
+            assert_eq!(engine.get(b"big-a").await.unwrap(), Some(vec![1; big]));
+            assert_eq!(engine.get(b"meta").await.unwrap(), Some(b"m".to_vec()));
+            // Written, then dropped (the extents are given back by a task
+            // the drop spawns): nothing appears.
+            for _ in 0..50 {
+                let mut txn = engine.transaction();
+                txn.put(b"big-b", vec![2; big]).unwrap();
+                txn.write_values_now().await.unwrap();
+                drop(txn);
+            }
+            keel_reactor::time::sleep(std::time::Duration::from_millis(10)).await;
+            assert_eq!(engine.get(b"big-b").await.unwrap(), None);
+        })
+        .unwrap();
+}

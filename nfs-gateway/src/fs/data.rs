@@ -5,13 +5,13 @@
 //! reads as zeros). Invariant: no chunk exists at or past
 //! `ceil(size / CHUNK_BYTES)`, so writing past the end never uncovers old
 //! bytes. A write of a whole chunk is a put (the tree stores such values out
-//! of line, written once); a partial write is a `PatchAt` merge, which needs
-//! no read of the chunk. Every WRITE is one transaction: its chunks and the
-//! new size land together or not at all.
+//! of line, written once, before the inode is locked); a partial write is a
+//! `PatchAt` merge, which needs no read of the chunk. Every WRITE is one
+//! transaction: its chunks and the new size land together or not at all.
 
 use std::ops::Bound;
 
-use keel_engine::{MergeOp, Transaction};
+use keel_engine::{Engine, MergeOp, Transaction};
 
 use crate::fs::error::{FsError, FsResult};
 use crate::fs::inode::{FileType, Inode, Time, FLAG_SPARSE};
@@ -134,11 +134,26 @@ impl Fs {
     ) -> FsResult<WriteResult> {
         let end = offset.checked_add(data.len() as u64).filter(|&e| e <= FILE_BYTES_MAX).ok_or(FsError::FBig)?;
         let mut txn = self.shared.engine.transaction();
+        let whole = whole_chunks(offset, data.len());
+        if !whole.is_empty() {
+            // Whole chunks do not depend on the file's state: their data is
+            // written (out of line) before the inode is locked, so that
+            // concurrent WRITEs to one file overlap their device writes and
+            // queue on the lock only for the metadata. A refused or failed
+            // write gives the space back when `txn` drops. (Checked first so
+            // that a client without permission costs no device write.)
+            check_data_access(cred, &self.load_ref(r).await?, perm::MAY_WRITE)?;
+            for &index in &whole {
+                let at = (index * CHUNK_BYTES - offset) as usize;
+                txn.put(&keys::chunk(r.ino, index), data[at..at + CHUNK_BYTES as usize].to_vec())?;
+            }
+            txn.write_values_now().await?;
+        }
         txn.lock(&[&keys::attr(r.ino)]).await?;
         let before = txn_load_ref(&mut txn, r).await?;
         check_data_access(cred, &before, perm::MAY_WRITE)?;
         let mut after = before.clone();
-        let used_delta = write_chunks(&mut txn, &before, offset, data).await?;
+        let used_delta = write_chunks(&self.shared.engine, &mut txn, &before, offset, data).await?;
         if used_delta > 0 {
             self.shared.check_space(used_delta as u64)?;
         }
@@ -183,8 +198,9 @@ impl Fs {
     }
 }
 
-/// The stored length of chunk `index` of `inode` before a change.
-async fn chunk_len(txn: &mut Transaction, inode: &Inode, index: u64) -> FsResult<u64> {
+/// The stored length of chunk `index` of `inode` before a change; from the
+/// store rather than through `txn` when `txn` already writes the chunk.
+async fn chunk_len(engine: &Engine, txn: &mut Transaction, inode: &Inode, index: u64, written: bool) -> FsResult<u64> {
     let start = index * CHUNK_BYTES;
     if start >= inode.size {
         return Ok(0);
@@ -192,12 +208,27 @@ async fn chunk_len(txn: &mut Transaction, inode: &Inode, index: u64) -> FsResult
     if inode.flags & FLAG_SPARSE == 0 {
         return Ok((inode.size - start).min(CHUNK_BYTES));
     }
-    Ok(txn.get(&keys::chunk(inode.ino, index)).await?.map_or(0, |v| v.len() as u64))
+    let key = keys::chunk(inode.ino, index);
+    let stored = if written { engine.get(&key).await? } else { txn.get(&key).await? };
+    Ok(stored.map_or(0, |v| v.len() as u64))
 }
 
-/// Adds the chunk writes of `data` at `offset` to `txn`; returns the change
-/// in used bytes.
-async fn write_chunks(txn: &mut Transaction, inode: &Inode, offset: u64, data: &[u8]) -> FsResult<i64> {
+/// Indices of the chunks a write of `len` bytes at `offset` covers whole.
+fn whole_chunks(offset: u64, len: usize) -> Vec<u64> {
+    let first = offset.div_ceil(CHUNK_BYTES);
+    let end = (offset + len as u64) / CHUNK_BYTES;
+    (first..end.max(first)).collect()
+}
+
+/// Adds the chunk writes of `data` at `offset` to `txn` (whole chunks are
+/// already in it, see [`whole_chunks`]); returns the change in used bytes.
+async fn write_chunks(
+    engine: &Engine,
+    txn: &mut Transaction,
+    inode: &Inode,
+    offset: u64,
+    data: &[u8],
+) -> FsResult<i64> {
     let mut used_delta = 0i64;
     let mut pos = 0usize;
     while pos < data.len() {
@@ -206,10 +237,12 @@ async fn write_chunks(txn: &mut Transaction, inode: &Inode, offset: u64, data: &
         let in_chunk = at % CHUNK_BYTES;
         let n = ((CHUNK_BYTES - in_chunk) as usize).min(data.len() - pos);
         let piece = &data[pos..pos + n];
-        let old_len = chunk_len(txn, inode, index).await?;
+        let whole = in_chunk == 0 && n as u64 == CHUNK_BYTES;
+        // A whole chunk's key is already written in `txn`: its old length
+        // comes from the store (the inode's lock keeps it from changing).
+        let old_len = chunk_len(engine, txn, inode, index, whole).await?;
         let key = keys::chunk(inode.ino, index);
-        let new_len = if in_chunk == 0 && n as u64 == CHUNK_BYTES {
-            txn.put(&key, piece.to_vec())?;
+        let new_len = if whole {
             CHUNK_BYTES
         } else if index * CHUNK_BYTES >= inode.size {
             // Past the end: the chunk does not exist (see the invariant).
@@ -255,4 +288,20 @@ pub(crate) async fn truncate_ops(txn: &mut Transaction, inode: &mut Inode, size:
     }
     inode.size = size;
     Ok(SpaceDelta { used_bytes: inode.used_bytes as i64 - old_used as i64, inodes: 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_chunks_are_the_aligned_full_ones() {
+        let c = CHUNK_BYTES;
+        assert_eq!(whole_chunks(0, 100), Vec::<u64>::new());
+        assert_eq!(whole_chunks(0, c as usize), vec![0]);
+        assert_eq!(whole_chunks(1, c as usize), Vec::<u64>::new());
+        assert_eq!(whole_chunks(1, 2 * c as usize), vec![1]);
+        assert_eq!(whole_chunks(c, 3 * c as usize), vec![1, 2, 3]);
+        assert_eq!(whole_chunks(c - 1, 2), Vec::<u64>::new());
+    }
 }
