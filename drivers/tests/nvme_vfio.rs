@@ -509,6 +509,49 @@ fn a_controller_slower_than_the_timeout_is_reset_and_serves_again() {
     );
 }
 
+/// The reset cap on a device that keeps hanging: the slow controller with a
+/// 400 ms timeout and `resets_max = 1`. The first batch of late reads costs
+/// the one reset allowed; the next late batch would need another, so the
+/// controller is failed for good instead: its commands fail, new ones are
+/// refused as gone, and the process goes on.
+#[test]
+#[ignore = "needs the slow NVMe controller of scripts/vm/nvme-tests.sh on vfio-pci"]
+fn a_controller_past_its_reset_cap_is_failed_for_good() {
+    let mut config = NvmeConfig::new(&pci_addresses()[0]);
+    config.interrupts = false;
+    config.command_timeout_ms = 400;
+    config.resets_max = 1;
+    config.reset_window_ms = 600_000;
+    let device = NvmeDevice::open(&config, pool()).expect("open");
+    let block = device.info().block_size_bytes as usize;
+    let mut qp = NvmeQueuePair::open(Arc::clone(device.controller()), device.info().clone(), 8).expect("queue pair");
+    let started = Instant::now();
+    for round in 0..2u64 {
+        for lba in 0..2u64 {
+            let buf = device.dma_pool().try_alloc(block).expect("buffer");
+            qp.submit(Request { tag: round * 10 + lba, op: Op::Read { lba, buf } }).expect("submit");
+        }
+        for c in reap_nvme(&mut qp, 2) {
+            let e = c.result.expect_err("a 1.5 s command cannot meet a 400 ms timeout");
+            assert!(matches!(e.kind, IoErrorKind::Timeout | IoErrorKind::DeviceGone), "{e}");
+        }
+        assert_eq!(device.controller().resets(), 1, "round {round}: one reset allowed, and only one");
+    }
+    assert!(device.is_gone(), "the second reset was refused: the controller is failed");
+    let buf = device.dma_pool().try_alloc(block).expect("buffer");
+    let refused = qp.submit(Request { tag: 99, op: Op::Read { lba: 0, buf } });
+    let late = match refused {
+        Err(SubmitError::Gone(_)) => None,
+        Ok(()) => reap_nvme(&mut qp, 1).pop().and_then(|c| c.result.err()).map(|e| e.kind),
+        Err(other) => panic!("a failed controller refuses I/O as gone, not {other:?}"),
+    };
+    assert!(matches!(late, None | Some(IoErrorKind::DeviceGone)), "{late:?}");
+    println!(
+        "reset cap: 1 reset, then the controller failed for good after {} ms; new I/O refused as gone",
+        started.elapsed().as_millis()
+    );
+}
+
 /// Polls like a reactor that sleeps: whenever `prepare_to_sleep` allows it,
 /// waits on the completion descriptor (at most 5 s: the driver's timer must
 /// wake it for a deadline, an interrupt for a completion). Returns the
