@@ -122,7 +122,9 @@ fn validate(args: &DeviceArgs) -> Result<(), PerfError> {
         return fail(format!("--bs {} must be a non-zero multiple of 512 of at most 2 MiB", args.bs));
     }
     if args.set_members > 1 && args.backend != Backend::Memory {
-        return fail("--set-members is for --backend memory (keel serve stripes uring files and NVMe controllers)".into());
+        return fail(
+            "--set-members is for --backend memory (keel serve stripes uring files and NVMe controllers)".into(),
+        );
     }
     if args.duration == 0 {
         return fail("--duration must be at least 1 second".into());
