@@ -6,10 +6,11 @@
 # nor fio: the host's binaries run there with their shared libraries copied
 # next to them (same Debian release on both sides).
 #
-# Wall time on the shared 2-core machine (2026-12-03): about 13.5 minutes,
-# 10 of them the 10,000 entries (every create and remove waits for the
-# journal, milliseconds under emulation). Not in scripts/test-all yet: it
-# would take test-all past its 30-minute budget.
+# Wall time on the shared 2-core machine (2026-12-03, load about 10): 14.8
+# minutes, 11 of them the 10,000 entries (guest-nfs-tests.sh says why: Keel's
+# CPU per NFS call under emulation, not journal flushes; an `async` export
+# was no faster). Not in scripts/test-all yet: it would take test-all past
+# its 30-minute budget.
 #
 # usage: scripts/vm/nfs-tests.sh      prints 'nfs-vm: N passed, N failed'
 set -euo pipefail
