@@ -12,6 +12,7 @@
 
 use crate::buffer::{Base, ChildBuffer, Pending};
 use crate::codec::{put_bytes16, put_bytes32, put_u32, put_u8, Malformed, Reader};
+use crate::heads::KeyHeads;
 use crate::limits::{KEY_BYTES_MAX, MERGES_PER_ENTRY_MAX, VALUE_BYTES_MAX};
 use crate::merge::apply_all;
 use crate::message::{ExtentRef, MergeOp, Value};
@@ -99,6 +100,8 @@ fn encode_entry(out: &mut Vec<u8>, key: &[u8], value: ValueRef<'_>, merges: &[Me
 pub(crate) struct Leaf {
     data: Vec<u8>,
     offsets: Vec<u32>,
+    /// Search aid derived from the keys (see `heads.rs`).
+    heads: KeyHeads,
 }
 
 /// What a flush into a leaf produced.
@@ -131,7 +134,13 @@ impl Leaf {
         if offsets.len() != count {
             return Err(Malformed("leaf entry count"));
         }
-        Ok(Leaf { data, offsets })
+        Ok(Leaf::with_heads(data, offsets))
+    }
+
+    fn with_heads(data: Vec<u8>, offsets: Vec<u32>) -> Leaf {
+        let mut leaf = Leaf { data, offsets, heads: KeyHeads::default() };
+        leaf.heads = KeyHeads::build(leaf.len(), |i| leaf.key(i));
+        leaf
     }
 
     pub fn len(&self) -> usize {
@@ -152,7 +161,7 @@ impl Leaf {
     }
 
     pub fn mem_bytes(&self) -> usize {
-        self.data.len() + self.offsets.len() * 4 + LEAF_MEM_OVERHEAD
+        self.data.len() + self.offsets.len() * 4 + self.heads.mem_bytes() + LEAF_MEM_OVERHEAD
     }
 
     fn span(&self, i: usize) -> (usize, usize) {
@@ -173,6 +182,9 @@ impl Leaf {
 
     /// `Ok(i)` when entry `i` has `key`, else `Err(i)` where it would go.
     pub fn find(&self, key: &[u8]) -> Result<usize, usize> {
+        if let Some(found) = self.heads.find(key, |i| self.key(i)) {
+            return found;
+        }
         let (mut lo, mut hi) = (0usize, self.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
@@ -394,7 +406,7 @@ impl LeafBuilder {
     }
 
     fn finish(self) -> Leaf {
-        Leaf { data: self.data, offsets: self.offsets }
+        Leaf::with_heads(self.data, self.offsets)
     }
 }
 

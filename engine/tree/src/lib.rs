@@ -39,6 +39,7 @@ mod config;
 mod error;
 mod extent;
 mod fsck;
+mod heads;
 mod internal;
 mod leaf;
 pub mod limits;
