@@ -94,10 +94,23 @@ pub fn run(args: &SetupArgs) -> SetupReport {
         return report;
     }
     if plan.hugepages_mib > 0 {
-        report.steps.push(checks::hugepages(plan.hugepages_mib));
+        let step = checks::hugepages(plan.hugepages_mib);
+        report.steps.push(match step.outcome {
+            // The pool falls back to ordinary pages (and logs it), so a
+            // short reservation must not keep the service from starting.
+            checks::Outcome::Fail(why) if !plan.hugepages_required => Step::warn(step.what, why),
+            _ => step,
+        });
     }
-    report.steps.push(checks::iommu_enabled());
-    report.steps.push(checks::vfio_loaded());
+    if targets.is_empty() && !plan.vfio {
+        // A uring or memory configuration needs no IOMMU and no vfio-pci, so
+        // the systemd unit can run setup before every start whatever the
+        // backend, without failing on machines that have neither.
+        report.steps.push(Step::ok("VFIO", "not needed: the configured backend is not nvme"));
+    } else {
+        report.steps.push(checks::iommu_enabled());
+        report.steps.push(checks::vfio_loaded());
+    }
     for address in &targets {
         let bound = checks::bind(address, args.force);
         let ok = !bound.failed();
@@ -114,6 +127,12 @@ pub fn run(args: &SetupArgs) -> SetupReport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Plan {
     pci_addresses: Vec<String>,
+    /// Whether VFIO is wanted at all: without a configuration (an explicit
+    /// setup run) or with the nvme backend.
+    vfio: bool,
+    /// Whether a short hugepage reservation is a failure: with VFIO (the
+    /// nvme backend) or `dma.hugepages = "require"`; else only a warning.
+    hugepages_required: bool,
     hugepages_mib: u64,
     dma_mib: u64,
 }
@@ -125,6 +144,8 @@ impl Plan {
         let Some(path) = &args.config else {
             return Ok(Plan {
                 pci_addresses: Vec::new(),
+                vfio: true,
+                hugepages_required: true,
                 hugepages_mib: args.hugepages_mib.unwrap_or(DEFAULT_MIB),
                 dma_mib: args.dma_mib.unwrap_or(DEFAULT_MIB),
             });
@@ -139,6 +160,9 @@ impl Plan {
         let hugepages_default = if config.dma.hugepages == keel_config::Hugepages::Never { 0 } else { pool_mib };
         Ok(Plan {
             pci_addresses,
+            vfio: config.device.backend == keel_config::Backend::Nvme,
+            hugepages_required: config.device.backend == keel_config::Backend::Nvme
+                || config.dma.hugepages == keel_config::Hugepages::Require,
             hugepages_mib: args.hugepages_mib.unwrap_or(hugepages_default),
             dma_mib: args.dma_mib.unwrap_or(pool_mib),
         })
@@ -213,8 +237,12 @@ mod tests {
         let defaults = Plan::of(&args(None)).unwrap();
         assert_eq!((defaults.hugepages_mib, defaults.dma_mib, defaults.pci_addresses.len()), (256, 256, 0));
         std::fs::write(&path, "[device]\nbackend = \"nvme\"\npci_addresses = []\n").unwrap();
-        let refused = Plan::of(&args(Some(path))).unwrap_err();
+        let refused = Plan::of(&args(Some(path.clone()))).unwrap_err();
         assert!(refused.failed() && refused.to_string().contains("pci_addresses"), "{refused}");
+        std::fs::write(&path, "[device]\nbackend = \"memory\"\n").unwrap();
+        let memory = Plan::of(&args(Some(path))).unwrap();
+        assert!(!memory.vfio && !memory.hugepages_required && memory.pci_addresses.is_empty());
+        assert!(Plan::of(&args(None)).unwrap().vfio);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
