@@ -28,14 +28,8 @@ WORK=${WORK:-/var/tmp}
 YCSB_FILE="$WORK/keel-perf-ycsb.img"
 trap 'rm -f "$YCSB_FILE" "$WORK/keel-perf-tree.img"; rm -rf "$WORK/keel-perf-rocksdb"' EXIT
 
-if ! command -v db_bench >/dev/null; then
-    echo "== installing rocksdb-tools (db_bench)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rocksdb-tools
-fi
-cargo build --release -q -p keel-perf
-PERF=target/release/keel-perf
-date -u +"# %Y-%m-%d %H:%M UTC"
-echo "# db_bench: $(dpkg-query -W -f='${Package} ${Version}' rocksdb-tools 2>/dev/null || echo unknown)"
+# shellcheck source=perf/scripts/db_bench-setup.sh
+source perf/scripts/db_bench-setup.sh
 
 echo "== keel-perf tree (Keel against db_bench), $RUNS runs"
 nice "$PERF" tree --runs "$RUNS" --records "$RECORDS" --reads "$READS" --cache-mib "$CACHE_MIB" \

@@ -47,14 +47,8 @@ RESULTS=$(mktemp)
 KEEL_OUT=$(mktemp)
 trap 'rm -f "$KEEL_FILE" "$RESULTS" "$KEEL_OUT"; rm -rf "$DB"' EXIT
 
-if ! command -v db_bench >/dev/null; then
-    echo "== installing rocksdb-tools (db_bench)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rocksdb-tools
-fi
-cargo build --release -q -p keel-perf
-PERF=target/release/keel-perf
-date -u +"# %Y-%m-%d %H:%M UTC"
-echo "# db_bench: $(dpkg-query -W -f='${Package} ${Version}' rocksdb-tools 2>/dev/null || echo unknown)"
+# shellcheck source=perf/scripts/db_bench-setup.sh
+source perf/scripts/db_bench-setup.sh
 echo "# records $RECORDS, keel ops $OPS (E: $E_OPS), db_bench ${DB_SECONDS}s per workload, cache ${CACHE_MIB} MiB, $THREADS threads"
 
 db_common=(--db="$DB" --num="$RECORDS" --key_size="$KEY_BYTES" --value_size="$VALUE_BYTES"
