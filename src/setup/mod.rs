@@ -153,16 +153,13 @@ impl Plan {
         let config = keel_config::Config::load(Some(path), &[])
             .map_err(|e| Step::fail("read the configuration", e.to_string()))?;
         let pool_mib = config.dma.pool_size.bytes().div_ceil(1 << 20);
-        let pci_addresses = match config.device.backend {
-            keel_config::Backend::Nvme => config.device.pci_addresses.clone(),
-            _ => Vec::new(),
-        };
+        let nvme = config.device.backend == keel_config::Backend::Nvme;
+        let pci_addresses = if nvme { config.device.pci_addresses.clone() } else { Vec::new() };
         let hugepages_default = if config.dma.hugepages == keel_config::Hugepages::Never { 0 } else { pool_mib };
         Ok(Plan {
             pci_addresses,
-            vfio: config.device.backend == keel_config::Backend::Nvme,
-            hugepages_required: config.device.backend == keel_config::Backend::Nvme
-                || config.dma.hugepages == keel_config::Hugepages::Require,
+            vfio: nvme,
+            hugepages_required: nvme || config.dma.hugepages == keel_config::Hugepages::Require,
             hugepages_mib: args.hugepages_mib.unwrap_or(hugepages_default),
             dma_mib: args.dma_mib.unwrap_or(pool_mib),
         })
