@@ -286,6 +286,12 @@ const CACHE_SMALL_BYTES: usize = 64 << 10;
 /// A cache that holds everything: what changed stays dirty until the
 /// checkpoint (a regular one, or the one after recovery) writes it.
 const CACHE_LARGE_BYTES: usize = 8 << 20;
+/// Puts of the put operation, per round. The put operation runs rounds
+/// until its fault fired (at most `PUT_ROUNDS_MAX`): internal nodes leave
+/// the cache last, so dirty ones are evicted (written) only once their
+/// buffers have filled the cache, which takes more puts than a leaf does.
+const PUTS_PER_ROUND: u32 = 300;
+const PUT_ROUNDS_MAX: u64 = 8;
 
 fn cache_for(op: Operation) -> usize {
     match op {
@@ -680,7 +686,8 @@ fn run_case(
                         .unwrap();
                 }
                 rules = arm(&injector, block, fault, dir, &ranges, &base.layout);
-                let (result, ex) = run_operation(&runtime, &engine, &injector, &base.layout, op, expect.clone());
+                let (result, ex) =
+                    run_operation(&runtime, &engine, &injector, &base.layout, op, expect.clone(), rules.clone());
                 expect = ex;
                 fired = fired_count(&rules);
                 injector.clear();
@@ -766,6 +773,7 @@ fn run_operation(
     layout: &Layout,
     op: Operation,
     expect: Expect,
+    rules: Vec<keel_drivers::test_devices::RuleId>,
 ) -> (Result<(), String>, Expect) {
     let e = engine.clone();
     // Checkpoints: the first write to the data region (the checkpoint's
@@ -797,7 +805,16 @@ fn run_operation(
                     Ok(_) => Err("WRONG scan".to_owned()),
                     Err(err) => Err(err.to_string()),
                 },
-                Operation::Put => put_op(&e, &mut ex, 300, 2, true).await.map_err(|err| err.to_string()),
+                Operation::Put => {
+                    let mut result = Ok(());
+                    for round in 0..PUT_ROUNDS_MAX {
+                        result = put_op(&e, &mut ex, PUTS_PER_ROUND, 2 + round, true).await;
+                        if result.is_err() || rules.iter().any(|&r| injector.fired(r) > 0) {
+                            break;
+                        }
+                    }
+                    result.map_err(|err| err.to_string())
+                }
                 Operation::Checkpoint => {
                     // Writers go on while the checkpoint runs: their records
                     // come after its frozen LSN and the journal must keep them.

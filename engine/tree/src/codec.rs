@@ -91,6 +91,11 @@ impl<'a> Reader<'a> {
         self.pos == self.buf.len()
     }
 
+    /// The bytes read since position `start`.
+    pub fn since(&self, start: usize) -> &'a [u8] {
+        &self.buf[start.min(self.pos)..self.pos]
+    }
+
     pub fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], Malformed> {
         if n > self.remaining() {
             return Err(Malformed(what));

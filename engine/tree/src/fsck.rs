@@ -260,7 +260,7 @@ impl Tree {
                 for (i, child) in n.children.iter().enumerate() {
                     let b = &n.buffers[i];
                     report.buffered_messages += (b.point_count() + b.tombstones().len()) as u64;
-                    if b.points().keys().any(|k| !in_range(k)) {
+                    if b.keys().any(|k| !in_range(k)) {
                         report.problem(format!("internal node {} buffers a key outside its range", p.id.0));
                     }
                     stack.push(Pending {

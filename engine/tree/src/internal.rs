@@ -4,16 +4,18 @@
 //! node's own bounds at the ends). Children are named by node id, never by
 //! address, so writing a child to a new place does not touch its parent.
 
-use crate::buffer::{Base, ChildBuffer, Pending, BUFFER_HEADER_BYTES};
-use crate::codec::{put_bytes16, put_bytes32, put_u32, put_u64, put_u8, Malformed, Reader};
-use crate::limits::{KEY_BYTES_MAX, MERGES_PER_ENTRY_MAX, RANGE_END_BYTES_MAX, VALUE_BYTES_MAX};
-use crate::message::{ExtentRef, MergeOp, Value};
+use crate::buffer::{ChildBuffer, Pending, BUFFER_HEADER_BYTES};
+use crate::codec::{put_bytes16, put_u64, Malformed, Reader};
+use crate::limits::KEY_BYTES_MAX;
+use crate::message::ExtentRef;
 
 /// A node's name in the indirection table. 0 is never a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(pub u64);
 
-const CHILD_MEM_OVERHEAD: usize = 96;
+/// Per child beyond its pivot's and buffer's bytes: the id, the buffer's
+/// and the pivot's headers, and three allocations' bookkeeping.
+const CHILD_MEM_OVERHEAD: usize = 160;
 const INTERNAL_MEM_OVERHEAD: usize = 128;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,8 +76,8 @@ impl Internal {
         best
     }
 
-    pub fn insert_point(&mut self, key: Vec<u8>, pending: Pending, inline_max: usize, garbage: &mut Vec<ExtentRef>) {
-        let i = self.child_index(&key);
+    pub fn insert_point(&mut self, key: &[u8], pending: Pending, inline_max: usize, garbage: &mut Vec<ExtentRef>) {
+        let i = self.child_index(key);
         self.buffers[i].insert_point(key, pending, inline_max, garbage);
     }
 
@@ -103,18 +105,18 @@ impl Internal {
 
     /// Takes in a buffer flushed from the parent (newer than everything here).
     pub fn absorb(&mut self, incoming: ChildBuffer, inline_max: usize, garbage: &mut Vec<ExtentRef>) {
-        let (points, tombstones) = incoming.into_parts();
-        for (s, e) in &tombstones {
+        for (s, e) in incoming.tombstones() {
             self.insert_tombstone(s, e, garbage);
         }
         // The points come in key order: walk the children along with them
         // instead of searching the pivots for each key.
         let mut i = 0;
-        for (key, pending) in points {
-            while i < self.pivots.len() && self.pivots[i].as_slice() <= key.as_slice() {
+        for p in 0..incoming.point_count() {
+            let (key, raw, pending) = incoming.point(p);
+            while i < self.pivots.len() && self.pivots[i].as_slice() <= key {
                 i += 1;
             }
-            self.buffers[i].insert_point(key, pending, inline_max, garbage);
+            self.buffers[i].insert_encoded(key, raw, pending, inline_max, garbage);
         }
     }
 
@@ -182,16 +184,7 @@ impl Internal {
             put_bytes16(out, p);
         }
         for b in &self.buffers {
-            put_u32(out, b.point_count() as u32);
-            put_u32(out, b.tombstones().len() as u32);
-            for (key, p) in b.points() {
-                put_bytes16(out, key);
-                encode_pending(out, p);
-            }
-            for (s, e) in b.tombstones() {
-                put_bytes16(out, s);
-                put_bytes16(out, e);
-            }
+            b.encode(out);
         }
     }
 
@@ -219,7 +212,7 @@ impl Internal {
         }
         let mut node = Internal { height, pivots, children, buffers: Vec::with_capacity(child_count) };
         for i in 0..child_count {
-            let buffer = decode_buffer(&mut r, node.child_low(i), node.child_high(i))?;
+            let buffer = ChildBuffer::decode(&mut r, node.child_low(i), node.child_high(i))?;
             node.buffers.push(buffer);
         }
         if !r.is_empty() {
@@ -229,89 +222,10 @@ impl Internal {
     }
 }
 
-const BASE_BELOW: u8 = 0;
-const BASE_PUT_INLINE: u8 = 1;
-const BASE_PUT_EXTENT: u8 = 2;
-const BASE_DELETE: u8 = 3;
-
-fn encode_pending(out: &mut Vec<u8>, p: &Pending) {
-    match &p.base {
-        Base::Below => put_u8(out, BASE_BELOW),
-        Base::Put(Value::Inline(v)) => {
-            put_u8(out, BASE_PUT_INLINE);
-            put_bytes32(out, v);
-        }
-        Base::Put(Value::Extent(e)) => {
-            put_u8(out, BASE_PUT_EXTENT);
-            e.encode(out);
-        }
-        Base::Delete => put_u8(out, BASE_DELETE),
-    }
-    put_u32(out, p.merges.len() as u32);
-    for m in &p.merges {
-        m.encode(out);
-    }
-}
-
-fn decode_pending(r: &mut Reader<'_>) -> Result<Pending, Malformed> {
-    let base = match r.u8("pending base")? {
-        BASE_BELOW => Base::Below,
-        BASE_PUT_INLINE => Base::Put(Value::Inline(r.bytes32(VALUE_BYTES_MAX, "pending value")?.to_vec())),
-        BASE_PUT_EXTENT => Base::Put(Value::Extent(ExtentRef::decode(r)?)),
-        BASE_DELETE => Base::Delete,
-        _ => return Err(Malformed("pending base")),
-    };
-    let count = r.u32("pending merge count")? as usize;
-    if count > MERGES_PER_ENTRY_MAX || (count == 0 && base == Base::Below) {
-        return Err(Malformed("pending merge count"));
-    }
-    let mut merges = Vec::with_capacity(count.min(64));
-    for _ in 0..count {
-        merges.push(MergeOp::decode(r)?);
-    }
-    Ok(Pending { base, merges })
-}
-
-fn decode_buffer(r: &mut Reader<'_>, low: Option<&[u8]>, high: Option<&[u8]>) -> Result<ChildBuffer, Malformed> {
-    let in_range = |k: &[u8]| low.is_none_or(|l| l <= k) && high.is_none_or(|h| k < h);
-    let points_n = r.u32("buffer point count")? as usize;
-    let tombs_n = r.u32("buffer tombstone count")? as usize;
-    if points_n > r.remaining() || tombs_n > r.remaining() {
-        return Err(Malformed("buffer counts"));
-    }
-    let mut points = std::collections::BTreeMap::new();
-    let mut last: Option<Vec<u8>> = None;
-    for _ in 0..points_n {
-        let key = r.bytes16(KEY_BYTES_MAX, "buffered key")?.to_vec();
-        if !in_range(&key) || last.as_ref().is_some_and(|l| l >= &key) {
-            return Err(Malformed("buffered key order"));
-        }
-        let p = decode_pending(r)?;
-        last = Some(key.clone());
-        points.insert(key, p);
-    }
-    let mut tombstones: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(tombs_n);
-    for _ in 0..tombs_n {
-        let s = r.bytes16(KEY_BYTES_MAX, "tombstone start")?.to_vec();
-        let e = r.bytes16(RANGE_END_BYTES_MAX, "tombstone end")?.to_vec();
-        let ordered = tombstones.last().is_none_or(|(_, pe)| pe.as_slice() < s.as_slice());
-        if s >= e || !ordered || !in_range(&s) || high.is_some_and(|h| e.as_slice() > h) {
-            return Err(Malformed("tombstone range"));
-        }
-        tombstones.push((s, e));
-    }
-    let buffer = ChildBuffer::from_parts(points, tombstones);
-    let below_covered = buffer.points().iter().any(|(k, p)| p.base == Base::Below && buffer.covers(k));
-    if below_covered {
-        return Err(Malformed("buffered merge under a tombstone"));
-    }
-    Ok(buffer)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::Message;
+    use crate::message::{MergeOp, Message, Value};
 
     fn node3() -> Internal {
         let mut n = Internal::with_child(1, NodeId(1));
@@ -340,7 +254,7 @@ mod tests {
             (b"h", Message::Merge(MergeOp::AddI64(4))),
             (b"z", Message::Delete),
         ] {
-            n.insert_point(k.to_vec(), Pending::from_message(m), 16, &mut g);
+            n.insert_point(k, Pending::from_message(m), 16, &mut g);
         }
         n.insert_tombstone(b"q", b"s", &mut g);
         let mut out = Vec::new();
@@ -359,8 +273,8 @@ mod tests {
     fn joining_children_joins_their_buffers() {
         let mut n = node3();
         let mut g = Vec::new();
-        n.insert_point(b"b".to_vec(), Pending::from_message(Message::Delete), 16, &mut g);
-        n.insert_point(b"k".to_vec(), Pending::from_message(Message::Delete), 16, &mut g);
+        n.insert_point(b"b", Pending::from_message(Message::Delete), 16, &mut g);
+        n.insert_point(b"k", Pending::from_message(Message::Delete), 16, &mut g);
         assert_eq!(n.join_children(0), NodeId(2));
         assert_eq!(n.children, vec![NodeId(1), NodeId(3)]);
         assert_eq!(n.buffers[0].point_count(), 2);

@@ -10,7 +10,7 @@
 //! bytes), then, when flag bit 1 is set, `[count: u32]` merges waiting for
 //! their out-of-line base to be read.
 
-use crate::buffer::{Base, ChildBuffer, Pending};
+use crate::buffer::{Base, BaseRef, ChildBuffer, PendingRef};
 use crate::codec::{put_bytes16, put_bytes32, put_u32, put_u8, Malformed, Reader};
 use crate::heads::KeyHeads;
 use crate::limits::{KEY_BYTES_MAX, MERGES_PER_ENTRY_MAX, VALUE_BYTES_MAX};
@@ -216,19 +216,19 @@ impl Leaf {
     /// Applies a flushed buffer (every message newer than every entry):
     /// tombstones first, then points. Dropped extents go to `garbage`.
     pub fn apply(&self, buffer: ChildBuffer, inline_max: usize, garbage: &mut Vec<ExtentRef>) -> Applied {
-        let (points, tombstones) = buffer.into_parts();
-        let mut out = LeafBuilder::with_capacity(self.data.len() + points.len() * 64);
-        let mut points = points.into_iter().peekable();
+        let tombstones = buffer.tombstones();
+        let mut out = LeafBuilder::with_capacity(self.data.len() + buffer.encoded_bytes() + buffer.point_count() * 4);
+        let mut points = buffer.iter().peekable();
         let mut t = 0usize;
         let mut needs_materialize = false;
         for i in 0..self.len() {
             let key = self.key(i);
             while let Some((pk, _)) = points.peek() {
-                if pk.as_slice() >= key {
+                if *pk >= key {
                     break;
                 }
                 let (pk, p) = points.next().expect("peeked");
-                needs_materialize |= out.push_combined(&pk, None, p, inline_max, garbage);
+                needs_materialize |= out.push_combined(pk, None, p, inline_max, garbage);
             }
             while t < tombstones.len() && tombstones[t].1.as_slice() <= key {
                 t += 1;
@@ -244,9 +244,9 @@ impl Leaf {
                 Some(entry)
             };
             match points.peek() {
-                Some((pk, _)) if pk.as_slice() == key => {
+                Some((pk, _)) if *pk == key => {
                     let (pk, p) = points.next().expect("peeked");
-                    needs_materialize |= out.push_combined(&pk, old, p, inline_max, garbage);
+                    needs_materialize |= out.push_combined(pk, old, p, inline_max, garbage);
                 }
                 _ => {
                     if old.is_some() {
@@ -257,7 +257,7 @@ impl Leaf {
             }
         }
         for (pk, p) in points {
-            needs_materialize |= out.push_combined(&pk, None, p, inline_max, garbage);
+            needs_materialize |= out.push_combined(pk, None, p, inline_max, garbage);
         }
         Applied { leaf: out.finish(), needs_materialize }
     }
@@ -357,7 +357,7 @@ impl LeafBuilder {
         &mut self,
         key: &[u8],
         old: Option<Entry<'_>>,
-        pending: Pending,
+        pending: PendingRef<'_>,
         inline_max: usize,
         garbage: &mut Vec<ExtentRef>,
     ) -> bool {
@@ -366,6 +366,14 @@ impl LeafBuilder {
                 garbage.push(*e);
             }
         };
+        // The common case, a plain put, is copied from the buffer as it is.
+        if let (BaseRef::Put(value), false) = (pending.base, pending.has_merges()) {
+            drop_old(garbage, &old);
+            self.offsets.push(self.data.len() as u32);
+            encode_entry(&mut self.data, key, value, &[]);
+            return matches!(value, ValueRef::Inline(v) if v.len() > inline_max);
+        }
+        let pending = pending.to_owned();
         let result: Option<(Value, Vec<MergeOp>)> = match pending.base {
             Base::Put(v) => {
                 drop_old(garbage, &old);
@@ -441,7 +449,7 @@ mod tests {
             b.insert_tombstone(s, e, &mut g);
         }
         for (k, m) in msgs {
-            b.insert_point(k.to_vec(), Pending::from_message(m.clone()), 64, &mut g);
+            b.insert_point(k, crate::buffer::Pending::from_message(m.clone()), 64, &mut g);
         }
         b
     }

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use crate::buffer::{Base, ChildBuffer};
+use crate::buffer::{BaseRef, ChildBuffer};
 use crate::internal::NodeId;
 use crate::leaf::Leaf;
 use crate::merge::apply_all;
@@ -54,13 +54,13 @@ pub(crate) fn lookup(st: &mut State, key: &[u8]) -> Step<Found> {
                 let i = n.child_index(key);
                 let b = &n.buffers[i];
                 if let Some(p) = b.get(key) {
-                    if !p.merges.is_empty() {
-                        levels.push(p.merges.clone());
+                    if p.has_merges() {
+                        levels.push(p.merges());
                     }
-                    match &p.base {
-                        Base::Put(v) => return Step::Done(resolve(Some(v.clone()), levels)),
-                        Base::Delete => return Step::Done(resolve(None, levels)),
-                        Base::Below => {}
+                    match p.base {
+                        BaseRef::Put(v) => return Step::Done(resolve(Some(v.to_value()), levels)),
+                        BaseRef::Delete => return Step::Done(resolve(None, levels)),
+                        BaseRef::Below => {}
                     }
                 } else if b.covers(key) {
                     return Step::Done(resolve(None, levels));
@@ -173,16 +173,15 @@ fn apply_buffer(acc: &mut Acc, b: &ChildBuffer, cursor: &[u8], stop: Option<&[u8
             acc.remove(&k);
         }
     }
-    let upper = stop.map_or(Bound::Unbounded, Bound::Excluded);
-    for (k, p) in b.points().range::<[u8], _>((Bound::Included(cursor), upper)) {
-        match &p.base {
-            Base::Put(v) => {
-                acc.insert(k.clone(), (Some(v.clone()), p.merges.clone()));
+    for (k, p) in b.range(cursor, stop) {
+        match p.base {
+            BaseRef::Put(v) => {
+                acc.insert(k.to_vec(), (Some(v.to_value()), p.merges()));
             }
-            Base::Delete => {
-                acc.insert(k.clone(), (None, p.merges.clone()));
+            BaseRef::Delete => {
+                acc.insert(k.to_vec(), (None, p.merges()));
             }
-            Base::Below => acc.entry(k.clone()).or_insert((None, Vec::new())).1.extend(p.merges.iter().cloned()),
+            BaseRef::Below => acc.entry(k.to_vec()).or_insert((None, Vec::new())).1.extend(p.merges()),
         }
     }
 }

@@ -295,7 +295,7 @@ impl Tree {
         let root = st.root;
         let mut garbage = Vec::new();
         let Node::Internal(n) = st.node_mut(root) else { unreachable!("the root is internal") };
-        n.insert_point(key.to_vec(), Pending::from_message(message), inline_max, &mut garbage);
+        n.insert_point(key, Pending::from_message(message), inline_max, &mut garbage);
         st.changed(root, garbage);
         st.lsn_applied = st.lsn_applied.max(lsn);
         st.counters.applied += 1;
