@@ -28,9 +28,16 @@ impl Default for EngineConfig {
             limits: Limits::default(),
             tree: TreeConfig::default(),
             // Half a megabyte per record: a transaction's large values go out
-            // of line, and a record must fit a batch on devices whose largest
-            // transfer is 1 MiB.
-            journal: JournalConfig { record_payload_bytes_max: 512 << 10, ..JournalConfig::default() },
+            // of line. Batches of 2 MiB (not the journal's default 8 MiB):
+            // the journal keeps `writes_in_flight_max + pieces per batch + 1`
+            // DMA buffers for good, and with 8 MiB batches that is 18 MiB of
+            // a pool that may be as small as 32 MiB (`dma.pool_size`), which
+            // checkpoint and eviction writes need too.
+            journal: JournalConfig {
+                record_payload_bytes_max: 512 << 10,
+                batch_bytes_max: 2 << 20,
+                ..JournalConfig::default()
+            },
             checkpoint_interval: Duration::from_secs(30),
             // Every checkpoint rewrites each dirty internal node whole: at 25%
             // of the ring they were 16% of the device bytes of a random fill

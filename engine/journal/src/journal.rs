@@ -62,15 +62,15 @@ impl Journal {
         for _ in 0..limits.batch_buffers {
             // Fail rather than wait: at open nothing else will return buffers,
             // so a pool too small for the journal would wait forever.
-            let mut buf = pool.try_alloc(limits.batch_bytes).map_err(|e| {
+            let mut buf = pool.try_alloc(limits.piece_bytes).map_err(|e| {
                 JournalError::Config(format!(
                     "the DMA pool ({} bytes) cannot hold the journal's {} batch buffers of {} bytes ({e}); raise dma.pool_size",
                     pool.size_bytes(),
                     limits.batch_buffers,
-                    limits.batch_bytes
+                    limits.piece_bytes
                 ))
             })?;
-            buf.set_len(limits.batch_bytes);
+            buf.set_len(limits.piece_bytes);
             free_bufs.push(buf);
         }
         let mut state = State {
@@ -87,6 +87,7 @@ impl Journal {
             batches: Default::default(),
             writes_in_flight: 0,
             writes_pending: 0,
+            batches_unsent: 0,
             written_seq: 0,
             lsn_written: position.next_lsn - 1,
             lsn_durable: position.next_lsn - 1,
@@ -106,6 +107,7 @@ impl Journal {
         tracing::info!(
             ring_bytes = limits.ring_bytes,
             batch_bytes = limits.batch_bytes,
+            piece_bytes = limits.piece_bytes,
             durability = ?limits.durable,
             next_lsn = position.next_lsn,
             epoch = identity.epoch,
@@ -271,10 +273,10 @@ impl Journal {
         }
     }
 
-    /// Stamps a sealed batch and queues its write.
+    /// Stamps a piece of a sealed batch and queues its write.
     fn start_write(&self, job: WriteJob) -> io::IoFuture {
-        let WriteJob { seq: _, lba, mut buf, fua, records_end, pad_at, lsn_durable_hint } = job;
-        stamp(&mut buf, records_end, pad_at, self.inner.seed, lsn_durable_hint);
+        let WriteJob { seq: _, lba, mut buf, fua, headers, pad_at, lsn_durable_hint } = job;
+        stamp(&mut buf, headers, pad_at, self.inner.seed, lsn_durable_hint);
         io::start(self.inner.region.device, Op::Write { lba, buf, fua })
     }
 

@@ -9,7 +9,7 @@ use std::task::Waker;
 
 use keel_drivers::{DmaBuf, IoError};
 
-use crate::batch::{close, OpenBatch};
+use crate::batch::{close, OpenBatch, PieceHeaders};
 use crate::config::{Durable, Limits};
 use crate::error::JournalError;
 use crate::format::PAGE_BYTES;
@@ -18,10 +18,11 @@ use crate::Lsn;
 /// Where a sealed batch is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BatchState {
-    /// Sealed, waiting for a write slot.
+    /// Sealed, no piece written yet: waiting for a write slot.
     Pending,
+    /// Some pieces sent (others may still wait for a slot).
     InFlight,
-    /// The write completed (durable only per `lsn_durable`).
+    /// Every piece's write completed (durable only per `lsn_durable`).
     Written,
 }
 
@@ -35,17 +36,22 @@ pub(crate) struct SealedBatch {
     /// One past the last LSN in the batch (== `first_lsn` for a pad-only batch).
     pub next_lsn: Lsn,
     pub state: BatchState,
-    pub job: Option<WriteJob>,
+    /// Piece writes not yet sent, in order.
+    pub unsent: VecDeque<WriteJob>,
+    /// Piece writes sent and not yet completed.
+    pub pieces_in_flight: usize,
 }
 
-/// A batch write for the caller to perform.
+/// One piece of a batch to write, for the caller to perform.
 #[derive(Debug)]
 pub(crate) struct WriteJob {
     pub seq: u64,
     pub lba: u64,
     pub buf: DmaBuf,
     pub fua: bool,
-    pub records_end: usize,
+    /// Where its record headers are, for stamping.
+    pub headers: PieceHeaders,
+    /// The batch's closing pad, when it is in this piece (piece offset).
     pub pad_at: Option<usize>,
     pub lsn_durable_hint: Lsn,
 }
@@ -74,6 +80,8 @@ pub struct JournalStats {
     /// Pad-only batches written to vouch for the last durable batch.
     pub vouches: u64,
     pub batch_bytes_written: u64,
+    /// Device writes: a batch of several pieces is several writes.
+    pub writes: u64,
     pub flushes: u64,
     pub reserve_waits: u64,
 }
@@ -92,8 +100,12 @@ pub(crate) struct State {
     pub next_seq: u64,
     pub free_bufs: Vec<DmaBuf>,
     pub batches: VecDeque<SealedBatch>,
+    /// Piece writes sent and not completed, over all batches.
     pub writes_in_flight: usize,
+    /// Piece writes sealed and not yet sent, over all batches.
     pub writes_pending: usize,
+    /// Batches (the last ones) with piece writes not yet sent.
+    pub batches_unsent: usize,
     /// The first batch whose write has not completed in order.
     pub written_seq: u64,
     pub lsn_written: Lsn,
@@ -164,6 +176,16 @@ impl State {
         let batch = self.open.as_mut().expect("checked above");
         let wanted = batch.used_bytes + batch.claimed_bytes + claim;
         if wanted <= capacity {
+            // Pieces to hold it; when none is free, wait for a write to
+            // return one (one is in flight: the open batch never holds all
+            // the buffers, see `Limits::batch_buffers`).
+            while batch.held_bytes() < wanted {
+                let Some(buf) = self.free_bufs.pop() else {
+                    self.stats.reserve_waits += 1;
+                    return Ok(false);
+                };
+                batch.add_piece(buf);
+            }
             batch.claimed_bytes += claim;
             return Ok(true);
         }
@@ -276,9 +298,11 @@ impl State {
             return;
         }
         let Some(buf) = self.free_bufs.pop() else { return };
-        self.open = Some(OpenBatch {
+        let mut batch = OpenBatch {
             seq: self.next_seq,
-            buf,
+            pieces: Vec::new(),
+            piece_bytes: self.limits.piece_bytes,
+            first_header_at: Vec::new(),
             start: self.next_batch_offset,
             used_bytes: 0,
             claimed_bytes: 0,
@@ -287,7 +311,9 @@ impl State {
             delay_expired: false,
             skip_to_ring_end: false,
             vouch: false,
-        });
+        };
+        batch.add_piece(buf);
+        self.open = Some(batch);
         self.next_seq += 1;
         self.wake_space_waiters();
     }
@@ -325,19 +351,11 @@ impl State {
         // The pages written must not hold unreclaimed records.
         assert!(batch.start + shape.write_bytes as u64 <= self.space_floor() + ring);
         assert!(batch.start % ring + shape.write_bytes as u64 <= ring, "a batch never straddles the ring's end");
-        let mut buf = batch.buf;
-        buf.set_len(shape.write_bytes);
-        let byte = self.first_byte + batch.start % ring;
-        let job = WriteJob {
-            seq: batch.seq,
-            lba: byte / self.limits.block_bytes,
-            buf,
-            fua: self.limits.durable == Durable::Fua,
-            records_end: batch.used_bytes,
-            pad_at: shape.pad_at,
-            lsn_durable_hint: self.lsn_durable,
-        };
+        let unsent = self.piece_jobs(&mut batch, shape.write_bytes, shape.pad_at);
         self.hint_sealed = self.hint_sealed.max(self.lsn_durable);
+        self.writes_pending += unsent.len();
+        self.stats.writes += unsent.len() as u64;
+        self.batches_unsent += 1;
         self.batches.push_back(SealedBatch {
             seq: batch.seq,
             start: batch.start,
@@ -345,12 +363,40 @@ impl State {
             first_lsn: batch.first_lsn,
             next_lsn: self.next_lsn,
             state: BatchState::Pending,
-            job: Some(job),
+            unsent,
+            pieces_in_flight: 0,
         });
-        self.writes_pending += 1;
         self.next_batch_offset = shape.end;
         self.stats.batches += 1;
         self.stats.batch_bytes_written += shape.write_bytes as u64;
+    }
+
+    /// One write per piece the sealed batch's `write_bytes` cover; the
+    /// pieces past them go back to the free list.
+    fn piece_jobs(&mut self, batch: &mut OpenBatch, write_bytes: usize, pad_at: Option<usize>) -> VecDeque<WriteJob> {
+        let piece_bytes = batch.piece_bytes;
+        let ring = self.limits.ring_bytes;
+        let pieces_written = write_bytes.div_ceil(piece_bytes);
+        self.free_bufs.extend(batch.pieces.drain(pieces_written..));
+        let mut jobs = VecDeque::with_capacity(pieces_written);
+        for (i, mut buf) in batch.pieces.drain(..).enumerate() {
+            let from = i * piece_bytes;
+            buf.set_len(piece_bytes.min(write_bytes - from));
+            let byte = self.first_byte + batch.start % ring + from as u64;
+            jobs.push_back(WriteJob {
+                seq: batch.seq,
+                lba: byte / self.limits.block_bytes,
+                fua: self.limits.durable == Durable::Fua,
+                headers: PieceHeaders {
+                    first_at: batch.first_header_at[i],
+                    records_end: batch.used_bytes.saturating_sub(from),
+                },
+                pad_at: pad_at.filter(|&pad| pad / piece_bytes == i).map(|pad| pad - from),
+                lsn_durable_hint: self.lsn_durable,
+                buf,
+            });
+        }
+        jobs
     }
 
     fn submit_pending(&mut self, actions: &mut Vec<Action>) -> bool {
@@ -359,11 +405,16 @@ impl State {
             && self.writes_pending > 0
             && self.writes_in_flight < self.limits.writes_in_flight_max
         {
-            let index = self.batches.len() - self.writes_pending;
+            let index = self.batches.len() - self.batches_unsent;
             let batch = &mut self.batches[index];
-            assert_eq!(batch.state, BatchState::Pending);
+            assert_ne!(batch.state, BatchState::Written);
             batch.state = BatchState::InFlight;
-            actions.push(Action::Write(batch.job.take().expect("a pending batch has its write")));
+            let job = batch.unsent.pop_front().expect("an unsent batch has a piece to send");
+            batch.pieces_in_flight += 1;
+            if batch.unsent.is_empty() {
+                self.batches_unsent -= 1;
+            }
+            actions.push(Action::Write(job));
             self.writes_pending -= 1;
             self.writes_in_flight += 1;
             submitted = true;
@@ -398,18 +449,26 @@ impl State {
         (index < self.batches.len()).then_some(index)
     }
 
-    /// A batch write completed; its buffer comes back.
+    /// A piece write of batch `seq` completed; its buffer comes back.
     pub fn write_done(&mut self, seq: u64, mut buf: DmaBuf, result: Result<(), IoError>) {
         self.writes_in_flight -= 1;
-        buf.set_len(self.limits.batch_bytes);
+        buf.set_len(self.limits.piece_bytes);
         self.free_bufs.push(buf);
         if let Err(e) = result {
             self.fail(e);
             return;
         }
         let index = self.batch_index(seq).expect("an in-flight batch is never reclaimed");
-        assert_eq!(self.batches[index].state, BatchState::InFlight);
-        self.batches[index].state = BatchState::Written;
+        let batch = &mut self.batches[index];
+        assert_eq!(batch.state, BatchState::InFlight);
+        batch.pieces_in_flight -= 1;
+        if batch.pieces_in_flight > 0 || !batch.unsent.is_empty() {
+            // The batch's other pieces are still to come; their buffer and
+            // slot are free for others meanwhile.
+            self.wake_space_waiters();
+            return;
+        }
+        batch.state = BatchState::Written;
         while let Some(index) = self.batch_index(self.written_seq) {
             let batch = &self.batches[index];
             if batch.state != BatchState::Written {

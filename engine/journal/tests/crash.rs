@@ -41,15 +41,26 @@ struct Workload {
     seed: u64,
     /// Held-back flush completions (0: none), so that flushes overlap.
     flush_delay_us: u64,
+    /// The device's largest transfer: the journal's batch piece size.
+    transfer_bytes: u32,
 }
+
+/// The memory device's default largest transfer (pieces hold a whole batch).
+const WHOLE_BATCH: u32 = 1 << 20;
 
 fn crash_config(durability: DurabilityMode) -> JournalConfig {
     JournalConfig { durability, batch_delay_us: 100, ..small_config() }
 }
 
-fn recorder(seed: u64, flush_delay_us: u64) -> Arc<CrashRecorder> {
+fn recorder(w: &Workload) -> Arc<CrashRecorder> {
+    let (seed, flush_delay_us) = (w.seed, w.flush_delay_us);
     let pool = Arc::new(DmaPool::for_tests(8 << 20));
-    let config = MemoryDeviceConfig { capacity_bytes: 1 << 20, reorder_seed: Some(seed), ..Default::default() };
+    let config = MemoryDeviceConfig {
+        capacity_bytes: 1 << 20,
+        reorder_seed: Some(seed),
+        max_transfer_bytes: w.transfer_bytes,
+        ..Default::default()
+    };
     let inner = Arc::new(MemoryDevice::with_store(&config, pool, Arc::new(MemoryStore::new())));
     if flush_delay_us == 0 {
         return Arc::new(CrashRecorder::over_memory(inner));
@@ -129,7 +140,7 @@ async fn run_committers(
 
 /// Runs `w` on one reactor.
 fn record_one_reactor(w: &Workload) -> (CrashLog, BTreeMap<Lsn, Vec<u8>>) {
-    let rec = recorder(w.seed, w.flush_delay_us);
+    let rec = recorder(w);
     let committed: Committed = Arc::default();
     let config = crash_config(w.durability);
     let (marker, c) = (rec.marker(), committed.clone());
@@ -148,7 +159,7 @@ fn record_one_reactor(w: &Workload) -> (CrashLog, BTreeMap<Lsn, Vec<u8>>) {
 
 /// Runs `w` on each of two reactors at once, sharing one journal.
 fn record_two_reactors(w: &Workload) -> (CrashLog, BTreeMap<Lsn, Vec<u8>>) {
-    let rec = recorder(w.seed, w.flush_delay_us);
+    let rec = recorder(w);
     let committed: Committed = Arc::default();
     let config = crash_config(w.durability);
     let device: Arc<dyn BlockDevice> = rec.clone();
@@ -274,6 +285,7 @@ fn one_reactor_write_then_flush_recovers_a_prefix_with_every_acknowledged_transa
         durability: DurabilityMode::WriteThenFlush,
         seed: 11,
         flush_delay_us: 0,
+        transfer_bytes: WHOLE_BATCH,
     };
     let (log, committed) = record_one_reactor(&w);
     let checked = check_crash_states(&log, &committed, &w, 40);
@@ -289,6 +301,7 @@ fn two_reactors_write_then_flush_recover_a_prefix_with_every_acknowledged_transa
         durability: DurabilityMode::WriteThenFlush,
         seed: 23,
         flush_delay_us: 0,
+        transfer_bytes: WHOLE_BATCH,
     };
     let (log, committed) = record_two_reactors(&w);
     let checked = check_crash_states(&log, &committed, &w, 40);
@@ -298,7 +311,14 @@ fn two_reactors_write_then_flush_recover_a_prefix_with_every_acknowledged_transa
 
 #[test]
 fn fua_writes_recover_a_prefix_with_every_acknowledged_transaction() {
-    let w = Workload { tasks: 9, txns_per_task: 30, durability: DurabilityMode::Fua, seed: 37, flush_delay_us: 0 };
+    let w = Workload {
+        tasks: 9,
+        txns_per_task: 30,
+        durability: DurabilityMode::Fua,
+        seed: 37,
+        flush_delay_us: 0,
+        transfer_bytes: WHOLE_BATCH,
+    };
     let (log, committed) = record_one_reactor(&w);
     let checked = check_crash_states(&log, &committed, &w, 40);
     report("one reactor, FUA", &log, committed.len(), checked);
@@ -316,6 +336,7 @@ fn overlapping_flushes_recover_a_prefix_with_every_acknowledged_transaction() {
         durability: DurabilityMode::WriteThenFlush,
         seed: 41,
         flush_delay_us: 300,
+        transfer_bytes: WHOLE_BATCH,
     };
     let (log, committed) = record_one_reactor(&w);
     let overlapping =
@@ -323,4 +344,20 @@ fn overlapping_flushes_recover_a_prefix_with_every_acknowledged_transaction() {
     let checked = check_crash_states(&log, &committed, &w, 40);
     report("one reactor, write+flush, overlapping flushes", &log, committed.len(), checked);
     assert!(overlapping > 0 && checked >= 3000, "{overlapping} overlapping flushes, {checked} states");
+}
+
+#[test]
+fn batches_in_pieces_recover_a_prefix_with_every_acknowledged_transaction() {
+    // Pieces of one page: a batch is several device writes that complete in
+    // any order, and a crash may keep any subset of them (records cross the
+    // pieces' boundaries).
+    for (durability, seed, name) in
+        [(DurabilityMode::WriteThenFlush, 53, "write+flush"), (DurabilityMode::Fua, 59, "FUA")]
+    {
+        let w = Workload { tasks: 9, txns_per_task: 30, durability, seed, flush_delay_us: 0, transfer_bytes: 4096 };
+        let (log, committed) = record_one_reactor(&w);
+        let checked = check_crash_states(&log, &committed, &w, 20);
+        report(&format!("one reactor, {name}, batches in one-page pieces"), &log, committed.len(), checked);
+        assert!(checked >= 1500, "{checked} states");
+    }
 }

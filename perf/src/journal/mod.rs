@@ -7,9 +7,9 @@
 //! of one durable write without group commit). Large records: tasks stream
 //! records of `large_record_bytes` and wait for durability every
 //! `large_wait_every` records (counting only records known durable); the peers
-//! are fio's sequential O_DIRECT io_uring writes of the journal's batch size
-//! at its writes in flight, once plain (not durable) and once as durable as
-//! the journal's batches (`peer.rs`). A background task plays the checkpoint:
+//! are fio's sequential O_DIRECT io_uring writes of the journal's device write
+//! size (one batch piece, 2 MiB) at its writes in flight, once plain (not
+//! durable) and once as durable as the journal's batches (`peer.rs`). A background task plays the checkpoint:
 //! it advances the head to the durable LSN every millisecond, so the ring
 //! never fills.
 
@@ -68,9 +68,14 @@ pub struct JournalArgs {
     /// auto, fua or flush (write, then fdatasync).
     #[arg(long, default_value = "auto")]
     pub durability: String,
-    /// Batch writes in flight at once (the journal's `writes_in_flight_max`).
+    /// Device writes (batch pieces) in flight at once (the journal's
+    /// `writes_in_flight_max`; fio's `--iodepth`).
     #[arg(long, default_value_t = 4)]
     pub writes_in_flight: usize,
+    /// The journal's `batch_bytes_max` in KiB. A batch is written in pieces
+    /// of one DMA region (2 MiB, fio's `--bs`); 2048 is one piece per batch.
+    #[arg(long, default_value_t = JournalConfig::default().batch_bytes_max >> 10)]
+    pub batch_kib: usize,
     /// The journal's `batch_delay_us` (0: no delay timer).
     #[arg(long, default_value_t = JournalConfig::default().batch_delay_us)]
     pub batch_delay_us: u64,
@@ -133,8 +138,11 @@ pub fn run(args: &JournalArgs) -> Result<(), String> {
         "durability: {} ; reactors: {} ; idle: {:?} (spin {} us) ; machine: shared 2-core VM",
         args.durability, args.reactors, args.idle, args.spin_us
     );
-    let batch_bytes = JournalConfig::default().batch_bytes_max;
-    let fio = Fio::new(&args.path, args.seconds, batch_bytes, args.writes_in_flight, durable_peer(mode, device.info()));
+    // fio writes blocks of the journal's device write size (one batch piece)
+    // at its device writes in flight: the same writes, full ones.
+    let write_bytes = (device.info().max_transfer_bytes as usize).min(keel_drivers::dma::REGION_BYTES);
+    println!("journal: batches up to {} KiB, written in pieces of {} KiB", args.batch_kib, write_bytes >> 10);
+    let fio = Fio::new(&args.path, args.seconds, write_bytes, args.writes_in_flight, durable_peer(mode, device.info()));
     if !args.no_fio {
         println!("fio: {}", Fio::ensure_installed()?);
         for line in fio.describe() {
@@ -234,6 +242,7 @@ fn measure(
     let journal_config = JournalConfig {
         durability: mode,
         writes_in_flight_max: args.writes_in_flight,
+        batch_bytes_max: args.batch_kib << 10,
         batch_delay_us: args.batch_delay_us,
         ..JournalConfig::default()
     };
@@ -287,6 +296,7 @@ fn measure(
         batches: end_stats.batches - start_stats.batches,
         vouches: end_stats.vouches - start_stats.vouches,
         batch_bytes_written: end_stats.batch_bytes_written - start_stats.batch_bytes_written,
+        writes: end_stats.writes - start_stats.writes,
         flushes: end_stats.flushes - start_stats.flushes,
         reserve_waits: end_stats.reserve_waits - start_stats.reserve_waits,
     };

@@ -42,9 +42,9 @@ pub struct SeqWrite {
 pub struct Fio {
     path: PathBuf,
     seconds: f64,
-    /// The journal's batch size: fio's block size.
-    batch_bytes: usize,
-    /// The journal's batch writes in flight: fio's queue depth.
+    /// The journal's device write size (one batch piece): fio's block size.
+    write_bytes: usize,
+    /// The journal's device writes in flight: fio's queue depth.
     writes_in_flight: usize,
     durable: DurablePeer,
 }
@@ -53,11 +53,11 @@ impl Fio {
     pub fn new(
         journal_path: &Path,
         seconds: f64,
-        batch_bytes: usize,
+        write_bytes: usize,
         writes_in_flight: usize,
         durable: DurablePeer,
     ) -> Fio {
-        Fio { path: journal_path.with_extension("fio"), seconds, batch_bytes, writes_in_flight, durable }
+        Fio { path: journal_path.with_extension("fio"), seconds, write_bytes, writes_in_flight, durable }
     }
 
     /// Installs fio when it is missing (saying so).
@@ -91,7 +91,7 @@ impl Fio {
         let mut args = vec![
             "--ioengine=io_uring".into(),
             "--direct=1".into(),
-            format!("--bs={}k", self.batch_bytes >> 10),
+            format!("--bs={}k", self.write_bytes >> 10),
             format!("--iodepth={}", self.writes_in_flight),
         ];
         if durable {

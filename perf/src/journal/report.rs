@@ -28,8 +28,9 @@ pub fn journal_line(name: &str, journal: &[Sample], metric: impl Fn(&Sample) -> 
     let per_batch = mid.records as f64 / mid.batches.max(1) as f64;
     let per_flush = mid.records as f64 / mid.flushes.max(1) as f64;
     let batch_kib = mid.batch_bytes_written as f64 / mid.batches.max(1) as f64 / 1024.0;
+    let write_kib = mid.batch_bytes_written as f64 / mid.writes.max(1) as f64 / 1024.0;
     println!(
-        "journal {name}: median {median:.1} (min {min:.1}, max {max:.1}); records/batch {per_batch:.1}, KiB/batch {batch_kib:.0}, records/flush {per_flush:.1}, reserve waits {}",
+        "journal {name}: median {median:.1} (min {min:.1}, max {max:.1}); records/batch {per_batch:.1}, KiB/batch {batch_kib:.0}, KiB/write {write_kib:.0}, records/flush {per_flush:.1}, reserve waits {}",
         mid.reserve_waits
     );
 }

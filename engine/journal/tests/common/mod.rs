@@ -33,8 +33,19 @@ pub fn small_config() -> JournalConfig {
 }
 
 pub fn memory_device(store: Arc<MemoryStore>, reorder_seed: Option<u64>) -> Arc<dyn BlockDevice> {
+    memory_device_with_transfer(store, reorder_seed, MemoryDeviceConfig::default().max_transfer_bytes)
+}
+
+/// A memory device whose largest transfer is `max_transfer_bytes`: the
+/// journal's batch pieces are that size.
+pub fn memory_device_with_transfer(
+    store: Arc<MemoryStore>,
+    reorder_seed: Option<u64>,
+    max_transfer_bytes: u32,
+) -> Arc<dyn BlockDevice> {
     let pool = Arc::new(DmaPool::for_tests(16 << 20));
-    let config = MemoryDeviceConfig { capacity_bytes: 64 << 20, reorder_seed, ..Default::default() };
+    let config =
+        MemoryDeviceConfig { capacity_bytes: 64 << 20, reorder_seed, max_transfer_bytes, ..Default::default() };
     Arc::new(MemoryDevice::with_store(&config, pool, store))
 }
 
