@@ -28,6 +28,7 @@ pub fn gateway_config(section: &KvSection) -> KvConfig {
         decode,
         query_buffer_bytes_max,
         idle_timeout: section.idle_timeout.map(|d| d.0),
+        meta_cache_bytes: usize::try_from(section.meta_cache.0).unwrap_or(usize::MAX),
         ..defaults
     }
 }

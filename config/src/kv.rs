@@ -43,6 +43,9 @@ pub struct KvConfig {
     /// Close connections idle this long; never when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<HumanDuration>,
+    /// Memory for cached meta records (key type, expiry, a string's value)
+    /// so reads skip the tree; "0B" turns the cache off.
+    pub meta_cache: ByteSize,
 }
 
 impl Default for KvConfig {
@@ -56,6 +59,7 @@ impl Default for KvConfig {
             max_bulk_size: ByteSize::mib(64),
             max_query_buffer: ByteSize::mib(256),
             idle_timeout: None,
+            meta_cache: ByteSize::mib(64),
         }
     }
 }
@@ -77,6 +81,7 @@ impl KvConfig {
         check_range("kv.max_bulk_size", self.max_bulk_size, ByteSize::kib(1), ByteSize::mib(512))?;
         check_range("kv.max_query_buffer", self.max_query_buffer, self.max_bulk_size, ByteSize::gib(4))
             .map_err(|p| Problem::new(p.key, format!("{} (it must hold at least one kv.max_bulk_size)", p.reason)))?;
+        check_range("kv.meta_cache", self.meta_cache, ByteSize(0), ByteSize::gib(64))?;
         if let Some(timeout) = self.idle_timeout {
             check_range(
                 "kv.idle_timeout",

@@ -48,6 +48,9 @@ pub struct KvConfig {
     pub expiry_sweep_interval: Duration,
     /// Most keys one sweep of one shard removes (bounds each tick's work).
     pub expiry_sweep_keys_max: usize,
+    /// Memory for cached meta records (strings' values included), over all
+    /// shards; 0 turns the cache off.
+    pub meta_cache_bytes: usize,
 }
 
 impl Default for KvConfig {
@@ -65,6 +68,7 @@ impl Default for KvConfig {
             backlog: 1024,
             expiry_sweep_interval: Duration::from_millis(100),
             expiry_sweep_keys_max: 200,
+            meta_cache_bytes: 64 << 20,
         }
     }
 }

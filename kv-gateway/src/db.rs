@@ -10,12 +10,14 @@
 //! Reads take no locks: a read sees each record as its shard last applied it.
 
 use std::ops::Bound;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use keel_engine::{Engine, EngineError, Lsn, MergeOp, Transaction};
 
 use crate::keys::{self, Anchors};
 use crate::meta::{Kind, Meta};
+use crate::meta_cache::{Lookup, MetaCache, Ticket};
 use crate::resp::Reply;
 
 /// Results of commands: an error is the reply to send.
@@ -49,13 +51,18 @@ pub struct Db {
     /// Longest Redis key, field or member: what still fits the engine's key
     /// limit with the layout's overhead around it.
     pub name_bytes_max: usize,
+    /// Meta records as stored, so reads skip the tree (`meta_cache.rs`).
+    pub cache: Arc<MetaCache>,
 }
 
 impl Db {
-    pub fn new(engine: Engine) -> Db {
+    /// The gateway's view of `engine`, with a meta cache of
+    /// `meta_cache_bytes` (0: none).
+    pub fn new(engine: Engine, meta_cache_bytes: usize) -> Db {
         let anchors = Anchors::new(engine.shard_count());
         let name_bytes_max = engine.limits().key_bytes_max.saturating_sub(keys::KEY_OVERHEAD_BYTES) / 2;
-        Db { engine, anchors, name_bytes_max }
+        let cache = Arc::new(MetaCache::new(engine.shard_count(), meta_cache_bytes));
+        Db { engine, anchors, name_bytes_max, cache }
     }
 
     /// Refuses keys, fields and members the layout cannot hold. A key and a
@@ -78,8 +85,21 @@ impl Db {
     /// The live meta of `key`: `None` if absent or expired.
     pub async fn read_meta(&self, key: &[u8], now_ms: u64) -> Res<Option<Meta>> {
         self.check_name(key)?;
-        let raw = self.engine.get(&keys::meta_key(key)).await?;
-        Ok(decode_meta(key, raw)?.filter(|m| !m.is_expired(now_ms)))
+        let meta = self.stored_meta(key, &keys::meta_key(key)).await?;
+        Ok(meta.filter(|m| !m.is_expired(now_ms)))
+    }
+
+    /// The meta record of `key` as stored (expired or not): from the cache,
+    /// else from the tree (and then cached).
+    async fn stored_meta(&self, key: &[u8], meta_key: &[u8]) -> Res<Option<Meta>> {
+        let shard = self.engine.shard_of(meta_key);
+        let ticket = match self.cache.lookup(shard, key) {
+            Lookup::Hit(meta) => return Ok(meta),
+            Lookup::Miss(ticket) => ticket,
+        };
+        let meta = decode_meta(key, self.engine.get(meta_key).await?)?;
+        self.cache.fill(shard, key, ticket, &meta);
+        Ok(meta)
     }
 
     /// The live meta of `key` if it has kind `kind`; WRONGTYPE otherwise.
@@ -177,7 +197,10 @@ impl<'a> KeyTx<'a> {
         txn.lock(&refs).await?;
         let mut tx = KeyTx { db, txn, staged: Vec::with_capacity(unique.len()), now_ms };
         for (key, meta_key) in unique.iter().zip(&meta_keys) {
-            let stored = decode_meta(key, tx.txn.get(meta_key).await?)?;
+            // The transaction has written nothing yet, and the range deletes
+            // of expired keys staged so far cover only their own records: the
+            // stored meta is what the transaction sees.
+            let stored = db.stored_meta(key, meta_key).await?;
             let shard = db.engine.shard_of(meta_key);
             let expired = stored.as_ref().is_some_and(|m| m.is_expired(now_ms));
             let current = if expired { None } else { stored.clone() };
@@ -261,8 +284,9 @@ impl<'a> KeyTx<'a> {
     /// was nothing to write.
     pub async fn commit(mut self) -> Res<Option<Lsn>> {
         let mut count_deltas: Vec<(u32, i64)> = Vec::new();
-        for s in std::mem::take(&mut self.staged) {
-            let alive = self.finish_key(&s)?;
+        let staged = std::mem::take(&mut self.staged);
+        for s in &staged {
+            let alive = self.finish_key(s)?;
             let delta = i64::from(alive) - i64::from(s.stored.is_some());
             if delta != 0 {
                 match count_deltas.iter_mut().find(|(shard, _)| *shard == s.shard) {
@@ -279,7 +303,10 @@ impl<'a> KeyTx<'a> {
         if self.txn.is_empty() {
             return Ok(None);
         }
-        Ok(Some(self.txn.commit().await?))
+        let claims = CacheClaims::begin(&self.db.cache, &staged);
+        let lsn = self.txn.commit().await?;
+        claims.end(staged);
+        Ok(Some(lsn))
     }
 
     /// Writes the final meta of one key and keeps its expiry index entry in
@@ -306,5 +333,35 @@ impl<'a> KeyTx<'a> {
             }
         }
         Ok(alive.is_some())
+    }
+}
+
+/// The meta cache slots a committing [`KeyTx`] claimed; released as unknown
+/// if the commit fails or its future is dropped.
+struct CacheClaims<'a> {
+    cache: &'a MetaCache,
+    claims: Vec<(u32, Vec<u8>, Option<Ticket>)>,
+}
+
+impl<'a> CacheClaims<'a> {
+    fn begin(cache: &'a MetaCache, staged: &[Staged]) -> CacheClaims<'a> {
+        let claims = staged.iter().map(|s| (s.shard, s.key.clone(), cache.begin_write(s.shard, &s.key))).collect();
+        CacheClaims { cache, claims }
+    }
+
+    /// The commit was applied: each key's meta is what the transaction left.
+    fn end(mut self, staged: Vec<Staged>) {
+        for ((shard, key, ticket), s) in std::mem::take(&mut self.claims).into_iter().zip(staged) {
+            let left = s.current.filter(|m| m.kind == Kind::String || m.len > 0);
+            self.cache.end_write(shard, &key, ticket, left);
+        }
+    }
+}
+
+impl Drop for CacheClaims<'_> {
+    fn drop(&mut self) {
+        for (shard, key, ticket) in self.claims.drain(..) {
+            self.cache.abandon_write(shard, &key, ticket);
+        }
     }
 }

@@ -16,6 +16,7 @@ pub mod glob;
 mod input;
 pub mod keys;
 pub mod meta;
+pub mod meta_cache;
 pub mod resp;
 mod server;
 mod session;

@@ -107,7 +107,7 @@ impl KvServer {
     pub fn start(runtime: &Runtime, engine: Engine, config: KvConfig) -> Result<KvServer, KvError> {
         refuse_if_in_use(config.listen)?;
         let shared = Arc::new(Shared {
-            db: Db::new(engine),
+            db: Db::new(engine, config.meta_cache_bytes),
             stats: Stats::default(),
             started: Instant::now(),
             port: AtomicU32::new(0),

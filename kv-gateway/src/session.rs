@@ -271,6 +271,9 @@ impl Session {
                 Stats::get(&s.protocol_errors),
             );
         }
+        if want("keel") {
+            out += &self.keel_info().await;
+        }
         if want("replication") {
             out += "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n";
         }
@@ -285,6 +288,22 @@ impl Session {
             }
         }
         Reply::Bulk(out.into_bytes())
+    }
+
+    /// INFO's `# Keel` section: the journal's running totals (records, batch
+    /// writes, device flushes) and the meta cache's size, for benchmarks.
+    async fn keel_info(&self) -> String {
+        let db = &self.shared.db;
+        let (entries, bytes) = db.cache.usage();
+        let mut out = format!("# Keel\r\nmeta_cache_entries:{entries}\r\nmeta_cache_bytes:{bytes}\r\n");
+        if let Ok(s) = db.engine.stats().await {
+            let j = s.journal;
+            out += &format!(
+                "journal_records:{}\r\njournal_batches:{}\r\njournal_flushes:{}\r\njournal_batch_bytes:{}\r\n",
+                j.records, j.batches, j.flushes, j.batch_bytes_written
+            );
+        }
+        out + "\r\n"
     }
 
     fn config(&self, a: &[Vec<u8>]) -> Reply {

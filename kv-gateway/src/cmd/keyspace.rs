@@ -227,6 +227,12 @@ pub async fn flushdb(db: &Db, args: &[Vec<u8>]) -> Res<Outcome> {
     if args.len() > 2 || args.get(1).is_some_and(|a| !is(a, "ASYNC") && !is(a, "SYNC")) {
         return Err(syntax());
     }
-    let lsn = db.engine.delete_range(&[keys::TAG_RANGE_START], Some(&[keys::TAG_RANGE_END])).await?;
+    // The delete takes no key locks: empty the meta cache before it (so
+    // writes under way do not cache what it removes) and after it (so
+    // nothing read before it is still cached).
+    db.cache.clear();
+    let deleted = db.engine.delete_range(&[keys::TAG_RANGE_START], Some(&[keys::TAG_RANGE_END])).await;
+    db.cache.clear();
+    let lsn = deleted?;
     Ok(Outcome { reply: Reply::Ok, lsn: Some(lsn) })
 }

@@ -122,13 +122,24 @@ pub static COMMANDS: &[Spec] = &[
     spec("keel.scanhash", 4, false, Key, ONE_KEY),
 ];
 
+/// Longest command name in the table, with room to spare.
+const NAME_BYTES_MAX: usize = 32;
+
 /// The table row of a command name (any case).
 pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
-    if name.len() > 32 {
+    if name.len() > NAME_BYTES_MAX {
         return None;
     }
-    let lower = name.to_ascii_lowercase();
-    COMMANDS.iter().find(|s| s.name.as_bytes() == lower.as_slice())
+    COMMANDS.iter().find(|s| s.name.as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// `name` in lower case, in `buf` (no allocation per request); a name too
+/// long for any command comes back empty, which matches none.
+fn lower<'b>(name: &[u8], buf: &'b mut [u8; NAME_BYTES_MAX]) -> &'b [u8] {
+    let Some(out) = buf.get_mut(..name.len()) else { return &[] };
+    out.copy_from_slice(name);
+    out.make_ascii_lowercase();
+    out
 }
 
 /// Whether `args` has the number of arguments `spec` allows.
@@ -158,9 +169,9 @@ pub async fn execute(db: &Db, args: &[Vec<u8>], resp3: bool, limits: ExecLimits)
 
 async fn run(db: &Db, a: &[Vec<u8>], resp3: bool, limits: ExecLimits) -> Res<Outcome> {
     let now = now_ms();
-    let name = a[0].to_ascii_lowercase();
+    let mut buf = [0; NAME_BYTES_MAX];
     let key = a.get(1).map_or(&[][..], Vec::as_slice);
-    match name.as_slice() {
+    match lower(&a[0], &mut buf) {
         b"get" => strings::get(db, key, now).await,
         b"set" => strings::set(db, a, now).await,
         b"getdel" => strings::getdel(db, key, now).await,
