@@ -26,9 +26,8 @@ result() { # NAME STATUS: one host check
 }
 
 ip link set lo up
-ip tuntap add tap0 mode tap
-ip addr add 10.0.2.2/24 dev tap0
-ip link set tap0 up
+{ ip tuntap add tap0 mode tap && ip addr add 10.0.2.2/24 dev tap0 && ip link set tap0 up; } \
+  || { echo "nfs-netns: cannot set up the tap device (needs root and /dev/net/tun)" >&2; exit 1; }
 
 DATA=$(mktemp -d /tmp/keel-nfsvm-data.XXXXXX)
 KEEL=""
@@ -84,7 +83,7 @@ result "keel serve started on the host" $rc
 [ $rc = 0 ] || exit 1
 
 . "$ROOT/scripts/vm/boot.sh"
-vm_run "$SHARE/console.log" --timeout 600 --mem 512 --share "$SHARE" \
+vm_run "$SHARE/console.log" --timeout 1500 --mem 512 --share "$SHARE" \
   --qemu-arg -netdev --qemu-arg tap,id=n0,ifname=tap0,script=no,downscript=no \
   --qemu-arg -device --qemu-arg virtio-net-pci,netdev=n0,romfile= \
   "$SHARE/guest.sh" &

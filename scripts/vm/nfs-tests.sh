@@ -65,7 +65,7 @@ done
 command -v unshare >/dev/null && command -v ip >/dev/null || { apt-get update -qq && apt-get install -y -q util-linux iproute2 >/dev/null; }
 rc=0
 unshare --net bash "$ROOT/scripts/vm/nfs-netns.sh" "$SHARE" || rc=$?
-[ -f "$SHARE/console.log" ] && grep -E '^(ok |FAIL |nfs-vm:|     |TIMING)' "$SHARE/console.log" || true
+[ -f "$SHARE/console.log" ] && grep -E '^(ok |FAIL |nfs-vm:|     |TIMING|INFO)' "$SHARE/console.log" || true
 cat "$SHARE/ctl/host-results" 2>/dev/null || true
 summary=$(grep -E '^nfs-vm:' "$SHARE/console.log" 2>/dev/null | tail -1) || true
 host_pass=$(grep -c '^ok ' "$SHARE/ctl/host-results" 2>/dev/null) || true
