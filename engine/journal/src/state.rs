@@ -431,8 +431,14 @@ impl State {
                 self.durable_waiters.first_key_value().is_some_and(|((lsn, _), _)| *lsn <= self.lsn_written)
             }
             // A written record that names earlier data holds durability back
-            // until a flush: issue it whether or not anyone waits yet.
-            Durable::Fua => self.after_data.first().is_some_and(|&lsn| lsn <= self.lsn_written),
+            // until a flush, issued once someone waits for it (or for a
+            // later record). Not before: a stream of unstable writes (NFS
+            // WRITEs before COMMIT) would otherwise pay a device flush per
+            // batch for durability nobody asked for yet (BENCHMARKS.md, "NFS
+            // gateway").
+            Durable::Fua => {
+                self.after_data.first().is_some_and(|&lsn| lsn <= self.lsn_written && self.durability_needs(lsn))
+            }
             Durable::AtCompletion => false,
         };
         if needed && self.lsn_written > self.lsn_durable.max(self.lsn_flush_issued) {

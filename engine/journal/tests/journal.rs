@@ -256,6 +256,23 @@ fn records_nobody_waits_for_are_written_after_the_batch_delay() {
 }
 
 #[test]
+fn a_record_after_data_is_flushed_only_once_someone_waits_for_it() {
+    let device = memory_device(Arc::new(MemoryStore::new()), None);
+    let config = small_config();
+    run(&[device], async move {
+        let journal = Journal::open(region(64), &config, identity(1), JournalPosition::FRESH).await.unwrap();
+        let plain = journal.reserve(50).await.unwrap().commit(&[1u8; 50]).unwrap();
+        let after_data = journal.reserve(50).await.unwrap().commit_after_data(&[2u8; 50]).unwrap();
+        keel_reactor::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(journal.stats().flushes, 0, "nobody waits yet: no flush");
+        assert_eq!(journal.lsn_durable(), plain, "the FUA write makes the record before the data one durable");
+        journal.wait_durable(after_data).await.unwrap();
+        assert_eq!(journal.stats().flushes, 1);
+        assert_eq!(journal.lsn_durable(), after_data);
+    });
+}
+
+#[test]
 fn a_reopened_log_with_a_new_epoch_never_replays_the_old_one() {
     let store = Arc::new(MemoryStore::new());
     let device = memory_device(Arc::clone(&store), None);
