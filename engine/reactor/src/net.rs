@@ -297,7 +297,16 @@ impl TcpStream {
 
     /// Reads what is available (at least one byte), or 0 at end of stream.
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read_with(|mut s| s.read(buf)).await
+        let len = buf.len();
+        let n = self.inner.read_with(|mut s| s.read(buf)).await?;
+        if n > 0 && n < len {
+            // A short read emptied the receive queue: the next read waits for
+            // readiness instead of spending a system call on EWOULDBLOCK (one
+            // per request of a request-reply client). Edge-triggered epoll
+            // reports data that arrives after this read as a new event.
+            self.inner.clear_ready(Direction::Read);
+        }
+        Ok(n)
     }
 
     /// Writes some of `buf`.
