@@ -121,7 +121,7 @@ impl Fs {
         data: Vec<u8>,
         stable: StableHow,
     ) -> FsResult<WriteResult> {
-        self.on_home(r.ino, move |fs| async move { fs.write_here(&cred, r, offset, &data, stable).await }).await
+        self.on_home(r.ino, move |fs| async move { fs.write_here(&cred, r, offset, data, stable).await }).await
     }
 
     async fn write_here(
@@ -129,12 +129,13 @@ impl Fs {
         cred: &Cred,
         r: InodeRef,
         offset: u64,
-        data: &[u8],
+        mut data: Vec<u8>,
         stable: StableHow,
     ) -> FsResult<WriteResult> {
-        let end = offset.checked_add(data.len() as u64).filter(|&e| e <= FILE_BYTES_MAX).ok_or(FsError::FBig)?;
+        let len = data.len();
+        let end = offset.checked_add(len as u64).filter(|&e| e <= FILE_BYTES_MAX).ok_or(FsError::FBig)?;
         let mut txn = self.shared.engine.transaction();
-        let whole = whole_chunks(offset, data.len());
+        let whole = whole_chunks(offset, len);
         if !whole.is_empty() {
             // Whole chunks do not depend on the file's state: their data is
             // written (out of line) before the inode is locked, so that
@@ -143,9 +144,16 @@ impl Fs {
             // write gives the space back when `txn` drops. (Checked first so
             // that a client without permission costs no device write.)
             check_data_access(cred, &self.load_ref(r).await?, perm::MAY_WRITE)?;
-            for &index in &whole {
-                let at = (index * CHUNK_BYTES - offset) as usize;
-                txn.put(&keys::chunk(r.ino, index), data[at..at + CHUNK_BYTES as usize].to_vec())?;
+            if whole.len() == 1 && len as u64 == CHUNK_BYTES {
+                // Exactly one chunk (the usual 64 KiB WRITE): its buffer
+                // becomes the value, no copy. Nothing below reads the bytes
+                // of whole chunks again.
+                txn.put(&keys::chunk(r.ino, whole[0]), std::mem::take(&mut data))?;
+            } else {
+                for &index in &whole {
+                    let at = (index * CHUNK_BYTES - offset) as usize;
+                    txn.put(&keys::chunk(r.ino, index), data[at..at + CHUNK_BYTES as usize].to_vec())?;
+                }
             }
             txn.write_values_now().await?;
         }
@@ -153,7 +161,7 @@ impl Fs {
         let before = txn_load_ref(&mut txn, r).await?;
         check_data_access(cred, &before, perm::MAY_WRITE)?;
         let mut after = before.clone();
-        let used_delta = write_chunks(&self.shared.engine, &mut txn, &before, offset, data).await?;
+        let used_delta = write_chunks(&self.shared.engine, &mut txn, &before, offset, len, &data).await?;
         if used_delta > 0 {
             self.shared.check_space(used_delta as u64)?;
         }
@@ -181,7 +189,7 @@ impl Fs {
             self.wait_durable(lsn).await?;
             StableHow::FileSync
         };
-        let count = data.len() as u32;
+        let count = len as u32;
         Ok(WriteResult { wcc: Wcc::around(&before, &after), count, committed, verifier: self.write_verifier() })
     }
 
@@ -220,23 +228,25 @@ fn whole_chunks(offset: u64, len: usize) -> Vec<u64> {
     (first..end.max(first)).collect()
 }
 
-/// Adds the chunk writes of `data` at `offset` to `txn` (whole chunks are
-/// already in it, see [`whole_chunks`]); returns the change in used bytes.
+/// Adds the chunk writes of a write of `len` bytes at `offset` to `txn`
+/// (whole chunks are already in it, see [`whole_chunks`]); returns the
+/// change in used bytes. `data` holds the written bytes; it may be empty
+/// when the write is exactly whole chunks, whose bytes are not read here.
 async fn write_chunks(
     engine: &Engine,
     txn: &mut Transaction,
     inode: &Inode,
     offset: u64,
+    len: usize,
     data: &[u8],
 ) -> FsResult<i64> {
     let mut used_delta = 0i64;
     let mut pos = 0usize;
-    while pos < data.len() {
+    while pos < len {
         let at = offset + pos as u64;
         let index = at / CHUNK_BYTES;
         let in_chunk = at % CHUNK_BYTES;
-        let n = ((CHUNK_BYTES - in_chunk) as usize).min(data.len() - pos);
-        let piece = &data[pos..pos + n];
+        let n = ((CHUNK_BYTES - in_chunk) as usize).min(len - pos);
         let whole = in_chunk == 0 && n as u64 == CHUNK_BYTES;
         // A whole chunk's key is already written in `txn`: its old length
         // comes from the store (the inode's lock keeps it from changing).
@@ -245,12 +255,14 @@ async fn write_chunks(
         let new_len = if whole {
             CHUNK_BYTES
         } else if index * CHUNK_BYTES >= inode.size {
+            let piece = data.get(pos..pos + n).ok_or(FsError::Inval)?;
             // Past the end: the chunk does not exist (see the invariant).
             let mut value = vec![0u8; in_chunk as usize];
             value.extend_from_slice(piece);
             txn.put(&key, value)?;
             in_chunk + n as u64
         } else {
+            let piece = data.get(pos..pos + n).ok_or(FsError::Inval)?;
             txn.merge(&key, MergeOp::PatchAt { offset: in_chunk, bytes: piece.to_vec() })?;
             old_len.max(in_chunk + n as u64)
         };
