@@ -330,7 +330,14 @@ impl State {
         let Some(batch) = self.open.as_ref() else { return false };
         let needed = batch.used_bytes > 0 && (batch.delay_expired || self.durability_needs(batch.first_lsn));
         let batch = self.open.as_mut().expect("checked above");
-        if needed && writes_busy < self.limits.writes_in_flight_max {
+        // Sealed for a waiter (or the delay) only when every piece it would
+        // write gets a slot now: pieces that would wait for a slot anyway are
+        // better left open to fill up, so that the device gets whole pieces
+        // and not a partial one per batch. With nothing in flight it is
+        // sealed whatever its size, so a waiter never waits for a write that
+        // is not coming.
+        let pieces = batch.used_bytes.div_ceil(batch.piece_bytes);
+        if needed && (writes_busy == 0 || writes_busy + pieces <= self.limits.writes_in_flight_max) {
             batch.closing = true;
         }
         if !batch.closing || batch.claimed_bytes > 0 {
