@@ -34,6 +34,11 @@ impl Backend {
 pub const DEVICE_SIZE_MIN: ByteSize = ByteSize::mib(16);
 /// The largest volume this build lays out (page numbers stay far inside u64).
 pub const DEVICE_SIZE_MAX: ByteSize = ByteSize(1 << 50);
+/// `device.submit_batch_max`'s default, measured on the uring backend
+/// (BENCHMARKS.md, "Device"); the drivers' own default is the same.
+pub const SUBMIT_BATCH_MAX_DEFAULT: u32 = 0;
+/// A burst larger than any queue pair's depth would never be reached.
+const SUBMIT_BATCH_MAX_MAX: u32 = 4096;
 /// Most NVMe controllers one process drives.
 const PCI_ADDRESSES_MAX: usize = 64;
 /// Most files or block devices one striped volume takes.
@@ -74,6 +79,11 @@ pub struct DeviceConfig {
     /// rather than resetting a device that keeps hanging forever.
     pub nvme_resets_max: u32,
     pub nvme_reset_window: HumanDuration,
+    /// uring: a reactor hands its queued requests to the kernel as soon as
+    /// this many are waiting, not only once per reactor turn. Smaller bursts
+    /// keep a device that works through requests in turn busier, at one
+    /// system call per burst. 0: once per turn only.
+    pub submit_batch_max: u32,
 }
 
 impl Default for DeviceConfig {
@@ -89,6 +99,7 @@ impl Default for DeviceConfig {
             nvme_command_timeout: HumanDuration::from_secs(30),
             nvme_resets_max: 3,
             nvme_reset_window: HumanDuration::from_secs(600),
+            submit_batch_max: SUBMIT_BATCH_MAX_DEFAULT,
         }
     }
 }
@@ -154,6 +165,7 @@ impl DeviceConfig {
         if self.backend == Backend::Nvme && self.pci_addresses.is_empty() {
             return Err(Problem::new("device.pci_addresses", "backend = \"nvme\" needs at least one PCI address"));
         }
+        check_range("device.submit_batch_max", self.submit_batch_max, 0, SUBMIT_BATCH_MAX_MAX)?;
         if self.nvme_resets_max > 1000 {
             return Err(Problem::new("device.nvme_resets_max", "at most 1000"));
         }

@@ -33,6 +33,9 @@
 #   KV_BENCH_OUT           where the raw figures go [target/kv-bench]
 #   KV_BENCH_SPIN20        if set, also Keel with reactors.spin_us=20 (a
 #                          shorter spin before the reactor sleeps)
+#   KV_BENCH_SUBMIT_BATCH  space-separated values: also Keel with each
+#                          device.submit_batch_max (e.g. "0 1": bursts once
+#                          per reactor turn, and every request at once)
 #   KV_BENCH_PERF_LOG      keel-perf's log filter; keel_perf=debug logs every
 #                          failed YCSB operation in the reports [warn]
 #   KV_BENCH_NO_BUILD      if set, use the release binaries as they are
@@ -53,6 +56,7 @@ YCSB_THREADS=${KV_BENCH_YCSB_THREADS:-16}
 OUT=${KV_BENCH_OUT:-target/kv-bench}
 KEELS=(keel)
 [ -n "${KV_BENCH_SPIN20:-}" ] && KEELS+=(keel-spin20)
+for n in ${KV_BENCH_SUBMIT_BATCH:-}; do KEELS+=("keel-sb$n"); done
 KEEL_PORT=${KEEL_PORT:-16379}
 REDIS_PORT=${REDIS_PORT:-16380}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/keel-kv-bench.XXXXXX")
@@ -110,10 +114,11 @@ start() {
         exit 1
     fi
     case $1 in
-        keel | keel-spin20)
+        keel | keel-spin20 | keel-sb*)
             PORT=$KEEL_PORT
             local extra=()
             [ "$1" = keel-spin20 ] && extra=(--set reactors.spin_us=20)
+            [[ "$1" = keel-sb* ]] && extra=(--set "device.submit_batch_max=${1#keel-sb}")
             "$KEEL" mkfs --force --data-dir "$WORK/keel" >"$WORK/server.log" 2>&1
             "$KEEL" serve --data-dir "$WORK/keel" --kv-listen "127.0.0.1:$PORT" \
                 --set kv.durability=always "${extra[@]}" >"$WORK/server.log" 2>&1 &
@@ -231,6 +236,7 @@ label() {
     case $1 in
         keel) echo "Keel (always)" ;;
         keel-spin20) echo "Keel (always, spin 20 us)" ;;
+        keel-sb*) echo "Keel (always, submit_batch_max ${1#keel-sb})" ;;
         redis-always) echo "redis (appendfsync always)" ;;
         redis-none) echo "redis (no persistence)" ;;
     esac

@@ -78,10 +78,11 @@ pub struct UringConfig {
     /// The most requests one queue pair may have in flight.
     pub queue_depth_max: u32,
     /// Send queued requests to the kernel as soon as this many wait in the
-    /// submission queue, as well as at every poll. 0 (the default): only at
-    /// the poll, one `io_uring_enter` per reactor turn. Smaller bursts let a
-    /// device that works through requests in turn start on the first ones
-    /// sooner, at one system call per burst (BENCHMARKS.md, "Device").
+    /// submission queue, as well as at every poll. 0: only at the poll, one
+    /// `io_uring_enter` per reactor turn. Smaller bursts let a device that
+    /// works through requests in turn start on the first ones sooner, at one
+    /// system call per burst (BENCHMARKS.md, "Device").
+    /// Default: [`SUBMIT_BATCH_MAX_DEFAULT`].
     pub submit_batch_max: u32,
 }
 
@@ -95,10 +96,15 @@ impl UringConfig {
             setup: UringSetup::Auto,
             fixed_buffers: true,
             queue_depth_max: QUEUE_DEPTH_MAX,
-            submit_batch_max: 0,
+            submit_batch_max: SUBMIT_BATCH_MAX_DEFAULT,
         }
     }
 }
+
+/// Requests queued before a queue pair enters the kernel without waiting for
+/// the end of the reactor turn (`UringConfig::submit_batch_max`); chosen by
+/// measurement (BENCHMARKS.md, "Device"). 0: once per turn only.
+pub const SUBMIT_BATCH_MAX_DEFAULT: u32 = 0;
 
 /// The largest queue depth a uring queue pair accepts. io_uring takes up to
 /// 32768 entries; beyond a few thousand requests per core nothing gets faster.

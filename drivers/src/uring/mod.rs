@@ -37,7 +37,7 @@ use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-pub use self::config::{UringConfig, UringSetup, QUEUE_DEPTH_MAX};
+pub use self::config::{UringConfig, UringSetup, QUEUE_DEPTH_MAX, SUBMIT_BATCH_MAX_DEFAULT};
 pub use self::geometry::FILE_BLOCK_BYTES;
 pub use self::holes::first_unwritten_offset;
 pub use self::queue_pair::UringQueuePair;

@@ -144,8 +144,9 @@ pub struct DeviceArgs {
     #[arg(long)]
     pub no_fixed_buffers: bool,
     /// uring: enter the kernel as soon as this many requests are queued, as
-    /// well as once per reactor turn (0: once per turn only, the default).
-    #[arg(long, default_value_t = 0)]
+    /// well as once per reactor turn (0: once per turn only). The default is
+    /// `keel serve`'s (`device.submit_batch_max`).
+    #[arg(long, default_value_t = keel_drivers::uring::SUBMIT_BATCH_MAX_DEFAULT)]
     pub submit_batch: u32,
     /// Every write is FUA (RWF_DSYNC); fio gets --sync=dsync.
     #[arg(long)]

@@ -36,6 +36,9 @@ pub struct Settings {
     pub spin_us: u32,
     pub pinned: bool,
     pub fua: bool,
+    /// uring: requests queued before the reactor enters the kernel mid-turn
+    /// (0: once per turn only).
+    pub submit_batch: u32,
     /// What a completed write means for durability in this run.
     pub durability: &'static str,
 }
@@ -55,6 +58,7 @@ impl Settings {
             spin_us: args.spin_us,
             pinned: args.pin,
             fua: args.fua,
+            submit_batch: args.submit_batch,
             durability: if args.fua {
                 "every write FUA (RWF_DSYNC; fio: sync=dsync): durable on completion"
             } else {
@@ -126,7 +130,7 @@ pub fn header(settings: &Settings, device: &DeviceFacts, machine: &str) -> Strin
         _ => String::new(),
     };
     format!(
-        "keel-perf device: {} ({} B blocks, {} MiB){uring}\n  {:?} bs {} qd {} x {} reactor(s), {} s measured after {} s ramp, idle {:?}\n  durability: {}\n  machine: {machine}",
+        "keel-perf device: {} ({} B blocks, {} MiB){uring}\n  {:?} bs {} qd {} x {} reactor(s), {} s measured after {} s ramp, idle {:?}, submit batch {}\n  durability: {}\n  machine: {machine}",
         device.name,
         device.block_size_bytes,
         device.capacity_bytes >> 20,
@@ -137,6 +141,7 @@ pub fn header(settings: &Settings, device: &DeviceFacts, machine: &str) -> Strin
         settings.duration_s,
         settings.ramp_s,
         settings.idle,
+        settings.submit_batch,
         settings.durability,
     )
 }

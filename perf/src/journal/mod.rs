@@ -93,6 +93,11 @@ pub struct JournalArgs {
     /// Skip the fio peers (only the journal's own figures).
     #[arg(long)]
     pub no_fio: bool,
+    /// The uring device's `submit_batch_max` (`device.submit_batch_max`):
+    /// enter the kernel once this many requests are queued (0: once per
+    /// reactor turn only).
+    #[arg(long, default_value_t = keel_drivers::uring::SUBMIT_BATCH_MAX_DEFAULT)]
+    pub submit_batch: u32,
 }
 
 fn committers(text: &str) -> Result<Option<usize>, String> {
@@ -132,11 +137,12 @@ pub fn run(args: &JournalArgs) -> Result<(), String> {
     prewrite(&args.path, file_bytes)?;
     let mut uring = UringConfig::new(&args.path);
     uring.create_size_bytes = Some(file_bytes);
+    uring.submit_batch_max = args.submit_batch;
     let device: Arc<dyn BlockDevice> = Arc::new(UringDevice::open(&uring, pool).map_err(|e| e.to_string())?);
     println!("device: {:?}", device.info());
     println!(
-        "durability: {} ; reactors: {} ; idle: {:?} (spin {} us) ; machine: shared 2-core VM",
-        args.durability, args.reactors, args.idle, args.spin_us
+        "durability: {} ; reactors: {} ; idle: {:?} (spin {} us) ; submit batch: {} ; machine: shared 2-core VM",
+        args.durability, args.reactors, args.idle, args.spin_us, args.submit_batch
     );
     // fio writes blocks of the journal's device write size (one batch piece)
     // at its device writes in flight: the same writes, full ones.
