@@ -36,7 +36,7 @@ pub const DEVICE_SIZE_MIN: ByteSize = ByteSize::mib(16);
 pub const DEVICE_SIZE_MAX: ByteSize = ByteSize(1 << 50);
 /// `device.submit_batch_max`'s default, measured on the uring backend
 /// (BENCHMARKS.md, "Device"); the drivers' own default is the same.
-pub const SUBMIT_BATCH_MAX_DEFAULT: u32 = 0;
+pub const SUBMIT_BATCH_MAX_DEFAULT: u32 = 4;
 /// A burst larger than any queue pair's depth would never be reached.
 const SUBMIT_BATCH_MAX_MAX: u32 = 4096;
 /// Most NVMe controllers one process drives.

@@ -104,7 +104,7 @@ impl UringConfig {
 /// Requests queued before a queue pair enters the kernel without waiting for
 /// the end of the reactor turn (`UringConfig::submit_batch_max`); chosen by
 /// measurement (BENCHMARKS.md, "Device"). 0: once per turn only.
-pub const SUBMIT_BATCH_MAX_DEFAULT: u32 = 0;
+pub const SUBMIT_BATCH_MAX_DEFAULT: u32 = 4;
 
 /// The largest queue depth a uring queue pair accepts. io_uring takes up to
 /// 32768 entries; beyond a few thousand requests per core nothing gets faster.

@@ -12,9 +12,12 @@
 //!   fixed file and the DMA pool's regions as fixed buffers (a buffer's region
 //!   index is its fixed-buffer index; if registration fails, plain READ/WRITE
 //!   with one log line), and an eventfd for idle reactors.
-//! - I/O ([`queue_pair`]): `submit` only fills an SQE; `poll` makes at most one
-//!   io_uring_enter for the whole batch (none when there is nothing to submit
-//!   and the kernel has raised no task-run flag) and reaps CQEs. Flush is
+//! - I/O ([`queue_pair`]): `submit` fills an SQE, and enters the kernel once
+//!   `submit_batch_max` SQEs wait (default 4: the kernel hands a burst to the
+//!   block driver only when it has prepared all of it, so small bursts keep
+//!   the device busier); `poll` makes at most one io_uring_enter for the rest
+//!   (none when there is nothing to submit and the kernel has raised no
+//!   task-run flag) and reaps CQEs. Flush is
 //!   IORING_OP_FSYNC with DATASYNC; FUA is RWF_DSYNC on the write. A negative
 //!   CQE result becomes `IoErrorKind::Io { errno }`; a short transfer is
 //!   resubmitted for its remainder, and one that makes no progress fails with

@@ -1,5 +1,6 @@
-//! One io_uring queue pair: `submit` fills SQEs, `poll` makes at most one
-//! io_uring_enter for the whole batch and reaps CQEs.
+//! One io_uring queue pair: `submit` fills SQEs (entering the kernel once
+//! `submit_batch_max` wait), `poll` makes at most one io_uring_enter for the
+//! rest and reaps CQEs.
 
 use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd};
