@@ -134,7 +134,7 @@ impl JournalConfig {
             configured_bytes = self.record_payload_bytes_max,
             fitted_bytes = fit,
             max_transfer_bytes = device.max_transfer_bytes,
-            "journal record payload limit lowered to what one device write can hold"
+            "journal record payload limit lowered to what one batch can hold"
         );
         JournalConfig { record_payload_bytes_max: fit, ..self.clone() }
     }

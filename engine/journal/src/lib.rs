@@ -4,8 +4,9 @@
 //! waits for room: back-pressure) and then committed synchronously
 //! (`commit(payload) -> Lsn`), so the engine can apply a transaction to its
 //! in-memory tree in the same step that orders it. Records are packed into
-//! batches; one device write carries a batch (group commit), several batch
-//! writes may be in flight, and one flush covers many batches. Each record's
+//! batches (group commit), each written as one device write per piece of at
+//! most 2 MiB; several writes may be in flight, and one flush covers many
+//! batches. Each record's
 //! CRC-32C, seeded with the volume and epoch, is its commit mark: there is no
 //! flush between a record and its commit.
 //!
