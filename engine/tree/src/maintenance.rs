@@ -18,6 +18,10 @@ use crate::sync::join_all;
 use crate::table::Location;
 use crate::tree::{PinGuard, State, Tree};
 
+/// The most buffers one flush of an over-full node empties (and children
+/// it reads at once).
+const FLUSH_BATCH_MAX: usize = 8;
+
 /// Which writes may use the space reserve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
@@ -131,8 +135,62 @@ impl Tree {
         Ok(())
     }
 
+    /// Flushes `id`: once (its heaviest buffer) when `force`d, else, when it
+    /// is over its size, its heaviest buffers until it is down to 7/8 of it
+    /// (at most `FLUSH_BATCH_MAX`, each at least half the heaviest). The
+    /// children those buffers go to are read from the device all at once
+    /// first: one read's wait for the batch instead of one per flush, while
+    /// the shard's writers wait for room.
     async fn flush_node(&self, id: NodeId, key: &[u8], force: bool) -> Result<()> {
-        self.flush_pick(id, key, Pick::Heaviest { force }).await.map(|_| ())
+        if force {
+            return self.flush_pick(id, key, Pick::Heaviest { above_bytes: 0 }).await.map(|_| ());
+        }
+        let internal_bytes = self.sh.config.internal_bytes;
+        let target_bytes = internal_bytes - internal_bytes / 8;
+        let _pins = self.load_flush_targets(id, target_bytes).await?;
+        let mut pick = Pick::Heaviest { above_bytes: internal_bytes };
+        for _ in 0..FLUSH_BATCH_MAX {
+            if !self.flush_pick(id, key, pick).await? {
+                break;
+            }
+            pick = Pick::Heaviest { above_bytes: target_bytes };
+        }
+        Ok(())
+    }
+
+    /// Reads, concurrently, the uncached children of `id` that a batch of
+    /// flushes down to `target_bytes` would go to; they stay pinned until
+    /// the guards drop. A failed read fails here, before anything moved.
+    async fn load_flush_targets(&self, id: NodeId, target_bytes: usize) -> Result<Vec<PinGuard>> {
+        let (wanted, need_bytes) = {
+            let st = self.sh.st.borrow();
+            let Some(n) = st.cache.get(id).and_then(|s| s.node.as_internal()) else { return Ok(Vec::new()) };
+            let mut by_bytes: Vec<(usize, usize)> =
+                n.buffers.iter().map(|b| b.encoded_bytes()).enumerate().filter(|(_, b)| *b > 0).collect();
+            by_bytes.sort_unstable_by(|a, b| b.1.cmp(&a.1));
+            let heaviest = by_bytes.first().map_or(0, |c| c.1);
+            let mut left = n.encoded_bytes();
+            let mut wanted = Vec::new();
+            let mut need_bytes = 0usize;
+            for &(i, bytes) in by_bytes.iter().take(FLUSH_BATCH_MAX) {
+                if left <= target_bytes || 2 * bytes < heaviest {
+                    break;
+                }
+                left -= bytes;
+                let child = n.children[i];
+                if !st.cache.contains(child) {
+                    need_bytes += 2 * st.table.get(child).length as usize;
+                    wanted.push(child);
+                }
+            }
+            (wanted, need_bytes)
+        };
+        if wanted.len() < 2 {
+            return Ok(Vec::new());
+        }
+        self.ensure_cache_room_locked(need_bytes).await?;
+        let loads = wanted.iter().map(|&child| self.load(child)).collect();
+        join_all(loads).await.into_iter().collect()
     }
 
     async fn flush_pick(&self, id: NodeId, key: &[u8], pick: Pick) -> Result<bool> {

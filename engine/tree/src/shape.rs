@@ -64,9 +64,9 @@ pub(crate) fn is_underfull(st: &State, cfg: &TreeConfig, id: NodeId) -> bool {
 /// Which buffer of a node a flush empties.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pick {
-    /// The one with the most bytes, when the node is over its size (or
-    /// `force`).
-    Heaviest { force: bool },
+    /// The one with the most bytes, when the node's encoding is over
+    /// `above_bytes` (0: whenever a buffer holds anything).
+    Heaviest { above_bytes: usize },
     /// The first one holding deletes (space reclamation).
     Deletes,
 }
@@ -84,9 +84,9 @@ pub(crate) fn flush_step(st: &mut State, cfg: &TreeConfig, id: NodeId, key: &[u8
     };
     let n = internal(st, id);
     let i = match pick {
-        Pick::Heaviest { force } => {
+        Pick::Heaviest { above_bytes } => {
             let (i, bytes) = n.heaviest_child();
-            if bytes == 0 || !(force || n.encoded_bytes() > cfg.internal_bytes) {
+            if bytes == 0 || n.encoded_bytes() <= above_bytes {
                 st.work.overfull.retain(|(w, _)| *w != id);
                 return Step::Done(false);
             }
