@@ -303,6 +303,9 @@ fn random_operations_match_the_oracle_across_checkpoints_and_crashes() {
     let mut totals = RunStats::default();
     for seed in 0..24 {
         let mut config = TreeConfig::tiny_for_tests();
+        // Near the smallest cache these node sizes allow, so that dirty
+        // nodes are evicted (compact buffers fit the tiny default).
+        config.cache_bytes = 32 << 10;
         if seed % 2 == 1 {
             // Leaves larger than internal nodes: flushes reach them often.
             config.leaf_bytes = 1024;
