@@ -5,7 +5,9 @@
 #   1. keel-perf tree: random inserts, random point reads and write
 #      amplification, Keel (io_uring, O_DIRECT) and db_bench (direct reads,
 #      direct flush and compaction) at matched key/value sizes, record count,
-#      cache size and durability mode (no sync per write on either side).
+#      memory and durability mode (no sync per write on either side):
+#      Keel's node cache = RocksDB's memtables + block cache + index and
+#      filter blocks (keel-perf tree --db-memory total, the default).
 #   2. keel-perf ycsb --device: YCSB A-F on the engine on a data file with a
 #      cache several times smaller than the data set.
 #
@@ -13,7 +15,9 @@
 # and a release build of keel-perf. Took 27 minutes with the defaults on the
 # shared 2-core machine at load ~15 (2026-12-03); pass smaller counts for less.
 #
-# Usage: perf/scripts/tree-vs-db_bench.sh [RUNS] [RECORDS] [READS] [YCSB_RECORDS] [YCSB_OPS]
+# TREE_ONLY=1 runs step 1 alone (3 runs of 1,000,000 records: ~10 minutes).
+#
+# Usage: [TREE_ONLY=1] perf/scripts/tree-vs-db_bench.sh [RUNS] [RECORDS] [READS] [YCSB_RECORDS] [YCSB_OPS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -34,6 +38,10 @@ source perf/scripts/db_bench-setup.sh
 echo "== keel-perf tree (Keel against db_bench), $RUNS runs"
 nice "$PERF" tree --runs "$RUNS" --records "$RECORDS" --reads "$READS" --cache-mib "$CACHE_MIB" \
     --path "$WORK/keel-perf-tree.img" --db-path "$WORK/keel-perf-rocksdb"
+
+if [ "${TREE_ONLY:-0}" = 1 ]; then
+    exit 0
+fi
 
 echo "== keel-perf ycsb --device: YCSB A-F on the engine on a data file, cache $CACHE_MIB MiB"
 for w in a b c d e f; do

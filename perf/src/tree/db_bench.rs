@@ -3,11 +3,52 @@
 //! durability mode (sync=0: the WAL is written, never synced per write),
 //! direct I/O for reads, flushes and compactions so that reads reach the
 //! device, and no compression (Keel compresses nothing).
+//!
+//! Memory is matched as a total ([`DbMemory::Total`], the default): Keel's
+//! node cache holds its buffered messages (its write buffers), its index
+//! (internal nodes) and its data, so RocksDB gets the same number of bytes
+//! for its memtables, its block cache and its index and filter blocks
+//! (`--cache_index_and_filter_blocks`). During the fill half goes to two
+//! memtables of a quarter each and half to the block cache; the reads run
+//! on a reopened database whose memtables are empty, so the whole budget is
+//! block cache there. [`DbMemory::BlockCache`] is the earlier match (only
+//! the block cache sized; RocksDB's 64 MiB memtables and its index outside).
 
 use std::collections::HashMap;
 use std::process::Command;
 
 use super::TreeArgs;
+
+/// How RocksDB's memory is matched to Keel's cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DbMemory {
+    /// Memtables + block cache + index and filter blocks = Keel's cache.
+    Total,
+    /// Block cache = Keel's cache; memtables (64 MiB) and index outside.
+    BlockCache,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Fill,
+    Read,
+}
+
+fn memory(args: &TreeArgs, phase: Phase) -> Vec<String> {
+    let budget_bytes = args.cache_mib << 20;
+    match (args.db_memory, phase) {
+        (DbMemory::BlockCache, _) => vec![format!("--cache_size={budget_bytes}")],
+        (DbMemory::Total, Phase::Fill) => vec![
+            format!("--cache_size={}", budget_bytes / 2),
+            format!("--write_buffer_size={}", budget_bytes / 4),
+            "--max_write_buffer_number=2".into(),
+            "--cache_index_and_filter_blocks=true".into(),
+        ],
+        (DbMemory::Total, Phase::Read) => {
+            vec![format!("--cache_size={budget_bytes}"), "--cache_index_and_filter_blocks=true".into()]
+        }
+    }
+}
 
 /// One run of db_bench: fill, then reads.
 #[derive(Debug, Clone)]
@@ -28,7 +69,6 @@ fn common(args: &TreeArgs) -> Vec<String> {
         format!("--num={}", args.records),
         format!("--key_size={}", args.key_bytes),
         format!("--value_size={}", args.value_bytes),
-        format!("--cache_size={}", args.cache_mib << 20),
         "--compression_type=none".into(),
         "--use_direct_reads=true".into(),
         "--use_direct_io_for_flush_and_compaction=true".into(),
@@ -46,6 +86,7 @@ pub fn commands(args: &TreeArgs) -> [String; 2] {
 
 fn fill_args(args: &TreeArgs, run_index: u64) -> Vec<String> {
     let mut a = common(args);
+    a.extend(memory(args, Phase::Fill));
     a.extend([
         "--benchmarks=fillrandom,flush,waitforcompaction".to_owned(),
         "--use_existing_db=false".to_owned(),
@@ -58,6 +99,7 @@ fn fill_args(args: &TreeArgs, run_index: u64) -> Vec<String> {
 fn read_args(args: &TreeArgs, run_index: u64) -> Vec<String> {
     let threads = args.clients.max(1) as u64;
     let mut a = common(args);
+    a.extend(memory(args, Phase::Read));
     a.extend([
         "--benchmarks=readrandom".to_owned(),
         "--use_existing_db=true".to_owned(),

@@ -40,9 +40,15 @@ pub struct TreeArgs {
     pub key_bytes: usize,
     #[arg(long, default_value_t = 100)]
     pub value_bytes: usize,
-    /// Cache in MiB: Keel's node cache over all shards; RocksDB's block cache.
+    /// Cache in MiB: Keel's node cache over all shards; RocksDB's memory as
+    /// `--db-memory` says.
     #[arg(long, default_value_t = 16)]
     pub cache_mib: u64,
+    /// What of RocksDB's memory `--cache-mib` bounds: `total` (memtables,
+    /// block cache, index and filters; the fair match) or `block-cache`
+    /// (the block cache only, memtables and index outside).
+    #[arg(long, value_enum, default_value_t = db_bench::DbMemory::Total)]
+    pub db_memory: db_bench::DbMemory,
     /// Keel's reactors.
     #[arg(long, default_value_t = 2)]
     pub reactors: usize,
