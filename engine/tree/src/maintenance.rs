@@ -167,7 +167,7 @@ impl Tree {
             let Some(n) = st.cache.get(id).and_then(|s| s.node.as_internal()) else { return Ok(Vec::new()) };
             let mut by_bytes: Vec<(usize, usize)> =
                 n.buffers.iter().map(|b| b.encoded_bytes()).enumerate().filter(|(_, b)| *b > 0).collect();
-            by_bytes.sort_unstable_by(|a, b| b.1.cmp(&a.1));
+            by_bytes.sort_unstable_by_key(|c| std::cmp::Reverse(c.1));
             let heaviest = by_bytes.first().map_or(0, |c| c.1);
             let mut left = n.encoded_bytes();
             let mut wanted = Vec::new();
