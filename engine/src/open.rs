@@ -61,7 +61,7 @@ impl Engine {
             tracing::warn!(rejected = %copy, generation = sb.generation, "a superblock copy is damaged; opening from the other");
         }
         // One transaction is one journal record, and a record must fit one
-        // device write on this device.
+        // journal batch (written in pieces of at most one device transfer).
         config.journal = config.journal.fitted_to(&info);
         config.limits.txn_bytes_max = config.limits.txn_bytes_max.min(config.journal.record_payload_bytes_max);
         let uid = NEXT_ENGINE_UID.fetch_add(1, Ordering::Relaxed);

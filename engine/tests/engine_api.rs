@@ -228,9 +228,9 @@ fn locks_out_of_order_are_refused_and_dropped_transactions_release_theirs() {
 
 /// A device whose largest transfer is smaller than the default journal record
 /// limit (NVMe controllers often allow only 128 or 512 KiB per command) still
-/// opens with the default configuration: the record limit follows the device,
-/// large values still go out of line, and an oversized transaction is a typed
-/// error.
+/// opens with the default configuration: the journal writes its batches in
+/// pieces of one transfer, large values still go out of line, and a
+/// transaction over the record limit is a typed error that changes nothing.
 #[test]
 fn a_device_with_a_small_transfer_limit_opens_with_the_default_configuration() {
     use keel_drivers::memory::{MemoryDevice, MemoryDeviceConfig};
@@ -246,7 +246,8 @@ fn a_device_with_a_small_transfer_limit_opens_with_the_default_configuration() {
     };
     let device: Arc<dyn BlockDevice> = Arc::new(MemoryDevice::new(&config, pool));
     let (runtime, engine) = keel_engine::testing::start_on(device, &spec, true).expect("opens");
-    assert!(engine.limits().txn_bytes_max < transfer_bytes as usize);
+    let txn_bytes_max = engine.limits().txn_bytes_max;
+    assert!(txn_bytes_max <= engine.config().journal.record_payload_bytes_max);
     runtime
         .call_blocking(0, move || async move {
             let big: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
@@ -254,7 +255,7 @@ fn a_device_with_a_small_transfer_limit_opens_with_the_default_configuration() {
             assert_eq!(engine.get(b"big").await.unwrap(), Some(big));
             let mut txn = engine.transaction();
             let inline_max = engine.config().tree.inline_value_max_bytes;
-            for i in 0..(transfer_bytes as usize / inline_max.max(1) + 2) {
+            for i in 0..(txn_bytes_max / inline_max.max(1) + 2) {
                 txn.put(format!("k{i:06}").as_bytes(), vec![7; inline_max]).unwrap();
             }
             let committed = txn.commit().await;
