@@ -70,7 +70,11 @@ start_keel() { # N: starts `keel serve`, logging to ctl/serve-N.log; waits until
   cat "$CTL/serve-$1.log" >&2
   return 1
 }
+cpu_s() { # PID: the process's user and system CPU seconds so far
+  awk -v hz="$(getconf CLK_TCK)" '{ printf "%.1f s user, %.1f s system", $14 / hz, $15 / hz }' "/proc/$1/stat"
+}
 restart_keel() { # the guest's kill-request: SIGKILL, then the same data file again
+  echo "INFO keel serve's CPU until the kill -9: $(cpu_s "$KEEL")" >> "$RESULTS"
   kill -9 "$KEEL"
   wait "$KEEL" 2>/dev/null || true
   KEEL=""
@@ -96,7 +100,7 @@ guest_rc=0
 wait $guest || guest_rc=$?
 
 stop_rc=0
-if [ -n "$KEEL" ]; then kill -INT "$KEEL"; wait "$KEEL" || stop_rc=$?; KEEL=""; else stop_rc=1; fi
+if [ -n "$KEEL" ]; then echo "INFO keel serve's CPU after the restart: $(cpu_s "$KEEL")" >> "$RESULTS"; kill -INT "$KEEL"; wait "$KEEL" || stop_rc=$?; KEEL=""; else stop_rc=1; fi
 result "keel serve stopped cleanly after the run (SIGINT, exit 0)" $stop_rc
 fsck_rc=0
 "$SHARE/keel" fsck "${KEEL_ARGS[@]}" > "$CTL/fsck.log" 2>&1 || fsck_rc=$?
