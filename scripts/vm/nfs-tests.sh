@@ -12,11 +12,11 @@
 # them (same Debian release on both sides), the driver modules come from
 # the VM's kernel tree. Needs root (network namespace, tap device, apt).
 #
-# Wall time on the shared 2-core machine (2026-12-03, load about 17 from
-# other engineers' builds): 7.8 minutes for 34 checks, 5.8 of them the
-# 10,000 entries (each NFS call is a round trip through the emulated
-# client; Keel on the host spends well under a millisecond of CPU on it).
-# Before, with `keel serve` inside the guest, it took 14.8 minutes.
+# Wall time on the shared 2-core machine (2026-12-03, 34 checks): 113 s at
+# load 2-4, 10,000 entries 66 s of it; 7.8-8.8 minutes at load 17 (other
+# engineers' builds), 10,000 entries 5.8-7.2 of them. Each NFS call is a
+# round trip through the emulated client; Keel on the host spent 8 s of CPU
+# on the whole run. Before, with `keel serve` inside the guest: 14.8 min.
 #
 # usage: scripts/vm/nfs-tests.sh      prints 'nfs-vm: N passed, N failed'
 set -euo pipefail
