@@ -139,16 +139,7 @@ impl ChildBuffer {
 
     /// `Ok(i)` when point `i` has `key`, else `Err(i)` where it would go.
     fn find(&self, key: &[u8]) -> Result<usize, usize> {
-        let (mut lo, mut hi) = (0usize, self.point_count());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match self.key(mid).cmp(key) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Ok(mid),
-            }
-        }
-        Err(lo)
+        crate::heads::search(self.point_count(), |i| self.key(i).cmp(key))
     }
 
     fn lower_bound(&self, key: &[u8]) -> usize {

@@ -25,6 +25,24 @@ pub(crate) struct KeyHeads {
     heads: Vec<u64>,
 }
 
+/// A binary search over `count` sorted items seen through `order_at(i)`
+/// (item `i` compared with the wanted one): `Ok(i)` on a match, else
+/// `Err(i)` where it would go. The tree's sorted arrays (leaf entries,
+/// buffered points, heads) are encodings, not slices of keys, so they share
+/// this instead of `slice::binary_search_by`.
+pub(crate) fn search(count: usize, mut order_at: impl FnMut(usize) -> Ordering) -> Result<usize, usize> {
+    let (mut lo, mut hi) = (0usize, count);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match order_at(mid) {
+            Ordering::Less => lo = mid + 1,
+            Ordering::Greater => hi = mid,
+            Ordering::Equal => return Ok(mid),
+        }
+    }
+    Err(lo)
+}
+
 /// The 8 bytes of `key` after `prefix_len`, zero-padded, big-endian.
 fn head(key: &[u8], prefix_len: usize) -> u64 {
     let mut bytes = [0u8; 8];
@@ -59,17 +77,7 @@ impl KeyHeads {
             return None;
         }
         let wanted = head(key, p);
-        let (mut lo, mut hi) = (0usize, self.heads.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let order = self.heads[mid].cmp(&wanted).then_with(|| key_at(mid)[p..].cmp(&key[p..]));
-            match order {
-                Ordering::Less => lo = mid + 1,
-                Ordering::Greater => hi = mid,
-                Ordering::Equal => return Some(Ok(mid)),
-            }
-        }
-        Some(Err(lo))
+        Some(search(self.heads.len(), |i| self.heads[i].cmp(&wanted).then_with(|| key_at(i)[p..].cmp(&key[p..]))))
     }
 }
 

@@ -185,16 +185,7 @@ impl Leaf {
         if let Some(found) = self.heads.find(key, |i| self.key(i)) {
             return found;
         }
-        let (mut lo, mut hi) = (0usize, self.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match self.key(mid).cmp(key) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Ok(mid),
-            }
-        }
-        Err(lo)
+        crate::heads::search(self.len(), |i| self.key(i).cmp(key))
     }
 
     pub fn get(&self, key: &[u8]) -> Option<Entry<'_>> {
