@@ -9,7 +9,10 @@
 //! `large_wait_every` records (counting only records known durable); the peers
 //! are fio's sequential O_DIRECT io_uring writes of the journal's device write
 //! size (one batch piece, 2 MiB) at its writes in flight, once plain (not
-//! durable) and once as durable as the journal's batches (`peer.rs`). A background task plays the checkpoint:
+//! durable) and once as durable as the journal's batches (`peer.rs`), from the
+//! same kind of pages as the journal's DMA pool (`hugepages.rs`), on a file
+//! laid out as the journal's (`file.rs`); `--fio-sweep` adds fio's best block
+//! size and depth (`sweep.rs`). A background task plays the checkpoint:
 //! it advances the head to the durable LSN every millisecond, so the ring
 //! never fills.
 
@@ -19,19 +22,37 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keel_drivers::uring::{UringConfig, UringDevice};
-use keel_drivers::{BlockDevice, DmaPool, DmaPoolConfig};
+use keel_drivers::{BlockDevice, DmaPool, DmaPoolConfig, HugepagePolicy};
 use keel_journal::{
     DurabilityMode, Journal, JournalConfig, JournalIdentity, JournalPosition, JournalRegion, JournalStats,
 };
 use keel_reactor::io::DeviceId;
 use keel_reactor::{IdlePolicy, Runtime, RuntimeConfig};
 
-use self::peer::{DurablePeer, Fio};
+use self::file::prewrite;
+use self::hugepages::Reservation;
+use self::peer::{DurablePeer, Fio, Shape};
 use self::report::{journal_line, peer_line, Sample};
 use crate::device::Idle;
 
+mod file;
+mod hugepages;
 mod peer;
 mod report;
+mod sweep;
+
+/// The byte every benchmark record's payload (and fio's buffers) is filled with.
+const PAYLOAD_BYTE: u8 = 0xA5;
+
+/// The pages the journal's DMA pool and fio's buffers come from (the same on
+/// both sides).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pages {
+    /// 2 MiB hugepages (reserved for the run): a 2 MiB write is one segment.
+    Huge,
+    /// Ordinary 4 KiB pages: the block layer splits a 2 MiB write.
+    Small,
+}
 
 /// Options of `keel-perf journal`.
 #[derive(Debug, Clone, clap::Args)]
@@ -93,6 +114,14 @@ pub struct JournalArgs {
     /// Skip the fio peers (only the journal's own figures).
     #[arg(long)]
     pub no_fio: bool,
+    /// Pages of the journal's DMA pool and of fio's buffers (both alike).
+    #[arg(long, value_enum, default_value_t = Pages::Huge)]
+    pub pages: Pages,
+    /// After the large records, run fio once at each block size of 1, 2 and
+    /// 4 MiB and depth of 4, 8 and 16 (plain and durable) and print its best
+    /// against the journal's median (about a minute).
+    #[arg(long)]
+    pub fio_sweep: bool,
     /// The uring device's `submit_batch_max` (`device.submit_batch_max`):
     /// enter the kernel once this many requests are queued (0: once per
     /// reactor turn only).
@@ -127,13 +156,39 @@ fn durable_peer(mode: DurabilityMode, device: &keel_drivers::DeviceInfo) -> Dura
     }
 }
 
+/// DMA pool bytes the journal needs: its batch buffers (writes in flight,
+/// an open batch, one more; `keel_journal` config) of at most one region
+/// each, and one region of slack.
+fn pool_bytes(args: &JournalArgs) -> usize {
+    let region = keel_drivers::dma::REGION_BYTES;
+    (args.writes_in_flight + (args.batch_kib << 10).div_ceil(region) + 2) * region
+}
+
+/// Hugepage bytes this run needs: the journal's pool and fio's largest buffers.
+fn hugepage_bytes(args: &JournalArgs, matched: Shape) -> u64 {
+    let mut bytes = pool_bytes(args) as u64;
+    if !args.no_fio {
+        let largest = if args.fio_sweep { sweep::largest() } else { matched };
+        bytes += Fio::buffer_bytes(largest);
+    }
+    bytes
+}
+
 pub fn run(args: &JournalArgs) -> Result<(), String> {
     let mode = durability(&args.durability)?;
     let ring_bytes = args.ring_mib << 20;
     let file_bytes = ring_bytes + (16 << 20);
-    let pool = Arc::new(
-        DmaPool::new(&DmaPoolConfig { size_bytes: 64 << 20, ..Default::default() }).map_err(|e| e.to_string())?,
-    );
+    // Sized before the device is open: the journal's device writes are at
+    // most one region (checked below against the device's transfer limit).
+    let region_shape = Shape { write_bytes: keel_drivers::dma::REGION_BYTES, writes_in_flight: args.writes_in_flight };
+    let _hugepages = match args.pages {
+        Pages::Huge => Some(Reservation::add(hugepage_bytes(args, region_shape))?),
+        Pages::Small => None,
+    };
+    let hugepages = if args.pages == Pages::Huge { HugepagePolicy::Require } else { HugepagePolicy::Never };
+    let pool =
+        Arc::new(DmaPool::new(&DmaPoolConfig { size_bytes: pool_bytes(args), hugepages }).map_err(|e| e.to_string())?);
+    println!("pages: {:?} (journal DMA pool hugepage-backed: {})", args.pages, pool.is_hugepage_backed());
     prewrite(&args.path, file_bytes)?;
     let mut uring = UringConfig::new(&args.path);
     uring.create_size_bytes = Some(file_bytes);
@@ -148,7 +203,9 @@ pub fn run(args: &JournalArgs) -> Result<(), String> {
     // at its device writes in flight: the same writes, full ones.
     let write_bytes = (device.info().max_transfer_bytes as usize).min(keel_drivers::dma::REGION_BYTES);
     println!("journal: batches up to {} KiB, written in pieces of {} KiB", args.batch_kib, write_bytes >> 10);
-    let fio = Fio::new(&args.path, args.seconds, write_bytes, args.writes_in_flight, durable_peer(mode, device.info()));
+    let matched = Shape { write_bytes, writes_in_flight: args.writes_in_flight };
+    let durable = durable_peer(mode, device.info());
+    let fio = Fio::new(&args.path, (file_bytes, ring_bytes), args.seconds, matched, durable, args.pages)?;
     if !args.no_fio {
         println!("fio: {}", Fio::ensure_installed()?);
         for line in fio.describe() {
@@ -173,20 +230,24 @@ pub fn run(args: &JournalArgs) -> Result<(), String> {
             peer_line("fio 4 KiB write+fdatasync IOPS", &journal, &fio_iops);
         }
     }
-    large_records(args, &device, mode, &fio, epoch)?;
+    let journal_mb_per_sec = large_records(args, &device, mode, &fio, epoch)?;
+    if args.fio_sweep && !args.no_fio {
+        sweep::run(&fio, &journal_mb_per_sec)?;
+    }
     let _ = std::fs::remove_file(&args.path);
     Ok(())
 }
 
 /// Large records against fio's plain and durability-matched sequential
-/// writes: journal, plain fio, durable fio, run after run.
+/// writes: journal, plain fio, durable fio, run after run. Returns the
+/// journal's MB/s of every run.
 fn large_records(
     args: &JournalArgs,
     device: &Arc<dyn BlockDevice>,
     mode: DurabilityMode,
     fio: &Fio,
     mut epoch: u64,
-) -> Result<(), String> {
+) -> Result<Vec<f64>, String> {
     let mut journal_samples = Vec::new();
     let (mut plain, mut durable) = (Vec::new(), Vec::new());
     for _ in 0..args.runs {
@@ -206,26 +267,12 @@ fn large_records(
         args.large_wait_every
     );
     journal_line(&name, &journal_samples, |s| s.bytes_per_sec / 1e6);
+    let journal: Vec<f64> = journal_samples.iter().map(|s| s.bytes_per_sec / 1e6).collect();
     if !args.no_fio {
-        let journal: Vec<f64> = journal_samples.iter().map(|s| s.bytes_per_sec / 1e6).collect();
         peer_line("fio sequential write, plain (not durable), MB/s", &journal, &plain);
         peer_line("fio sequential write, durability-matched, MB/s", &journal, &durable);
     }
-    Ok(())
-}
-
-/// Writes the whole file once, as fio lays out its file before measuring: a
-/// file that was only fallocated has unwritten extents, and the first write
-/// to each block then pays an extent conversion in the file system's own
-/// journal (a metadata commit per FUA write), which is not the journal's cost.
-fn prewrite(path: &std::path::Path, size_bytes: u64) -> Result<(), String> {
-    use std::io::Write as _;
-    let mut file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let chunk = vec![0u8; 1 << 20];
-    for _ in 0..size_bytes.div_ceil(chunk.len() as u64) {
-        file.write_all(&chunk).map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    file.sync_all().map_err(|e| format!("{}: {e}", path.display()))
+    Ok(journal)
 }
 
 const DEV: DeviceId = DeviceId(0);
@@ -268,7 +315,7 @@ fn measure(
         running.fetch_add(1, Ordering::SeqCst);
         runtime
             .spawn_on(c % args.reactors, move || async move {
-                let payload = vec![0xA5u8; record_bytes];
+                let payload = vec![PAYLOAD_BYTE; record_bytes];
                 let mut unacknowledged = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let lsn = journal.reserve(record_bytes).await.expect("reserve").commit(&payload).expect("commit");

@@ -1,14 +1,24 @@
 //! fio as the journal's peer, on the same file system, run between the
-//! journal's own runs.
+//! journal's own runs, on a file in the same state as the journal's.
 //!
 //! Small records are compared with one durable 4 KiB write at a time (the
 //! rate of a log without group commit). Large records are compared twice:
 //! with fio's plain sequential O_DIRECT write bandwidth (not durable: what the
 //! issue names), and with the same fio job made as durable as the journal's
 //! batches, so that the cost of durability is not counted against the journal.
+//!
+//! Matched in everything the journal's writes have (BENCHMARKS.md, "Journal",
+//! "What the journal's 2x over fio compared"): the file is written once before
+//! measuring and kept (as the journal's), the buffers are of the same pages
+//! as the journal's DMA pool (`--mem=shmhuge` when that is hugepage-backed),
+//! registered (`--fixedbufs --registerfiles`, as the journal's ring has them),
+//! and hold the journal's payload byte.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use super::file::prewrite;
+use super::{Pages, PAYLOAD_BYTE};
 
 /// How the journal makes a batch durable, and so which fio job matches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,27 +47,40 @@ pub struct SeqWrite {
     pub durable_bytes_per_sec: f64,
 }
 
-/// The fio job shapes, fixed for a whole invocation.
-#[derive(Debug, Clone)]
+/// One sequential write shape: fio's block size and queue depth.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub write_bytes: usize,
+    pub writes_in_flight: usize,
+}
+
+/// The fio job shapes, fixed for a whole invocation, and fio's file (written
+/// once when made, removed when dropped).
+#[derive(Debug)]
 pub struct Fio {
     path: PathBuf,
     seconds: f64,
-    /// The journal's device write size (one batch piece): fio's block size.
-    write_bytes: usize,
-    /// The journal's device writes in flight: fio's queue depth.
-    writes_in_flight: usize,
+    /// Bytes of the file fio walks (the journal's ring).
+    walk_bytes: u64,
+    /// The journal's device write size and writes in flight.
+    matched: Shape,
     durable: DurablePeer,
+    pages: Pages,
 }
 
 impl Fio {
+    /// Lays out fio's file next to the journal's, the same way and size.
     pub fn new(
         journal_path: &Path,
+        (file_bytes, walk_bytes): (u64, u64),
         seconds: f64,
-        write_bytes: usize,
-        writes_in_flight: usize,
+        matched: Shape,
         durable: DurablePeer,
-    ) -> Fio {
-        Fio { path: journal_path.with_extension("fio"), seconds, write_bytes, writes_in_flight, durable }
+        pages: Pages,
+    ) -> Result<Fio, String> {
+        let path = journal_path.with_extension("fio");
+        prewrite(&path, file_bytes)?;
+        Ok(Fio { path, seconds, walk_bytes, matched, durable, pages })
     }
 
     /// Installs fio when it is missing (saying so).
@@ -65,35 +88,52 @@ impl Fio {
         crate::device::fio::ensure_installed().map_err(|e| e.to_string())
     }
 
+    /// Hugepage bytes fio's buffers take at `shape` (fio rounds its buffer
+    /// area, one block per queue slot plus a page, up to whole hugepages).
+    pub fn buffer_bytes(shape: Shape) -> u64 {
+        (shape.write_bytes * shape.writes_in_flight) as u64 + (2 << 20)
+    }
+
     /// The command lines, for the report.
     pub fn describe(&self) -> [String; 3] {
         [
-            format!("fio {}", self.common(&["--ioengine=sync", "--fdatasync=1", "--bs=4k"]).join(" ")),
-            format!("fio {}", self.common(&self.seq_args(false)).join(" ")),
-            format!("fio {}", self.common(&self.seq_args(true)).join(" ")),
+            format!("fio {}", self.common(&small_args()).join(" ")),
+            format!("fio {}", self.common(&self.seq_args(self.matched, false)).join(" ")),
+            format!("fio {}", self.common(&self.seq_args(self.matched, true)).join(" ")),
         ]
     }
 
     /// `fio --ioengine=sync --fdatasync=1 --rw=write --bs=4k`: durable 4 KiB writes per second.
     pub fn fdatasync_iops(&self) -> Result<f64, String> {
-        let value = self.run(&["--ioengine=sync".into(), "--fdatasync=1".into(), "--bs=4k".into()])?;
-        write_field(&value, "iops")
+        write_field(&self.run(&small_args())?, "iops")
     }
 
-    /// Plain, then durability-matched sequential write bandwidth.
+    /// Plain, then durability-matched sequential write bandwidth at the
+    /// journal's write size and depth.
     pub fn seq_write(&self) -> Result<SeqWrite, String> {
-        let plain = write_field(&self.run(&self.seq_args(false))?, "bw_bytes")?;
-        let durable = write_field(&self.run(&self.seq_args(true))?, "bw_bytes")?;
+        self.seq_write_at(self.matched)
+    }
+
+    /// Plain, then durability-matched sequential write bandwidth at `shape`.
+    pub fn seq_write_at(&self, shape: Shape) -> Result<SeqWrite, String> {
+        let plain = write_field(&self.run(&self.seq_args(shape, false))?, "bw_bytes")?;
+        let durable = write_field(&self.run(&self.seq_args(shape, true))?, "bw_bytes")?;
         Ok(SeqWrite { plain_bytes_per_sec: plain, durable_bytes_per_sec: durable })
     }
 
-    fn seq_args(&self, durable: bool) -> Vec<String> {
+    fn seq_args(&self, shape: Shape, durable: bool) -> Vec<String> {
         let mut args = vec![
             "--ioengine=io_uring".into(),
             "--direct=1".into(),
-            format!("--bs={}k", self.write_bytes >> 10),
-            format!("--iodepth={}", self.writes_in_flight),
+            format!("--bs={}k", shape.write_bytes >> 10),
+            format!("--iodepth={}", shape.writes_in_flight),
+            "--fixedbufs".into(),
+            "--registerfiles".into(),
+            format!("--buffer_pattern={PAYLOAD_BYTE:#04x}"),
         ];
+        if self.pages == Pages::Huge {
+            args.push("--mem=shmhuge".into());
+        }
         if durable {
             args.extend(self.durable.fio_args());
         }
@@ -104,7 +144,7 @@ impl Fio {
         let mut args = vec![
             "--name=peer".to_owned(),
             format!("--filename={}", self.path.display()),
-            "--size=256M".into(),
+            format!("--size={}M", self.walk_bytes >> 20),
             "--rw=write".into(),
             "--time_based".into(),
             format!("--runtime={}", self.seconds),
@@ -119,12 +159,27 @@ impl Fio {
             .arg("--output-format=json")
             .output()
             .map_err(|e| format!("cannot run fio: {e}"))?;
-        let _ = std::fs::remove_file(&self.path);
         if !output.status.success() {
-            return Err(format!("fio failed: {}", String::from_utf8_lossy(&output.stderr)));
+            return Err(format!(
+                "fio failed: {}{}",
+                String::from_utf8_lossy(&output.stderr),
+                String::from_utf8_lossy(&output.stdout)
+            ));
         }
         serde_json::from_slice(&output.stdout).map_err(|e| format!("fio output: {e}"))
     }
+}
+
+impl Drop for Fio {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// One durable 4 KiB write at a time (buffers of one page: the same on
+/// either kind of page).
+fn small_args() -> Vec<String> {
+    vec!["--ioengine=sync".into(), "--fdatasync=1".into(), "--bs=4k".into()]
 }
 
 fn write_field(value: &serde_json::Value, field: &str) -> Result<f64, String> {
