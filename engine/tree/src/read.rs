@@ -188,7 +188,13 @@ impl Tree {
                 continue;
             }
             st.counters.node_reads += 1;
-            st.counters.node_read_bytes += bytes.len() as u64;
+            // Whole pages: what the device transferred.
+            let device_bytes = crate::limits::pages_for(bytes.len()) * crate::limits::PAGE_BYTES as u64;
+            st.counters.node_read_bytes += device_bytes;
+            if node.is_leaf() {
+                st.counters.leaf_reads += 1;
+                st.counters.leaf_read_bytes += device_bytes;
+            }
             st.cache.insert(id, node, false);
             return Ok(PinGuard::new(&self.sh, id));
         }

@@ -13,7 +13,12 @@ pub struct Counters {
     pub gets_cached: u64,
     pub scans: u64,
     pub node_reads: u64,
+    /// Device bytes (whole pages) of `node_reads`.
     pub node_read_bytes: u64,
+    /// The leaves among `node_reads` (the rest are internal nodes), and
+    /// their device bytes.
+    pub leaf_reads: u64,
+    pub leaf_read_bytes: u64,
     pub node_writes: u64,
     pub node_write_bytes: u64,
     /// Device bytes (whole pages) of node writes, by node kind and by who
@@ -68,6 +73,8 @@ impl Counters {
             scans,
             node_reads,
             node_read_bytes,
+            leaf_reads,
+            leaf_read_bytes,
             node_writes,
             node_write_bytes,
             evict_leaf_write_bytes,

@@ -61,6 +61,54 @@ pub struct DbBenchSample {
     /// Share of the reads that found their key (db_bench prints one
     /// reader thread's count).
     pub reads_found_fraction: f64,
+    /// What the reads did, from db_bench's statistics.
+    pub read_io: ReadIo,
+}
+
+/// How db_bench's reads used the block cache and the device (statistics
+/// tickers of the read invocation).
+#[derive(Debug, Clone, Default)]
+pub struct ReadIo {
+    pub gets: u64,
+    /// Blocks read from the SST files (`rocksdb.sst.read.micros` COUNT).
+    pub block_reads: u64,
+    /// Bytes those reads transferred (`rocksdb.{non.,}last.level.read.bytes`).
+    pub block_read_bytes: u64,
+    pub data_hits: u64,
+    pub data_misses: u64,
+    pub index_hits: u64,
+    pub index_misses: u64,
+}
+
+impl ReadIo {
+    fn from_output(text: &str) -> ReadIo {
+        let t = tickers(text);
+        let n = |name: &str| t.get(name).copied().unwrap_or(0);
+        ReadIo {
+            gets: histogram_count(text, "rocksdb.db.get.micros").unwrap_or(0),
+            block_reads: histogram_count(text, "rocksdb.sst.read.micros").unwrap_or(0),
+            block_read_bytes: n("rocksdb.last.level.read.bytes") + n("rocksdb.non.last.level.read.bytes"),
+            data_hits: n("rocksdb.block.cache.data.hit"),
+            data_misses: n("rocksdb.block.cache.data.miss"),
+            index_hits: n("rocksdb.block.cache.index.hit"),
+            index_misses: n("rocksdb.block.cache.index.miss"),
+        }
+    }
+
+    /// One line, in the terms of Keel's read breakdown.
+    pub fn line(&self) -> String {
+        let gets = self.gets.max(1) as f64;
+        let data = (self.data_hits + self.data_misses).max(1) as f64;
+        let index = (self.index_hits + self.index_misses).max(1) as f64;
+        format!(
+            "gets {}; device reads per get {:.3} of {:.0} B each; block cache hits: data {:.1}%, index {:.1}%",
+            self.gets,
+            self.block_reads as f64 / gets,
+            self.block_read_bytes as f64 / self.block_reads.max(1) as f64,
+            100.0 * self.data_hits as f64 / data,
+            100.0 * self.index_hits as f64 / index,
+        )
+    }
 }
 
 fn common(args: &TreeArgs) -> Vec<String> {
@@ -123,7 +171,8 @@ pub fn run(args: &TreeArgs, run_index: u64) -> Result<DbBenchSample, String> {
     let read = invoke(&args.db_bench, &read_args(args, run_index))?;
     let read_ops_per_sec = ops_per_sec(&read, "readrandom")?;
     let reads_found_fraction = found(&read).map_or(0.0, |(found, of)| found as f64 / of.max(1) as f64);
-    Ok(DbBenchSample { fill_ops_per_sec, fill_device_write_bytes, read_ops_per_sec, reads_found_fraction })
+    let read_io = ReadIo::from_output(&read);
+    Ok(DbBenchSample { fill_ops_per_sec, fill_device_write_bytes, read_ops_per_sec, reads_found_fraction, read_io })
 }
 
 fn invoke(db_bench: &str, args: &[String]) -> Result<String, String> {
@@ -179,6 +228,14 @@ pub fn tickers(text: &str) -> HashMap<String, u64> {
         .collect()
 }
 
+/// "rocksdb.sst.read.micros P50 : 610.9 P95 : ... COUNT : 27907 SUM : 37487761"
+fn histogram_count(text: &str, name: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.split_whitespace().next() == Some(name))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "COUNT")?;
+    words.get(at + 2)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,10 +244,12 @@ mod tests {
     fn db_bench_output_is_parsed() {
         let text = "fillrandom   :       6.848 micros/op 146022 ops/sec 6.848 seconds 1000000 operations;\n\
                     readrandom   :      20.1 micros/op 49751 ops/sec 2.0 seconds 100000 operations; (63212 of 100000 found)\n\
-                    rocksdb.wal.bytes COUNT : 123456\n";
+                    rocksdb.wal.bytes COUNT : 123456\n\
+                    rocksdb.sst.read.micros P50 : 610.960920 P95 : 2747.674419 P99 : 24560.250000 P100 : 115798.000000 COUNT : 27907 SUM : 37487761\n";
         assert_eq!(ops_per_sec(text, "fillrandom").unwrap(), 146022.0);
         assert_eq!(ops_per_sec(text, "readrandom").unwrap(), 49751.0);
         assert_eq!(found(text), Some((63212, 100000)));
         assert_eq!(tickers(text)["rocksdb.wal.bytes"], 123456);
+        assert_eq!(histogram_count(text, "rocksdb.sst.read.micros"), Some(27907));
     }
 }

@@ -26,6 +26,9 @@ pub struct KeelSample {
     /// Where the fill's time and bytes went, as the engine counted them up
     /// to the end of the fill (before the closing checkpoint).
     pub fill_stats: EngineStats,
+    /// The read phase's counters (from the reopen to the last get) and the
+    /// cache as the reads left it.
+    pub read_stats: EngineStats,
 }
 
 impl KeelSample {
@@ -62,6 +65,30 @@ impl KeelSample {
             mib(self.fill_stats.shards.iter().map(|s| s.cache_leaf_mem_bytes as u64).sum()),
             mib(self.fill_stats.shards.iter().map(|s| s.cache_internal_mem_bytes as u64).sum()),
             self.fill_stats.shards.iter().map(|s| s.height).max().unwrap_or(0),
+        )
+    }
+
+    /// One line: how the reads used the cache and the device.
+    pub fn read_breakdown(&self) -> String {
+        let t = &self.read_stats.trees;
+        let gets = t.gets.max(1) as f64;
+        let internal_reads = t.node_reads - t.leaf_reads;
+        let mib = |b: u64| b as f64 / f64::from(1u32 << 20);
+        let shards = &self.read_stats.shards;
+        let per = |n: u64, of: u64| n as f64 / of.max(1) as f64;
+        format!(
+            "gets {}, answered from the cache {:.1}%; device reads per get {:.3}, {:.0} B per get: whole leaves {:.3} \
+             of {:.0} B each, internal nodes {:.4} of {:.0} B each; cache now: leaves {:.1} MiB, internal {:.1} MiB",
+            t.gets,
+            100.0 * per(t.gets_cached, t.gets),
+            t.node_reads as f64 / gets,
+            t.node_read_bytes as f64 / gets,
+            per(t.leaf_reads, t.gets),
+            per(t.leaf_read_bytes, t.leaf_reads),
+            per(internal_reads, t.gets),
+            per(t.node_read_bytes.saturating_sub(t.leaf_read_bytes), internal_reads),
+            mib(shards.iter().map(|s| s.cache_leaf_mem_bytes as u64).sum()),
+            mib(shards.iter().map(|s| s.cache_internal_mem_bytes as u64).sum()),
         )
     }
 }
@@ -121,6 +148,7 @@ pub fn run(args: &TreeArgs, run_index: u64) -> Result<KeelSample, String> {
         args.reads,
     );
     let read_elapsed = started.elapsed();
+    let read_stats = stats_of(&runtime, &engine)?;
     engine.close(&runtime).map_err(|e| format!("close after the reads: {e}"))?;
     runtime.stop();
     Ok(KeelSample {
@@ -129,6 +157,7 @@ pub fn run(args: &TreeArgs, run_index: u64) -> Result<KeelSample, String> {
         read_ops_per_sec: per_sec(args.reads, read_elapsed),
         reads_found: found?,
         fill_stats,
+        read_stats,
     })
 }
 

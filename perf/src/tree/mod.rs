@@ -139,6 +139,7 @@ pub fn main(args: &TreeArgs) -> Result<(), String> {
             100.0 * k.reads_found as f64 / args.reads as f64
         );
         println!("run {run} keel fill bytes: {}", k.breakdown());
+        println!("run {run} keel reads: {}", k.read_breakdown());
         keel.push(k);
         if !args.keel_only {
             let r = db_bench::run(args, run)?;
@@ -149,6 +150,7 @@ pub fn main(args: &TreeArgs) -> Result<(), String> {
                 r.read_ops_per_sec,
                 100.0 * r.reads_found_fraction
             );
+            println!("run {run} rocksdb reads: {}", r.read_io.line());
             rocks.push(r);
         }
     }
