@@ -7,6 +7,7 @@ use std::collections::{HashMap, VecDeque};
 
 use crate::internal::NodeId;
 use crate::node::Node;
+use crate::pages::LeafPages;
 
 /// One cached node and its state.
 #[derive(Debug)]
@@ -39,6 +40,11 @@ pub(crate) struct Cache {
     /// Bytes held outside the map but inside the budget (node copies kept
     /// for the checkpoint in progress).
     pub extra_bytes: usize,
+    /// Page maps of leaves (see `pages.rs`), inside the budget, oldest
+    /// dropped first.
+    page_maps: HashMap<NodeId, LeafPages>,
+    page_map_order: VecDeque<NodeId>,
+    page_map_bytes: usize,
 }
 
 impl Cache {
@@ -47,7 +53,38 @@ impl Cache {
     }
 
     pub fn used_bytes(&self) -> usize {
-        self.used_bytes + self.extra_bytes
+        self.used_bytes + self.extra_bytes + self.page_map_bytes
+    }
+
+    pub fn page_map_bytes(&self) -> usize {
+        self.page_map_bytes
+    }
+
+    /// The page map of leaf `id`, if one was kept for the version `id` has now.
+    pub fn page_map(&self, id: NodeId, now: crate::table::Location) -> Option<&LeafPages> {
+        self.page_maps.get(&id).filter(|m| m.at == now)
+    }
+
+    /// Keeps `map` for leaf `id` (replacing an older one), then drops the
+    /// oldest maps while they hold more than `cap_bytes`.
+    pub fn keep_page_map(&mut self, id: NodeId, map: LeafPages, cap_bytes: usize) {
+        self.page_map_bytes += map.mem_bytes();
+        if let Some(old) = self.page_maps.insert(id, map) {
+            self.page_map_bytes -= old.mem_bytes();
+        } else {
+            self.page_map_order.push_back(id);
+        }
+        self.drop_page_maps(cap_bytes);
+    }
+
+    /// Drops the oldest page maps until they hold at most `cap_bytes`.
+    pub fn drop_page_maps(&mut self, cap_bytes: usize) {
+        while self.page_map_bytes > cap_bytes {
+            let Some(id) = self.page_map_order.pop_front() else { break };
+            if let Some(old) = self.page_maps.remove(&id) {
+                self.page_map_bytes -= old.mem_bytes();
+            }
+        }
     }
 
     pub fn dirty_encoded_bytes(&self) -> usize {

@@ -95,6 +95,53 @@ fn encode_entry(out: &mut Vec<u8>, key: &[u8], value: ValueRef<'_>, merges: &[Me
     }
 }
 
+/// What a search of a run of entries (part of a leaf, read by pages) found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum RunFind<'a> {
+    Found(Entry<'a>),
+    Absent,
+    /// The key may be the run's last entry, which goes on past the bytes
+    /// read: read the rest.
+    CutOff,
+}
+
+/// Looks `key` up in `run`, consecutive entries of one leaf of which the
+/// first `whole_len` bytes are whole entries and the rest (if any) is the
+/// beginning of one more. The run comes from a page checked against a
+/// verified image, but is decoded as carefully as any device bytes.
+pub(crate) fn find_in_run<'a>(run: &'a [u8], whole_len: usize, key: &[u8]) -> Result<RunFind<'a>, Malformed> {
+    let whole = run.get(..whole_len).ok_or(Malformed("leaf page run length"))?;
+    let mut pos = 0usize;
+    let mut last: Option<&[u8]> = None;
+    while pos < whole.len() {
+        let (entry, next) = parse_entry(whole, pos)?;
+        if last.is_some_and(|l| l >= entry.key) {
+            return Err(Malformed("leaf key order"));
+        }
+        match entry.key.cmp(key) {
+            std::cmp::Ordering::Less => {}
+            std::cmp::Ordering::Equal => return Ok(RunFind::Found(entry)),
+            std::cmp::Ordering::Greater => return Ok(RunFind::Absent),
+        }
+        last = Some(entry.key);
+        pos = next;
+    }
+    if run.len() == whole_len {
+        return Ok(RunFind::Absent);
+    }
+    // The last entry continues in the next page: its key decides whether
+    // that page is needed (when the key itself is cut, it is).
+    let rest = &run[whole_len..];
+    let head_key = rest.get(..2).and_then(|l| {
+        let len = usize::from(u16::from_le_bytes([l[0], l[1]]));
+        rest.get(2..2 + len)
+    });
+    match head_key {
+        Some(k) if k != key => Ok(RunFind::Absent),
+        _ => Ok(RunFind::CutOff),
+    }
+}
+
 /// Sorted entries in serialized form.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Leaf {
@@ -168,6 +215,15 @@ impl Leaf {
         let start = self.offsets[i] as usize;
         let end = self.offsets.get(i + 1).map_or(self.data.len(), |&o| o as usize);
         (start, end)
+    }
+
+    /// Where entry `i` starts and ends in the payload.
+    pub fn entry_start(&self, i: usize) -> usize {
+        self.span(i).0
+    }
+
+    pub fn entry_end(&self, i: usize) -> usize {
+        self.span(i).1
     }
 
     pub fn entry(&self, i: usize) -> Entry<'_> {

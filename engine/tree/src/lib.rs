@@ -48,6 +48,7 @@ mod maintenance;
 pub mod merge;
 mod message;
 mod node;
+mod pages;
 mod pending;
 mod read;
 mod region;

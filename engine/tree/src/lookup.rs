@@ -12,6 +12,7 @@ use crate::leaf::Leaf;
 use crate::merge::apply_all;
 use crate::message::{ExtentRef, MergeOp, Value};
 use crate::node::Node;
+use crate::table::Location;
 use crate::tree::State;
 
 /// What a key's value is, once the walk found everything above its base.
@@ -43,11 +44,34 @@ fn resolve(base: Option<Value>, levels: Vec<Vec<MergeOp>>) -> Found {
     }
 }
 
-/// Looks `key` up in the cached tree.
-pub(crate) fn lookup(st: &mut State, key: &[u8]) -> Step<Found> {
+/// What a get read of an uncached leaf's pages (see `pages.rs`): the
+/// leaf's entry for the key in the version `at` names, if it has one.
+#[derive(Debug)]
+pub(crate) struct PagedRead {
+    pub id: NodeId,
+    pub at: Location,
+    pub entry: Option<(Value, Vec<MergeOp>)>,
+}
+
+/// Looks `key` up in the cached tree; `paged` (taken when used) stands in
+/// for its leaf when that leaf is not cached and still has the version read.
+pub(crate) fn lookup(st: &mut State, key: &[u8], paged: &mut Option<PagedRead>) -> Step<Found> {
     let mut levels: Vec<Vec<MergeOp>> = Vec::new();
     let mut id = st.root;
     loop {
+        if !st.cache.contains(id) {
+            let current = st.table.get(id);
+            return match paged.take_if(|p| p.id == id && p.at == current) {
+                Some(PagedRead { entry: Some((value, merges)), .. }) => {
+                    if !merges.is_empty() {
+                        levels.push(merges);
+                    }
+                    Step::Done(resolve(Some(value), levels))
+                }
+                Some(PagedRead { entry: None, .. }) => Step::Done(resolve(None, levels)),
+                None => Step::Load(id),
+            };
+        }
         let Some(node) = st.cache.touch(id) else { return Step::Load(id) };
         match node {
             Node::Internal(n) => {

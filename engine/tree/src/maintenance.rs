@@ -313,6 +313,12 @@ impl Tree {
             st.cache.remove(id);
             st.counters.evictions_clean += 1;
         }
+        if st.cache.used_bytes() + bytes > budget {
+            // Page maps only save device bytes: give them up before failing.
+            let over = st.cache.used_bytes() + bytes - budget;
+            let keep = st.cache.page_map_bytes().saturating_sub(over);
+            st.cache.drop_page_maps(keep);
+        }
         st.cache.used_bytes() + bytes <= budget
     }
 

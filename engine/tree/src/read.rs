@@ -5,16 +5,22 @@ use std::ops::Bound;
 
 use crate::error::{BlockKind, Result, TreeError};
 use crate::internal::NodeId;
-use crate::lookup::{lookup, scan_leaf, Found, Step};
+use crate::leaf::{find_in_run, RunFind};
+use crate::limits::PAGE_BYTES;
+use crate::lookup::{lookup, scan_leaf, Found, PagedRead, Step};
 use crate::merge::apply_all;
 use crate::message::ExtentRef;
 use crate::node::Node;
+use crate::pages::{LeafPages, Plan};
 use crate::tree::{PinGuard, Tree};
 
 /// The most node loads one read may need before it gives up: a walk that
 /// keeps finding nodes gone again (evicted as fast as they load) would
 /// otherwise never end.
 const LOADS_PER_READ_MAX: usize = 1024;
+
+/// Page maps of leaves may hold up to 1/PAGE_MAP_SHARE of the cache budget.
+const PAGE_MAP_SHARE: usize = 8;
 
 impl Tree {
     /// The value of `key`, with pending merges applied and an out-of-line
@@ -94,8 +100,9 @@ impl Tree {
     /// Walks to `key`'s value, loading nodes as needed.
     async fn find(&self, key: &[u8], pins: &mut Vec<PinGuard>) -> Result<Found> {
         let mut loads = 0usize;
+        let mut paged = None;
         loop {
-            let step = lookup(&mut self.sh.st.borrow_mut(), key);
+            let step = lookup(&mut self.sh.st.borrow_mut(), key, &mut paged);
             match step {
                 Step::Done(found) => {
                     let mut st = self.sh.st.borrow_mut();
@@ -108,8 +115,55 @@ impl Tree {
                 Step::Load(id) => {
                     loads += 1;
                     self.check_loads(loads)?;
-                    pins.push(self.load(id).await?);
+                    match self.read_pages(id, key).await? {
+                        Some(read) => paged = Some(read),
+                        None => pins.push(self.load_with(id, true).await?),
+                    }
                 }
+            }
+        }
+    }
+
+    /// Reads the page of leaf `id` that holds `key` (and the next one when
+    /// the key's entry runs on into it), when the cache keeps a page map of
+    /// the leaf's current version. None when it keeps none, or when the
+    /// bytes read are not that version's: the caller then reads the leaf
+    /// whole, which verifies it against its table entry and reports what
+    /// is wrong.
+    async fn read_pages(&self, id: NodeId, key: &[u8]) -> Result<Option<PagedRead>> {
+        let mut whole = false;
+        loop {
+            let (at, plan) = {
+                let st = self.sh.st.borrow();
+                let at = st.table.get(id);
+                match st.cache.page_map(id, at) {
+                    Some(map) => (at, map.plan(key, whole)),
+                    None => return Ok(None),
+                }
+            };
+            let Plan::Read { first_page, pages, start, whole_end } = plan else {
+                return Ok(Some(PagedRead { id, at, entry: None }));
+            };
+            let from = first_page * PAGE_BYTES;
+            let len = ((first_page + pages) * PAGE_BYTES).min(at.length as usize).saturating_sub(from);
+            let bytes = self.sh.region.read(BlockKind::Node, at.address + first_page as u64, len).await?;
+            let mut st = self.sh.st.borrow_mut();
+            let verified = st.cache.page_map(id, at).is_some_and(|map| map.verify(first_page, &bytes));
+            if !verified {
+                st.counters.leaf_page_mismatches += 1;
+                return Ok(None);
+            }
+            st.counters.leaf_page_reads += 1;
+            st.counters.leaf_page_read_bytes += (pages * PAGE_BYTES) as u64;
+            let run = bytes.get(start.saturating_sub(from)..).unwrap_or_default();
+            match find_in_run(run, whole_end.saturating_sub(start), key) {
+                Ok(RunFind::Found(e)) => {
+                    return Ok(Some(PagedRead { id, at, entry: Some((e.value.to_value(), e.merges)) }));
+                }
+                Ok(RunFind::Absent) => return Ok(Some(PagedRead { id, at, entry: None })),
+                Ok(RunFind::CutOff) if !whole => whole = true,
+                // Not what the verified image held: read the leaf whole.
+                Ok(RunFind::CutOff) | Err(_) => return Ok(None),
             }
         }
     }
@@ -164,6 +218,12 @@ impl Tree {
     /// Makes node `id` resident and pins it. Reads and verifies it against
     /// its table entry when it is not cached.
     pub(crate) async fn load(&self, id: NodeId) -> Result<PinGuard> {
+        self.load_with(id, false).await
+    }
+
+    /// [`Tree::load`]; `keep_map` also keeps the page map of a leaf of
+    /// several pages (gets do: their later reads of it read one page).
+    async fn load_with(&self, id: NodeId, keep_map: bool) -> Result<PinGuard> {
         loop {
             let at = {
                 let st = self.sh.st.borrow();
@@ -182,6 +242,10 @@ impl Tree {
             self.ensure_cache_room(at.length as usize * 2).await?;
             let bytes = self.sh.region.read(BlockKind::Node, at.address, at.length as usize).await?;
             let node = Node::verify_and_decode(&bytes, id, &at)?;
+            let map = match &node {
+                Node::Leaf(leaf) if keep_map => LeafPages::build(&bytes, leaf, at),
+                _ => None,
+            };
             let mut st = self.sh.st.borrow_mut();
             if st.cache.contains(id) || st.table.get(id) != at {
                 // Loaded by another task, or rewritten while we read: look again.
@@ -196,6 +260,9 @@ impl Tree {
                 st.counters.leaf_read_bytes += device_bytes;
             }
             st.cache.insert(id, node, false);
+            if let Some(map) = map {
+                st.cache.keep_page_map(id, map, self.sh.config.cache_bytes / PAGE_MAP_SHARE);
+            }
             return Ok(PinGuard::new(&self.sh, id));
         }
     }

@@ -19,6 +19,13 @@ pub struct Counters {
     /// their device bytes.
     pub leaf_reads: u64,
     pub leaf_read_bytes: u64,
+    /// Reads of one page (rarely two) of a leaf by a get, through the page
+    /// map of a leaf read whole before (`pages.rs`), and their device bytes.
+    pub leaf_page_reads: u64,
+    pub leaf_page_read_bytes: u64,
+    /// Page reads whose bytes did not match the page map (the get then read
+    /// the leaf whole).
+    pub leaf_page_mismatches: u64,
     pub node_writes: u64,
     pub node_write_bytes: u64,
     /// Device bytes (whole pages) of node writes, by node kind and by who
@@ -75,6 +82,9 @@ impl Counters {
             node_read_bytes,
             leaf_reads,
             leaf_read_bytes,
+            leaf_page_reads,
+            leaf_page_read_bytes,
+            leaf_page_mismatches,
             node_writes,
             node_write_bytes,
             evict_leaf_write_bytes,
@@ -123,6 +133,8 @@ pub struct TreeStats {
     /// Memory of the cached leaves and of the cached internal nodes.
     pub cache_leaf_mem_bytes: usize,
     pub cache_internal_mem_bytes: usize,
+    /// Memory of the leaves' page maps (`pages.rs`).
+    pub cache_page_map_bytes: usize,
     pub cache_bytes_budget: usize,
     pub region_pages: u64,
     pub pages_free: u64,
@@ -164,6 +176,7 @@ impl Tree {
             cache_bytes_used: st.cache.used_bytes(),
             cache_leaf_mem_bytes: leaf_mem,
             cache_internal_mem_bytes: internal_mem,
+            cache_page_map_bytes: st.cache.page_map_bytes(),
             cache_bytes_budget: cfg.cache_bytes,
             region_pages: st.space.map.pages(),
             pages_free: st.space.map.free_pages(),

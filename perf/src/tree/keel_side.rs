@@ -78,17 +78,22 @@ impl KeelSample {
         let per = |n: u64, of: u64| n as f64 / of.max(1) as f64;
         format!(
             "gets {}, answered from the cache {:.1}%; device reads per get {:.3}, {:.0} B per get: whole leaves {:.3} \
-             of {:.0} B each, internal nodes {:.4} of {:.0} B each; cache now: leaves {:.1} MiB, internal {:.1} MiB",
+             of {:.0} B each, leaf pages {:.3} of {:.0} B each ({} mismatched), internal nodes {:.4} of {:.0} B each; \
+             cache now: leaves {:.1} MiB, internal {:.1} MiB, page maps {:.2} MiB",
             t.gets,
             100.0 * per(t.gets_cached, t.gets),
-            t.node_reads as f64 / gets,
-            t.node_read_bytes as f64 / gets,
+            (t.node_reads + t.leaf_page_reads) as f64 / gets,
+            (t.node_read_bytes + t.leaf_page_read_bytes) as f64 / gets,
             per(t.leaf_reads, t.gets),
             per(t.leaf_read_bytes, t.leaf_reads),
+            per(t.leaf_page_reads, t.gets),
+            per(t.leaf_page_read_bytes, t.leaf_page_reads),
+            t.leaf_page_mismatches,
             per(internal_reads, t.gets),
             per(t.node_read_bytes.saturating_sub(t.leaf_read_bytes), internal_reads),
             mib(shards.iter().map(|s| s.cache_leaf_mem_bytes as u64).sum()),
             mib(shards.iter().map(|s| s.cache_internal_mem_bytes as u64).sum()),
+            mib(shards.iter().map(|s| s.cache_page_map_bytes as u64).sum()),
         )
     }
 }

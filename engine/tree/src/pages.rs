@@ -1,0 +1,222 @@
+//! Page maps of leaves: what a point read needs to read one 4 KiB page of
+//! a leaf instead of all of it.
+//!
+//! A leaf is written as one image of several pages and its table entry
+//! checks the whole image, so a leaf read from the device is first read
+//! whole and verified. From that verified image the cache keeps a small
+//! map: for every page its CRC-32C, where the first entry starting in it
+//! begins, that entry's key, and where an entry running on into the next
+//! page begins. Later, when the leaf is no longer cached, a get reads only
+//! the page whose key range holds its key and compares the page with the
+//! CRC of the same page of the verified image. The map names the table
+//! entry it was taken from and is used only while that entry is still the
+//! leaf's: any other bytes at that address (torn, lost, misdirected, stale,
+//! flipped) fail the comparison, and the read falls back to reading the
+//! leaf whole, which reports the fault as before. Nothing of this is on
+//! the device: the format is unchanged.
+
+use crate::leaf::Leaf;
+use crate::limits::PAGE_BYTES;
+use crate::node::NODE_HEADER_BYTES;
+use crate::table::Location;
+
+const NONE: u32 = u32::MAX;
+/// Bookkeeping of one map in the cache beyond its arrays (the map entry,
+/// the struct, two allocations).
+const MAP_MEM_OVERHEAD: usize = 112;
+
+#[derive(Debug, Clone, Copy)]
+struct PageInfo {
+    crc32c: u32,
+    /// Image offset of the first entry that starts in this page (NONE: none).
+    start: u32,
+    /// Image offset of the entry that starts here and ends in a later page.
+    straddle: u32,
+    /// End of this page's first key in `keys`.
+    key_end: u32,
+}
+
+/// One leaf version's page map.
+#[derive(Debug, Clone)]
+pub(crate) struct LeafPages {
+    /// The table entry of the image the map was taken from.
+    pub at: Location,
+    pages: Vec<PageInfo>,
+    keys: Vec<u8>,
+}
+
+/// Which bytes of the image a read of `key` needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// The key sorts before the leaf's first key: the leaf does not hold it.
+    Absent,
+    /// Read pages `first_page..first_page + pages`; the entries from image
+    /// offset `start` up to `whole_end` are complete in them, and the bytes
+    /// after `whole_end` (up to the end of the read) begin one more entry.
+    Read { first_page: usize, pages: usize, start: usize, whole_end: usize },
+}
+
+impl LeafPages {
+    /// The map of `leaf`, whose verified image (header + payload) is
+    /// `image`, read through `at`. None for a leaf of one page: reading it
+    /// whole costs the same.
+    pub fn build(image: &[u8], leaf: &Leaf, at: Location) -> Option<LeafPages> {
+        if image.len() <= PAGE_BYTES || leaf.is_empty() {
+            return None;
+        }
+        let info = PageInfo { crc32c: 0, start: NONE, straddle: NONE, key_end: 0 };
+        let mut pages = vec![info; image.len().div_ceil(PAGE_BYTES)];
+        for (p, page) in image.chunks(PAGE_BYTES).enumerate() {
+            pages[p].crc32c = crc32c::crc32c(page);
+        }
+        let mut keys = Vec::new();
+        for i in 0..leaf.len() {
+            let start = NODE_HEADER_BYTES + leaf.entry_start(i);
+            let end = leaf.entry_end(i) + NODE_HEADER_BYTES;
+            let p = start / PAGE_BYTES;
+            if pages[p].start == NONE {
+                pages[p].start = start as u32;
+                keys.extend_from_slice(leaf.key(i));
+                pages[p].key_end = keys.len() as u32;
+            }
+            if (end - 1) / PAGE_BYTES != p {
+                pages[p].straddle = start as u32;
+            }
+        }
+        Some(LeafPages { at, pages, keys })
+    }
+
+    pub fn mem_bytes(&self) -> usize {
+        MAP_MEM_OVERHEAD + self.pages.capacity() * std::mem::size_of::<PageInfo>() + self.keys.capacity()
+    }
+
+    /// Pages with entries starting in them, in order, with their first keys.
+    fn starts(&self) -> impl Iterator<Item = (usize, &[u8])> + '_ {
+        let mut key_start = 0usize;
+        self.pages.iter().enumerate().filter(|(_, p)| p.start != NONE).map(move |(i, p)| {
+            let key = &self.keys[key_start..p.key_end as usize];
+            key_start = p.key_end as usize;
+            (i, key)
+        })
+    }
+
+    /// The page to read for `key` (see [`Plan`]); `whole` asks for every
+    /// page the key's run of entries touches, not only the first.
+    pub fn plan(&self, key: &[u8], whole: bool) -> Plan {
+        let mut chosen: Option<usize> = None;
+        let mut next_start: Option<usize> = None;
+        for (p, first) in self.starts() {
+            if first <= key {
+                chosen = Some(p);
+            } else {
+                next_start = Some(self.pages[p].start as usize);
+                break;
+            }
+        }
+        let Some(p) = chosen else { return Plan::Absent };
+        let info = self.pages[p];
+        let start = info.start as usize;
+        let run_end = next_start.unwrap_or(self.at.length as usize);
+        if info.straddle == NONE || whole {
+            let last_page = (run_end - 1) / PAGE_BYTES;
+            return Plan::Read { first_page: p, pages: last_page - p + 1, start, whole_end: run_end };
+        }
+        Plan::Read { first_page: p, pages: 1, start, whole_end: info.straddle as usize }
+    }
+
+    /// True when `bytes`, read from pages `first_page..`, are the same as
+    /// those pages of the verified image (the last page up to its end).
+    pub fn verify(&self, first_page: usize, bytes: &[u8]) -> bool {
+        let image_bytes = self.at.length as usize;
+        bytes.chunks(PAGE_BYTES).enumerate().all(|(i, page)| {
+            let p = first_page + i;
+            let Some(info) = self.pages.get(p) else { return false };
+            let len = image_bytes.saturating_sub(p * PAGE_BYTES).min(PAGE_BYTES);
+            page.len() >= len && crc32c::crc32c(&page[..len]) == info.crc32c
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::internal::NodeId;
+    use crate::leaf::{find_in_run, leaf_from, RunFind};
+    use crate::message::Value;
+    use crate::node::Node;
+
+    fn sample() -> (Vec<(Vec<u8>, Vec<u8>)>, Vec<u8>, Leaf, Location) {
+        let entries: Vec<(Vec<u8>, Vec<u8>)> =
+            (0..150u32).map(|i| (format!("key{:06}", i * 2).into_bytes(), vec![b'a' + (i % 26) as u8; 90])).collect();
+        let refs: Vec<(&[u8], Value)> = entries.iter().map(|(k, v)| (k.as_slice(), Value::Inline(v.clone()))).collect();
+        let leaf = leaf_from(&refs);
+        let image = Node::Leaf(leaf.clone()).serialize(NodeId(3), 9);
+        let at = Location { address: 0, length: image.len() as u32, crc32c: crc32c::crc32c(&image), generation: 9 };
+        (entries, image, leaf, at)
+    }
+
+    /// Reads `key` the way a get does: one page, then the whole run when
+    /// the entry goes on past it.
+    fn read(map: &LeafPages, image: &[u8], key: &[u8]) -> (Option<Vec<u8>>, usize) {
+        let mut whole = false;
+        loop {
+            let Plan::Read { first_page, pages, start, whole_end } = map.plan(key, whole) else { return (None, 0) };
+            let from = first_page * PAGE_BYTES;
+            let to = ((first_page + pages) * PAGE_BYTES).min(image.len());
+            let bytes = &image[from..to];
+            assert!(map.verify(first_page, bytes));
+            match find_in_run(&bytes[start - from..], whole_end - start, key).unwrap() {
+                RunFind::Found(e) => match e.value {
+                    crate::leaf::ValueRef::Inline(v) => return (Some(v.to_vec()), pages),
+                    crate::leaf::ValueRef::Extent(_) => unreachable!(),
+                },
+                RunFind::Absent => return (None, pages),
+                RunFind::CutOff => {
+                    assert!(!whole, "a whole run is never cut off");
+                    whole = true;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_key_reads_from_its_page_and_absent_keys_stay_absent() {
+        let (entries, image, leaf, at) = sample();
+        assert!(image.len() > 3 * PAGE_BYTES);
+        let map = LeafPages::build(&image, &leaf, at).unwrap();
+        let mut one_page = 0;
+        for (k, v) in &entries {
+            let (found, pages) = read(&map, &image, k);
+            assert_eq!(found.as_ref(), Some(v), "{}", String::from_utf8_lossy(k));
+            one_page += usize::from(pages == 1);
+            let mut missing = k.clone();
+            missing.push(b'!');
+            assert_eq!(read(&map, &image, &missing).0, None);
+        }
+        assert!(one_page >= entries.len() - 4, "{one_page} of {} read one page", entries.len());
+        assert_eq!(map.plan(b"a", false), Plan::Absent);
+        assert_eq!(read(&map, &image, b"zzz").0, None);
+    }
+
+    #[test]
+    fn a_page_that_differs_from_the_image_fails() {
+        let (_, image, leaf, at) = sample();
+        let map = LeafPages::build(&image, &leaf, at).unwrap();
+        let page = &image[PAGE_BYTES..2 * PAGE_BYTES];
+        assert!(map.verify(1, page));
+        assert!(!map.verify(0, page), "a page read from the wrong place");
+        let mut flipped = page.to_vec();
+        flipped[100] ^= 4;
+        assert!(!map.verify(1, &flipped));
+        assert!(!map.verify(1, &page[..100]), "a short read");
+        assert!(!map.verify(9, page), "past the image");
+    }
+
+    #[test]
+    fn a_one_page_leaf_has_no_map() {
+        let leaf = leaf_from(&[(b"k", Value::Inline(b"v".to_vec()))]);
+        let image = Node::Leaf(leaf.clone()).serialize(NodeId(3), 9);
+        let at = Location { address: 0, length: image.len() as u32, crc32c: crc32c::crc32c(&image), generation: 9 };
+        assert!(LeafPages::build(&image, &leaf, at).is_none());
+    }
+}
