@@ -22,8 +22,18 @@
 # the journal up to the file's writes (which, the journal being one ordered
 # log, covers its CREATE too).
 #
+# File state, matched for largefile / fio (FILE_STATE=written, the default):
+# Keel's data file is written in full (zeros) before `keel serve` formats it,
+# and fio runs with --overwrite=1 (its file is written before the timed job),
+# so both write to blocks that are already written, as on a raw device. On
+# ext4 a write to an unwritten (fallocated) extent also converts the extent,
+# and a later FUA write or fdatasync then commits ext4's journal; a real NVMe
+# device has no such state. FILE_STATE=fresh runs the earlier, unmatched
+# setting: Keel's file only fallocated, fio's file fallocated by fio.
+#
 # Usage: perf/scripts/nfs-bench.sh [RUNS] [SMALLFILE_SECONDS] [LARGEFILE_MIB]
 #   WORK_DIR=/path (default /tmp): where the data lives.
+#   FILE_STATE=written|fresh (default written): see above.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -34,6 +44,11 @@ KEEL_NFS=${KEEL_NFS_PORT:-22049}
 KEEL_MNT=${KEEL_MOUNT_PORT:-22048}
 GAN_NFS=${GANESHA_NFS_PORT:-12049}
 GAN_MNT=${GANESHA_MOUNT_PORT:-12048}
+FILE_STATE=${FILE_STATE:-written}
+case $FILE_STATE in written | fresh) ;; *) echo "FILE_STATE must be written or fresh" >&2; exit 2 ;; esac
+# Keel's device: room for a few largefile runs whose space is freed in the
+# background, at least 2 GiB.
+DEVICE_MIB=$((LARGE_MIB * 8 > 2048 ? LARGE_MIB * 8 : 2048))
 WORK=$(mktemp -d "${WORK_DIR:-/tmp}/keel-nfs-bench.XXXXXX")
 PIDS=()
 
@@ -107,7 +122,7 @@ wait_port "$GAN_MNT"
 cat > "$WORK/keel.toml" <<EOF
 [device]
 backend = "uring"
-size = "4GiB"
+size = "${DEVICE_MIB}MiB"
 
 [kv]
 enabled = false
@@ -129,6 +144,10 @@ clients = ["127.0.0.1"]
 squash = "none"
 async = true
 EOF
+mkdir -p "$WORK/keel"
+if [ "$FILE_STATE" = written ]; then
+    dd if=/dev/zero of="$WORK/keel/keel.img" bs=4M count=$((DEVICE_MIB / 4)) oflag=direct conv=fsync status=none
+fi
 "$KEEL" serve --config "$WORK/keel.toml" --data-dir "$WORK/keel" >"$WORK/keel.log" 2>&1 &
 PIDS+=($!)
 wait_port "$KEEL_NFS" || { tail "$WORK/keel.log"; exit 1; }
@@ -147,7 +166,9 @@ run() {
 }
 
 fio_seq_write() {
-    fio --name=seqwrite --filename="$WORK/fio.dat" --rw=write --bs=64k --size="${LARGE_MIB}M" \
+    local overwrite=1
+    [ "$FILE_STATE" = written ] || overwrite=0
+    fio --name=seqwrite --overwrite="$overwrite" --filename="$WORK/fio.dat" --rw=write --bs=64k --size="${LARGE_MIB}M" \
         --direct=1 --ioengine=io_uring --iodepth=16 --end_fsync=1 --output-format=terse --terse-version=3 \
         | awk -F';' '{printf "%.1f\n", $48 * 1024 / 1e6}'
     rm -f "$WORK/fio.dat"
@@ -174,7 +195,7 @@ for round in $(seq 1 "$RUNS"); do
         "ganesha ${R[ganesha.small1]##* }/${R[ganesha.small8]##* } files/s ${R[ganesha.large]##* } MB/s; fio ${R[fio]##* } MB/s" >&2
 done
 
-printf '\n%-44s %-26s %-26s %s\n' "load ($RUNS runs)" "keel median (min..max)" "ganesha median (min..max)" "keel/ganesha"
+printf '\n%-44s %-26s %-26s %s\n' "load ($RUNS runs, FILE_STATE=$FILE_STATE)" "keel median (min..max)" "ganesha median (min..max)" "keel/ganesha"
 for load in small1 small8 async.small1 async.small8 large; do
     keel=keel
     case $load in
