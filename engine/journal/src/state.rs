@@ -83,6 +83,8 @@ pub struct JournalStats {
     /// Device writes: a batch of several pieces is several writes.
     pub writes: u64,
     pub flushes: u64,
+    /// Batches written without FUA (FUA mode, nobody waiting at the seal).
+    pub batches_without_fua: u64,
     pub reserve_waits: u64,
 }
 
@@ -127,9 +129,11 @@ pub(crate) struct State {
     pub hint_sealed: Lsn,
     /// A vouch timer is pending for the open batch of this sequence number.
     pub vouch_armed: Option<u64>,
-    /// Records (by LSN) that name data written before them (out-of-line
-    /// values): with FUA batch writes they become durable only after a flush
-    /// that follows their batch, because FUA covers the batch write alone.
+    /// Records (by LSN) that become durable only after a flush that follows
+    /// their batch's write: records that name data written before them
+    /// (out-of-line values; FUA covers the batch write alone), and the first
+    /// record of every batch written without FUA because nobody waited for
+    /// it when it was sealed.
     pub after_data: BTreeSet<Lsn>,
 }
 
@@ -358,7 +362,8 @@ impl State {
         // The pages written must not hold unreclaimed records.
         assert!(batch.start + shape.write_bytes as u64 <= self.space_floor() + ring);
         assert!(batch.start % ring + shape.write_bytes as u64 <= ring, "a batch never straddles the ring's end");
-        let unsent = self.piece_jobs(&mut batch, shape.write_bytes, shape.pad_at);
+        let fua = self.batch_fua(&batch);
+        let unsent = self.piece_jobs(&mut batch, shape.write_bytes, shape.pad_at, fua);
         self.hint_sealed = self.hint_sealed.max(self.lsn_durable);
         self.writes_pending += unsent.len();
         self.stats.writes += unsent.len() as u64;
@@ -378,9 +383,36 @@ impl State {
         self.stats.batch_bytes_written += shape.write_bytes as u64;
     }
 
+    /// Whether the sealed `batch` is written with FUA. In FUA mode, only when
+    /// someone waits for one of its records (or it vouches for the log):
+    /// a batch sealed by the batch delay alone goes to the device's cache,
+    /// and its first record joins `after_data`, so that it and everything
+    /// after it become durable only after a flush, issued once someone waits
+    /// (a stream of NFS UNSTABLE WRITEs would otherwise pay a FUA write, on
+    /// many devices a write plus a flush, every batch delay; BENCHMARKS.md,
+    /// "NFS gateway").
+    fn batch_fua(&mut self, batch: &OpenBatch) -> bool {
+        if self.limits.durable != Durable::Fua {
+            return false;
+        }
+        let has_records = batch.first_lsn < self.next_lsn;
+        if batch.vouch || !has_records || self.durability_needs(batch.first_lsn) {
+            return true;
+        }
+        self.after_data.insert(batch.first_lsn);
+        self.stats.batches_without_fua += 1;
+        false
+    }
+
     /// One write per piece the sealed batch's `write_bytes` cover; the
     /// pieces past them go back to the free list.
-    fn piece_jobs(&mut self, batch: &mut OpenBatch, write_bytes: usize, pad_at: Option<usize>) -> VecDeque<WriteJob> {
+    fn piece_jobs(
+        &mut self,
+        batch: &mut OpenBatch,
+        write_bytes: usize,
+        pad_at: Option<usize>,
+        fua: bool,
+    ) -> VecDeque<WriteJob> {
         let piece_bytes = batch.piece_bytes;
         let ring = self.limits.ring_bytes;
         let pieces_written = write_bytes.div_ceil(piece_bytes);
@@ -393,7 +425,7 @@ impl State {
             jobs.push_back(WriteJob {
                 seq: batch.seq,
                 lba: byte / self.limits.block_bytes,
-                fua: self.limits.durable == Durable::Fua,
+                fua,
                 headers: PieceHeaders {
                     first_at: batch.first_header_at[i],
                     records_end: batch.used_bytes.saturating_sub(from),
@@ -437,12 +469,12 @@ impl State {
             Durable::Flush => {
                 self.durable_waiters.first_key_value().is_some_and(|((lsn, _), _)| *lsn <= self.lsn_written)
             }
-            // A written record that names earlier data holds durability back
-            // until a flush, issued once someone waits for it (or for a
-            // later record). Not before: a stream of unstable writes (NFS
-            // WRITEs before COMMIT) would otherwise pay a device flush per
-            // batch for durability nobody asked for yet (BENCHMARKS.md, "NFS
-            // gateway").
+            // A written record that names earlier data, or one of a batch
+            // written without FUA, holds durability back until a flush,
+            // issued once someone waits for it (or for a later record). Not
+            // before: a stream of unstable writes (NFS WRITEs before COMMIT)
+            // would otherwise pay a device flush per batch for durability
+            // nobody asked for yet (BENCHMARKS.md, "NFS gateway").
             Durable::Fua => {
                 self.after_data.first().is_some_and(|&lsn| lsn <= self.lsn_written && self.durability_needs(lsn))
             }

@@ -43,6 +43,10 @@ struct Workload {
     flush_delay_us: u64,
     /// The device's largest transfer: the journal's batch piece size.
     transfer_bytes: u32,
+    /// Waiting tasks sleep this long (past the batch delay) between a commit
+    /// and every other wait, so that the batch is sealed while nobody waits
+    /// (written without FUA in FUA mode) and the wait needs a flush.
+    pause_before_wait_us: u64,
 }
 
 /// The memory device's default largest transfer (pieces hold a whole batch).
@@ -76,8 +80,8 @@ fn recorder(w: &Workload) -> Arc<CrashRecorder> {
 }
 
 /// One committer: its transactions, acknowledged as its policy says.
-async fn committer(journal: Journal, marker: CrashMarker, committed: Committed, task: u64, w: (u64, u64)) {
-    let (txns, seed) = w;
+async fn committer(journal: Journal, marker: CrashMarker, committed: Committed, task: u64, w: (u64, u64, u64)) {
+    let (txns, seed, pause_us) = w;
     for i in 0..txns {
         let payload = Txn::generate(task * 1000 + i, seed ^ task).encode();
         let reservation = journal.reserve(payload.len()).await.unwrap();
@@ -89,6 +93,9 @@ async fn committer(journal: Journal, marker: CrashMarker, committed: Committed, 
             _ => i % 4 == 3,
         };
         if wait {
+            if pause_us > 0 && i % 2 == 0 {
+                keel_reactor::time::sleep(Duration::from_micros(pause_us)).await;
+            }
             journal.wait_durable(lsn).await.unwrap();
             marker.mark(&format!("ack {lsn}"));
         } else if i % 5 == 0 {
@@ -127,7 +134,7 @@ async fn run_committers(
     let mut handles = Vec::new();
     for t in 0..w.tasks {
         let (journal, marker, committed, done) = (journal.clone(), marker.clone(), committed.clone(), done.clone());
-        let args = (w.txns_per_task, w.seed);
+        let args = (w.txns_per_task, w.seed, w.pause_before_wait_us);
         handles.push(spawn(async move {
             committer(journal, marker, committed, reactor * 100 + t, args).await;
             *done.lock().unwrap() += 1;
@@ -286,6 +293,7 @@ fn one_reactor_write_then_flush_recovers_a_prefix_with_every_acknowledged_transa
         seed: 11,
         flush_delay_us: 0,
         transfer_bytes: WHOLE_BATCH,
+        pause_before_wait_us: 0,
     };
     let (log, committed) = record_one_reactor(&w);
     let checked = check_crash_states(&log, &committed, &w, 40);
@@ -302,6 +310,7 @@ fn two_reactors_write_then_flush_recover_a_prefix_with_every_acknowledged_transa
         seed: 23,
         flush_delay_us: 0,
         transfer_bytes: WHOLE_BATCH,
+        pause_before_wait_us: 0,
     };
     let (log, committed) = record_two_reactors(&w);
     let checked = check_crash_states(&log, &committed, &w, 40);
@@ -318,11 +327,35 @@ fn fua_writes_recover_a_prefix_with_every_acknowledged_transaction() {
         seed: 37,
         flush_delay_us: 0,
         transfer_bytes: WHOLE_BATCH,
+        pause_before_wait_us: 0,
     };
     let (log, committed) = record_one_reactor(&w);
     let checked = check_crash_states(&log, &committed, &w, 40);
     report("one reactor, FUA", &log, committed.len(), checked);
     assert!(log.flushes().is_empty() && checked >= 3000, "{checked} states");
+}
+
+#[test]
+fn fua_batches_nobody_waited_for_recover_a_prefix_with_every_acknowledged_transaction() {
+    // Waiters sleep past the batch delay before every other wait: those
+    // batches are sealed while nobody waits, written without FUA, and made
+    // durable by a flush once the wait comes.
+    let w = Workload {
+        tasks: 6,
+        txns_per_task: 30,
+        durability: DurabilityMode::Fua,
+        seed: 41,
+        flush_delay_us: 0,
+        transfer_bytes: WHOLE_BATCH,
+        pause_before_wait_us: 400,
+    };
+    let (log, committed) = record_one_reactor(&w);
+    let checked = check_crash_states(&log, &committed, &w, 40);
+    report("one reactor, FUA, batches sealed while nobody waits", &log, committed.len(), checked);
+    let fua_writes = log.writes().iter().filter(|write| write.fua).count();
+    let cached_writes = log.writes().len() - fua_writes;
+    assert!(fua_writes > 0 && cached_writes > 0, "{fua_writes} FUA writes, {cached_writes} cached ones");
+    assert!(!log.flushes().is_empty() && checked >= 3000, "{checked} states");
 }
 
 #[test]
@@ -337,6 +370,7 @@ fn overlapping_flushes_recover_a_prefix_with_every_acknowledged_transaction() {
         seed: 41,
         flush_delay_us: 300,
         transfer_bytes: WHOLE_BATCH,
+        pause_before_wait_us: 0,
     };
     let (log, committed) = record_one_reactor(&w);
     let overlapping =
@@ -354,7 +388,15 @@ fn batches_in_pieces_recover_a_prefix_with_every_acknowledged_transaction() {
     for (durability, seed, name) in
         [(DurabilityMode::WriteThenFlush, 53, "write+flush"), (DurabilityMode::Fua, 59, "FUA")]
     {
-        let w = Workload { tasks: 9, txns_per_task: 30, durability, seed, flush_delay_us: 0, transfer_bytes: 4096 };
+        let w = Workload {
+            tasks: 9,
+            txns_per_task: 30,
+            durability,
+            seed,
+            flush_delay_us: 0,
+            transfer_bytes: 4096,
+            pause_before_wait_us: 0,
+        };
         let (log, committed) = record_one_reactor(&w);
         let checked = check_crash_states(&log, &committed, &w, 20);
         report(&format!("one reactor, {name}, batches in one-page pieces"), &log, committed.len(), checked);

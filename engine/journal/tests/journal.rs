@@ -263,12 +263,40 @@ fn a_record_after_data_is_flushed_only_once_someone_waits_for_it() {
         let journal = Journal::open(region(64), &config, identity(1), JournalPosition::FRESH).await.unwrap();
         let plain = journal.reserve(50).await.unwrap().commit(&[1u8; 50]).unwrap();
         let after_data = journal.reserve(50).await.unwrap().commit_after_data(&[2u8; 50]).unwrap();
+        journal.wait_durable(plain).await.unwrap();
+        assert_eq!(journal.stats().flushes, 0, "the FUA write makes the record before the data one durable");
+        assert_eq!(journal.lsn_durable(), plain);
         keel_reactor::time::sleep(std::time::Duration::from_millis(20)).await;
         assert_eq!(journal.stats().flushes, 0, "nobody waits yet: no flush");
-        assert_eq!(journal.lsn_durable(), plain, "the FUA write makes the record before the data one durable");
+        assert_eq!(journal.lsn_durable(), plain);
         journal.wait_durable(after_data).await.unwrap();
         assert_eq!(journal.stats().flushes, 1);
         assert_eq!(journal.lsn_durable(), after_data);
+    });
+}
+
+#[test]
+fn a_batch_nobody_waits_for_is_written_without_fua_and_flushed_once_someone_waits() {
+    let device = memory_device(Arc::new(MemoryStore::new()), None);
+    let config = small_config();
+    run(&[device], async move {
+        let journal = Journal::open(region(64), &config, identity(1), JournalPosition::FRESH).await.unwrap();
+        let first = journal.reserve(50).await.unwrap().commit(&[1u8; 50]).unwrap();
+        let second = journal.reserve(50).await.unwrap().commit(&[2u8; 50]).unwrap();
+        keel_reactor::time::sleep(std::time::Duration::from_millis(20)).await;
+        let stats = journal.stats();
+        assert_eq!(stats.batches - stats.vouches, 1, "the delay sealed the batch: {stats:?}");
+        assert_eq!(stats.batches_without_fua, 1, "nobody waited at the seal: {stats:?}");
+        assert_eq!(journal.lsn_durable(), 0, "written to the cache only: nothing durable yet");
+        assert_eq!(stats.flushes, 0, "nobody waits yet: no flush");
+        journal.wait_durable(first).await.unwrap();
+        assert_eq!(journal.stats().flushes, 1, "one flush once someone waits");
+        assert_eq!(journal.lsn_durable(), second, "the flush covers the whole batch");
+        // A record someone waits for gets a FUA write and no flush.
+        let third = journal.reserve(50).await.unwrap().commit(&[3u8; 50]).unwrap();
+        journal.wait_durable(third).await.unwrap();
+        let stats = journal.stats();
+        assert_eq!((stats.flushes, stats.batches_without_fua), (1, 1), "{stats:?}");
     });
 }
 

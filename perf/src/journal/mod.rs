@@ -351,6 +351,7 @@ fn measure(
         batch_bytes_written: end_stats.batch_bytes_written - start_stats.batch_bytes_written,
         writes: end_stats.writes - start_stats.writes,
         flushes: end_stats.flushes - start_stats.flushes,
+        batches_without_fua: end_stats.batches_without_fua - start_stats.batches_without_fua,
         reserve_waits: end_stats.reserve_waits - start_stats.reserve_waits,
     };
     Ok(Sample { commits_per_sec: n / secs, bytes_per_sec: n * record_bytes as f64 / secs, stats })
