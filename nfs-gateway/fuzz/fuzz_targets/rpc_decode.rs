@@ -11,10 +11,14 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let mut deframer = Deframer::new(64 * 1024);
-    for piece in data.chunks(97) {
+    let mut rest = data;
+    while !rest.is_empty() {
+        // Reads of up to 97 bytes; a large record's own buffer may offer less.
         let spare = deframer.spare();
-        spare[..piece.len()].copy_from_slice(piece);
-        deframer.filled(piece.len());
+        let n = spare.len().min(rest.len()).min(97);
+        spare[..n].copy_from_slice(&rest[..n]);
+        deframer.filled(n);
+        rest = &rest[n..];
         while let Ok(Some(record)) = deframer.next_record() {
             assert!(record.len() <= 64 * 1024);
             decode_one(&record);

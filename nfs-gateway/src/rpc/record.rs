@@ -12,6 +12,10 @@ const LAST_FRAGMENT: u32 = 0x8000_0000;
 /// Fragments one record may have: real clients send one; a few is plenty.
 pub const FRAGMENTS_PER_RECORD_MAX: usize = 1024;
 const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// A single-fragment record at least this long whose body has not all
+/// arrived is read straight into its own buffer (a 64 KiB WRITE is then
+/// not copied out of the read buffer once more).
+const DIRECT_RECORD_BYTES_MIN: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
@@ -21,6 +25,15 @@ pub enum RecordError {
     TooManyFragments,
 }
 
+/// A large single-fragment record being read into its own buffer.
+#[derive(Debug)]
+struct Direct {
+    /// The record's body, its final length.
+    body: Vec<u8>,
+    /// Bytes of `body` received so far.
+    received: usize,
+}
+
 /// Reassembles records from a byte stream.
 #[derive(Debug)]
 pub struct Deframer {
@@ -28,16 +41,32 @@ pub struct Deframer {
     /// Start of the first byte not yet handed out.
     start: usize,
     record_bytes_max: usize,
+    direct: Option<Direct>,
+    /// What the last [`Deframer::spare`] returned: the direct body's rest
+    /// (its length), or a read chunk at the end of `buf` (`None`).
+    spare_direct: Option<usize>,
 }
 
 impl Deframer {
     pub fn new(record_bytes_max: usize) -> Self {
-        Deframer { buf: Vec::with_capacity(READ_CHUNK_BYTES), start: 0, record_bytes_max }
+        Deframer {
+            buf: Vec::with_capacity(READ_CHUNK_BYTES),
+            start: 0,
+            record_bytes_max,
+            direct: None,
+            spare_direct: None,
+        }
     }
 
-    /// Free space to read into (at least a read chunk), at the end of the
-    /// buffered bytes. Call [`Deframer::filled`] with what was read.
+    /// Free space to read into, at the end of the buffered bytes: a read
+    /// chunk, or the rest of a large record's own buffer. Call
+    /// [`Deframer::filled`] with what was read.
     pub fn spare(&mut self) -> &mut [u8] {
+        if let Some(direct) = self.direct.as_mut() {
+            self.spare_direct = Some(direct.body.len() - direct.received);
+            return &mut direct.body[direct.received..];
+        }
+        self.spare_direct = None;
         if self.start > 0 && self.start * 2 >= self.buf.len() {
             self.buf.drain(..self.start);
             self.start = 0;
@@ -49,6 +78,13 @@ impl Deframer {
 
     /// Keeps `n` bytes of what [`Deframer::spare`] returned.
     pub fn filled(&mut self, n: usize) {
+        if let Some(rest) = self.spare_direct.take() {
+            assert!(n <= rest);
+            if let Some(direct) = self.direct.as_mut() {
+                direct.received += n;
+            }
+            return;
+        }
         assert!(n <= READ_CHUNK_BYTES);
         let keep = self.buf.len() - READ_CHUNK_BYTES + n;
         self.buf.truncate(keep);
@@ -56,11 +92,22 @@ impl Deframer {
 
     /// Bytes buffered and not yet part of a record handed out.
     pub fn buffered_bytes(&self) -> usize {
-        self.buf.len() - self.start
+        self.buf.len() - self.start + self.direct.as_ref().map_or(0, |d| d.received)
     }
 
     /// The next complete record, if all of its fragments have arrived.
     pub fn next_record(&mut self) -> Result<Option<Vec<u8>>, RecordError> {
+        if let Some(direct) = self.direct.take() {
+            if direct.received < direct.body.len() {
+                self.direct = Some(direct);
+                return Ok(None);
+            }
+            return Ok(Some(direct.body));
+        }
+        self.start_direct_if_large();
+        if self.direct.is_some() {
+            return Ok(None);
+        }
         let mut pos = self.start;
         let mut fragments = Vec::new();
         let mut total = 0usize;
@@ -95,6 +142,26 @@ impl Deframer {
         }
         Ok(Some(record))
     }
+
+    /// A single-fragment record of at least `DIRECT_RECORD_BYTES_MIN` bytes
+    /// (within the limit) whose body has not all arrived moves into a buffer
+    /// of its own, which the following reads fill directly.
+    fn start_direct_if_large(&mut self) {
+        let Some(header) = self.buf.get(self.start..self.start + 4) else { return };
+        let header = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+        let len = (header & !LAST_FRAGMENT) as usize;
+        let body_from = self.start + 4;
+        let have = self.buf.len() - body_from;
+        let large = len >= DIRECT_RECORD_BYTES_MIN && len <= self.record_bytes_max;
+        if header & LAST_FRAGMENT == 0 || !large || have >= len {
+            return;
+        }
+        let mut body = vec![0u8; len];
+        body[..have].copy_from_slice(&self.buf[body_from..]);
+        self.buf.clear();
+        self.start = 0;
+        self.direct = Some(Direct { body, received: have });
+    }
 }
 
 /// Bytes reserved at the front of an encoded message for its record mark.
@@ -113,11 +180,13 @@ pub fn seal_record(message: &mut [u8]) {
 mod tests {
     use super::*;
 
-    fn feed(d: &mut Deframer, bytes: &[u8]) {
-        for piece in bytes.chunks(7) {
+    fn feed(d: &mut Deframer, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
             let spare = d.spare();
-            spare[..piece.len()].copy_from_slice(piece);
-            d.filled(piece.len());
+            let n = spare.len().min(bytes.len()).min(7);
+            spare[..n].copy_from_slice(&bytes[..n]);
+            d.filled(n);
+            bytes = &bytes[n..];
         }
     }
 
@@ -149,6 +218,33 @@ mod tests {
         feed(&mut d, &fragment(false, b"12345"));
         feed(&mut d, &(0x8000_0000u32 | 100).to_be_bytes());
         assert_eq!(d.next_record(), Err(RecordError::TooLarge { len_bytes: 105, max_bytes: 8 }));
+    }
+
+    #[test]
+    fn a_large_record_is_read_into_its_own_buffer_between_small_ones() {
+        let large: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+        let mut stream = fragment(true, b"before");
+        stream.extend(fragment(true, &large));
+        stream.extend(fragment(true, b"after"));
+        let mut d = Deframer::new(1 << 20);
+        let mut records = Vec::new();
+        // Reads of uneven sizes, each as much of what `spare` offers as is left.
+        let mut sent = 0;
+        for step in 0.. {
+            while let Some(record) = d.next_record().unwrap() {
+                records.push(record);
+            }
+            if sent == stream.len() {
+                break;
+            }
+            let spare = d.spare();
+            let n = spare.len().min(stream.len() - sent).min(1000 + step * 997 % 30_000);
+            spare[..n].copy_from_slice(&stream[sent..sent + n]);
+            d.filled(n);
+            sent += n;
+        }
+        assert_eq!(records, vec![b"before".to_vec(), large, b"after".to_vec()]);
+        assert_eq!(d.buffered_bytes(), 0);
     }
 
     #[test]
