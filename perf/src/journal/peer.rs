@@ -88,10 +88,10 @@ impl Fio {
         crate::device::fio::ensure_installed().map_err(|e| e.to_string())
     }
 
-    /// Hugepage bytes fio's buffers take at `shape` (fio rounds its buffer
-    /// area, one block per queue slot plus a page, up to whole hugepages).
+    /// Hugepage bytes fio's buffers take at `shape`: one block per queue
+    /// slot plus alignment, rounded up to whole hugepages (one spare page).
     pub fn buffer_bytes(shape: Shape) -> u64 {
-        (shape.write_bytes * shape.writes_in_flight) as u64 + (2 << 20)
+        (shape.write_bytes * shape.writes_in_flight) as u64 + (4 << 20)
     }
 
     /// The command lines, for the report.
@@ -132,7 +132,7 @@ impl Fio {
             format!("--buffer_pattern={PAYLOAD_BYTE:#04x}"),
         ];
         if self.pages == Pages::Huge {
-            args.push("--mem=shmhuge".into());
+            args.extend(["--mem=shmhuge".into(), "--hugepage-size=2m".into()]);
         }
         if durable {
             args.extend(self.durable.fio_args());
@@ -160,11 +160,8 @@ impl Fio {
             .output()
             .map_err(|e| format!("cannot run fio: {e}"))?;
         if !output.status.success() {
-            return Err(format!(
-                "fio failed: {}{}",
-                String::from_utf8_lossy(&output.stderr),
-                String::from_utf8_lossy(&output.stdout)
-            ));
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            return Err(format!("fio {} failed: {}", extra.join(" "), stderr.trim()));
         }
         serde_json::from_slice(&output.stdout).map_err(|e| format!("fio output: {e}"))
     }
