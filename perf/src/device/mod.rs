@@ -10,7 +10,7 @@
 //! first, and the summary gives median, min and max.
 
 mod args;
-mod cpu;
+pub(crate) mod cpu;
 pub(crate) mod fio;
 mod keel_run;
 mod prefill;

@@ -32,7 +32,8 @@ use keel_reactor::{IdlePolicy, Runtime, RuntimeConfig};
 use self::file::prewrite;
 use self::hugepages::Reservation;
 use self::peer::{DurablePeer, Fio, Shape};
-use self::report::{journal_line, peer_line, Sample};
+use self::report::{cpu_line, journal_line, peer_line, Sample};
+use crate::device::cpu::CpuClock;
 use crate::device::Idle;
 
 mod file;
@@ -250,6 +251,7 @@ fn large_records(
 ) -> Result<Vec<f64>, String> {
     let mut journal_samples = Vec::new();
     let (mut plain, mut durable) = (Vec::new(), Vec::new());
+    let (mut plain_cpu, mut durable_cpu) = (Vec::new(), Vec::new());
     for _ in 0..args.runs {
         let shape = (args.large_record_bytes, args.large_wait_every.max(1));
         journal_samples.push(measure(args, device, mode, args.large_committers, shape, epoch)?);
@@ -258,6 +260,8 @@ fn large_records(
             let peer = fio.seq_write()?;
             plain.push(peer.plain_bytes_per_sec / 1e6);
             durable.push(peer.durable_bytes_per_sec / 1e6);
+            plain_cpu.push((peer.plain_cpu_cores, peer.plain_bytes_per_sec));
+            durable_cpu.push((peer.durable_cpu_cores, peer.durable_bytes_per_sec));
         }
     }
     let name = format!(
@@ -272,6 +276,7 @@ fn large_records(
         peer_line("fio sequential write, plain (not durable), MB/s", &journal, &plain);
         peer_line("fio sequential write, durability-matched, MB/s", &journal, &durable);
     }
+    cpu_line(&journal_samples, &[("fio plain", &plain_cpu), ("fio durable", &durable_cpu)]);
     Ok(journal)
 }
 
@@ -334,8 +339,10 @@ fn measure(
     // Warm up, then count over the measured window only.
     std::thread::sleep(Duration::from_millis(300));
     let (start_commits, start_stats, started) = (commits.load(Ordering::SeqCst), journal.stats(), Instant::now());
+    let cpu = CpuClock::start();
     std::thread::sleep(Duration::from_secs_f64(args.seconds));
     let (end_commits, end_stats, elapsed) = (commits.load(Ordering::SeqCst), journal.stats(), started.elapsed());
+    let cpu_cores = cpu.cores_since();
     stop.store(true, Ordering::SeqCst);
     while running.load(Ordering::SeqCst) > 0 {
         std::thread::sleep(Duration::from_millis(5));
@@ -354,7 +361,7 @@ fn measure(
         batches_without_fua: end_stats.batches_without_fua - start_stats.batches_without_fua,
         reserve_waits: end_stats.reserve_waits - start_stats.reserve_waits,
     };
-    Ok(Sample { commits_per_sec: n / secs, bytes_per_sec: n * record_bytes as f64 / secs, stats })
+    Ok(Sample { commits_per_sec: n / secs, bytes_per_sec: n * record_bytes as f64 / secs, cpu_cores, stats })
 }
 
 /// The checkpoint's stand-in: frees everything durable, every millisecond.

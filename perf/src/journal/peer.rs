@@ -45,6 +45,9 @@ impl DurablePeer {
 pub struct SeqWrite {
     pub plain_bytes_per_sec: f64,
     pub durable_bytes_per_sec: f64,
+    /// fio's own usr+sys CPU, in cores, of each job.
+    pub plain_cpu_cores: f64,
+    pub durable_cpu_cores: f64,
 }
 
 /// One sequential write shape: fio's block size and queue depth.
@@ -116,9 +119,14 @@ impl Fio {
 
     /// Plain, then durability-matched sequential write bandwidth at `shape`.
     pub fn seq_write_at(&self, shape: Shape) -> Result<SeqWrite, String> {
-        let plain = write_field(&self.run(&self.seq_args(shape, false))?, "bw_bytes")?;
-        let durable = write_field(&self.run(&self.seq_args(shape, true))?, "bw_bytes")?;
-        Ok(SeqWrite { plain_bytes_per_sec: plain, durable_bytes_per_sec: durable })
+        let plain = self.run(&self.seq_args(shape, false))?;
+        let durable = self.run(&self.seq_args(shape, true))?;
+        Ok(SeqWrite {
+            plain_bytes_per_sec: write_field(&plain, "bw_bytes")?,
+            durable_bytes_per_sec: write_field(&durable, "bw_bytes")?,
+            plain_cpu_cores: cpu_cores(&plain),
+            durable_cpu_cores: cpu_cores(&durable),
+        })
     }
 
     fn seq_args(&self, shape: Shape, durable: bool) -> Vec<String> {
@@ -177,6 +185,12 @@ impl Drop for Fio {
 /// either kind of page).
 fn small_args() -> Vec<String> {
     vec!["--ioengine=sync".into(), "--fdatasync=1".into(), "--bs=4k".into()]
+}
+
+/// fio's usr+sys CPU (percent of its run time) in cores.
+fn cpu_cores(value: &serde_json::Value) -> f64 {
+    let job = &value["jobs"][0];
+    (job["usr_cpu"].as_f64().unwrap_or(0.0) + job["sys_cpu"].as_f64().unwrap_or(0.0)) / 100.0
 }
 
 fn write_field(value: &serde_json::Value, field: &str) -> Result<f64, String> {

@@ -8,6 +8,8 @@ use keel_journal::JournalStats;
 pub struct Sample {
     pub commits_per_sec: f64,
     pub bytes_per_sec: f64,
+    /// Cores the whole process kept busy over the measured window.
+    pub cpu_cores: f64,
     pub stats: JournalStats,
 }
 
@@ -33,6 +35,25 @@ pub fn journal_line(name: &str, journal: &[Sample], metric: impl Fn(&Sample) -> 
         "journal {name}: median {median:.1} (min {min:.1}, max {max:.1}); records/batch {per_batch:.1}, KiB/batch {batch_kib:.0}, KiB/write {write_kib:.0}, records/flush {per_flush:.1}, reserve waits {}",
         mid.reserve_waits
     );
+}
+
+/// Prints CPU seconds per GB written: the journal's (median of its runs)
+/// and each fio peer's (median of fio's own usr+sys), so that a reader sees
+/// how much of a shared machine each needs for the same bandwidth.
+pub fn cpu_line(journal: &[Sample], peers: &[(&str, &[(f64, f64)])]) {
+    let per_gb = |cores: f64, bytes_per_sec: f64| if bytes_per_sec > 0.0 { cores / (bytes_per_sec / 1e9) } else { 0.0 };
+    let (journal_median, _, _) =
+        median_and_spread(journal.iter().map(|s| per_gb(s.cpu_cores, s.bytes_per_sec)).collect());
+    let (cores, _, _) = median_and_spread(journal.iter().map(|s| s.cpu_cores).collect());
+    let mut line = format!("  CPU: journal {journal_median:.3} core-s per GB ({cores:.2} cores)");
+    for (name, runs) in peers {
+        if runs.is_empty() {
+            continue;
+        }
+        let (median, _, _) = median_and_spread(runs.iter().map(|&(cores, bps)| per_gb(cores, bps)).collect());
+        line.push_str(&format!(", {name} {median:.3}"));
+    }
+    println!("{line}");
 }
 
 /// Prints a peer's line: its values (in the journal's unit) and the per-run
