@@ -128,6 +128,9 @@ pub struct JournalArgs {
     /// reactor turn only).
     #[arg(long, default_value_t = keel_drivers::uring::SUBMIT_BATCH_MAX_DEFAULT)]
     pub submit_batch: u32,
+    /// io_uring setup flags of the journal's device: auto, defer, coop or plain.
+    #[arg(long, default_value = "auto")]
+    pub setup: keel_drivers::uring::UringSetup,
 }
 
 fn committers(text: &str) -> Result<Option<usize>, String> {
@@ -194,11 +197,12 @@ pub fn run(args: &JournalArgs) -> Result<(), String> {
     let mut uring = UringConfig::new(&args.path);
     uring.create_size_bytes = Some(file_bytes);
     uring.submit_batch_max = args.submit_batch;
+    uring.setup = args.setup;
     let device: Arc<dyn BlockDevice> = Arc::new(UringDevice::open(&uring, pool).map_err(|e| e.to_string())?);
     println!("device: {:?}", device.info());
     println!(
-        "durability: {} ; reactors: {} ; idle: {:?} (spin {} us) ; submit batch: {} ; machine: shared 2-core VM",
-        args.durability, args.reactors, args.idle, args.spin_us, args.submit_batch
+        "durability: {} ; reactors: {} ; idle: {:?} (spin {} us) ; submit batch: {} ; io_uring setup: {} ; machine: shared 2-core VM",
+        args.durability, args.reactors, args.idle, args.spin_us, args.submit_batch, args.setup
     );
     // fio writes blocks of the journal's device write size (one batch piece)
     // at its device writes in flight: the same writes, full ones.
