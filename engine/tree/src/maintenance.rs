@@ -393,6 +393,15 @@ impl Tree {
     /// into write jobs with freshly allocated (in-flight) places.
     fn pick_evictions(&self, need: usize) -> Result<(Vec<WriteJob>, bool)> {
         let mut st = self.sh.st.borrow_mut();
+        // Page maps (a read aid) go before any node.
+        let map_bytes = st.cache.page_map_bytes();
+        if map_bytes > 0 {
+            st.cache.drop_page_maps(map_bytes.saturating_sub(need));
+            if map_bytes >= need {
+                return Ok((Vec::new(), true));
+            }
+        }
+        let need = need - map_bytes;
         let root = st.root;
         let victims = {
             let pins = self.sh.pins.borrow();

@@ -124,16 +124,48 @@ impl LeafPages {
         Plan::Read { first_page: p, pages: 1, start, whole_end: info.straddle as usize }
     }
 
-    /// True when `bytes`, read from pages `first_page..`, are the same as
-    /// those pages of the verified image (the last page up to its end).
-    pub fn verify(&self, first_page: usize, bytes: &[u8]) -> bool {
-        let image_bytes = self.at.length as usize;
-        bytes.chunks(PAGE_BYTES).enumerate().all(|(i, page)| {
-            let p = first_page + i;
-            let Some(info) = self.pages.get(p) else { return false };
-            let len = image_bytes.saturating_sub(p * PAGE_BYTES).min(PAGE_BYTES);
-            page.len() >= len && crc32c::crc32c(&page[..len]) == info.crc32c
-        })
+    /// What a read of pages `first_page..first_page + pages` must find,
+    /// kept apart from the map (which may be dropped while the read is in
+    /// flight). None for more pages than that holds: read the leaf whole.
+    pub fn expected(&self, first_page: usize, pages: usize) -> Option<PageCrcs> {
+        let infos = self.pages.get(first_page..first_page.checked_add(pages)?)?;
+        if pages == 0 || pages > PAGES_CHECKED_MAX {
+            return None;
+        }
+        let mut crcs = [0u32; PAGES_CHECKED_MAX];
+        for (c, info) in crcs.iter_mut().zip(infos) {
+            *c = info.crc32c;
+        }
+        Some(PageCrcs { first_page, pages, crcs, image_bytes: self.at.length as usize })
+    }
+}
+
+/// The most pages one read through a map checks (an entry longer than
+/// that sends the get to a whole read).
+const PAGES_CHECKED_MAX: usize = 4;
+
+/// The CRC-32C of consecutive pages of one verified leaf image.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PageCrcs {
+    first_page: usize,
+    pages: usize,
+    crcs: [u32; PAGES_CHECKED_MAX],
+    image_bytes: usize,
+}
+
+impl PageCrcs {
+    /// Bytes to read: the pages, the last one only up to the image's end.
+    pub fn read_bytes(&self) -> usize {
+        ((self.first_page + self.pages) * PAGE_BYTES).min(self.image_bytes) - self.first_page * PAGE_BYTES
+    }
+
+    /// True when `bytes` are those pages of the image (the last page up to
+    /// the image's end), every one of them.
+    pub fn verify(&self, bytes: &[u8]) -> bool {
+        if bytes.len() != self.read_bytes() {
+            return false;
+        }
+        bytes.chunks(PAGE_BYTES).zip(&self.crcs[..self.pages]).all(|(page, &crc)| crc32c::crc32c(page) == crc)
     }
 }
 
@@ -164,7 +196,7 @@ mod tests {
             let from = first_page * PAGE_BYTES;
             let to = ((first_page + pages) * PAGE_BYTES).min(image.len());
             let bytes = &image[from..to];
-            assert!(map.verify(first_page, bytes));
+            assert!(map.expected(first_page, pages).unwrap().verify(bytes));
             match find_in_run(&bytes[start - from..], whole_end - start, key).unwrap() {
                 RunFind::Found(e) => match e.value {
                     crate::leaf::ValueRef::Inline(v) => return (Some(v.to_vec()), pages),
@@ -203,13 +235,17 @@ mod tests {
         let (_, image, leaf, at) = sample();
         let map = LeafPages::build(&image, &leaf, at).unwrap();
         let page = &image[PAGE_BYTES..2 * PAGE_BYTES];
-        assert!(map.verify(1, page));
-        assert!(!map.verify(0, page), "a page read from the wrong place");
+        let second = map.expected(1, 1).unwrap();
+        assert!(second.verify(page));
+        assert!(!map.expected(0, 1).unwrap().verify(page), "a page read from the wrong place");
         let mut flipped = page.to_vec();
         flipped[100] ^= 4;
-        assert!(!map.verify(1, &flipped));
-        assert!(!map.verify(1, &page[..100]), "a short read");
-        assert!(!map.verify(9, page), "past the image");
+        assert!(!second.verify(&flipped));
+        assert!(!second.verify(&page[..100]), "a short read");
+        assert!(map.expected(9, 1).is_none(), "past the image");
+        let last = image.len().div_ceil(PAGE_BYTES) - 1;
+        assert!(map.expected(last, 1).unwrap().verify(&image[last * PAGE_BYTES..]), "the last, partial page");
+        assert!(map.expected(last, 2).is_none());
     }
 
     #[test]

@@ -19,8 +19,9 @@ use crate::tree::{PinGuard, Tree};
 /// otherwise never end.
 const LOADS_PER_READ_MAX: usize = 1024;
 
-/// Page maps of leaves may hold up to 1/PAGE_MAP_SHARE of the cache budget.
-const PAGE_MAP_SHARE: usize = 8;
+/// Page maps of leaves may hold up to 1/PAGE_MAP_SHARE of the cache budget
+/// (writers drop them first when they need room).
+const PAGE_MAP_SHARE: usize = 4;
 
 impl Tree {
     /// The value of `key`, with pending merges applied and an out-of-line
@@ -133,28 +134,31 @@ impl Tree {
     async fn read_pages(&self, id: NodeId, key: &[u8]) -> Result<Option<PagedRead>> {
         let mut whole = false;
         loop {
-            let (at, plan) = {
+            let (at, plan, expected) = {
                 let st = self.sh.st.borrow();
                 let at = st.table.get(id);
-                match st.cache.page_map(id, at) {
-                    Some(map) => (at, map.plan(key, whole)),
-                    None => return Ok(None),
-                }
+                let Some(map) = st.cache.page_map(id, at) else { return Ok(None) };
+                let plan = map.plan(key, whole);
+                let expected = match plan {
+                    Plan::Read { first_page, pages, .. } => map.expected(first_page, pages),
+                    Plan::Absent => None,
+                };
+                (at, plan, expected)
             };
-            let Plan::Read { first_page, pages, start, whole_end } = plan else {
+            let Plan::Read { first_page, start, whole_end, .. } = plan else {
                 return Ok(Some(PagedRead { id, at, entry: None }));
             };
+            let Some(expected) = expected else { return Ok(None) };
             let from = first_page * PAGE_BYTES;
-            let len = ((first_page + pages) * PAGE_BYTES).min(at.length as usize).saturating_sub(from);
+            let len = expected.read_bytes();
             let bytes = self.sh.region.read(BlockKind::Node, at.address + first_page as u64, len).await?;
             let mut st = self.sh.st.borrow_mut();
-            let verified = st.cache.page_map(id, at).is_some_and(|map| map.verify(first_page, &bytes));
-            if !verified {
+            if !expected.verify(&bytes) {
                 st.counters.leaf_page_mismatches += 1;
                 return Ok(None);
             }
             st.counters.leaf_page_reads += 1;
-            st.counters.leaf_page_read_bytes += (pages * PAGE_BYTES) as u64;
+            st.counters.leaf_page_read_bytes += crate::limits::pages_for(len) * PAGE_BYTES as u64;
             let run = bytes.get(start.saturating_sub(from)..).unwrap_or_default();
             match find_in_run(run, whole_end.saturating_sub(start), key) {
                 Ok(RunFind::Found(e)) => {
