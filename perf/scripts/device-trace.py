@@ -79,17 +79,34 @@ def line(name, values):
 def at_device(requests):
     """Time-weighted requests between rq_issue and rq_complete, and the share
     of time with none there."""
-    events = sorted([(r['issue'], 1) for r in requests] + [(r['device_done'], -1) for r in requests])
-    if len(events) < 2:
+    return depth_over_time(requests, 'issue', 'device_done')
+
+
+def depth_over_time(requests, start, end, window=None):
+    """Time-weighted number of requests between their `start` and `end`
+    events, and the share of time with none there; within `window` (from,
+    until) when given, so that requests cut off by the trace's edges do not
+    lower the figure."""
+    requests = [r for r in requests if start in r and end in r]
+    lo, hi = window if window else (min((r[start] for r in requests), default=0.0),
+                                   max((r[end] for r in requests), default=0.0))
+    events = []
+    for r in requests:
+        a, b = max(r[start], lo), min(r[end], hi)
+        if a < b:
+            events += [(a, 1), (b, -1)]
+    events.sort()
+    if len(events) < 2 or hi <= lo:
         return 0.0, 0.0
     depth = weighted = idle = 0.0
-    previous = events[0][0]
+    previous = lo
     for t, step in events:
         weighted += depth * (t - previous)
         idle += (t - previous) if depth == 0 else 0.0
         depth += step
         previous = t
-    span = events[-1][0] - events[0][0]
+    idle += hi - previous
+    span = hi - lo
     return weighted / span, idle / span
 
 
@@ -109,6 +126,19 @@ def main():
     print(line('completed -> CQE posted', [r['cqe'] - r['device_done'] for r in traced]))
     print(line('CQE posted -> slot resubmitted', [r['next'] - r['cqe'] for r in cycles]))
     print(line('whole cycle', [r['next'] - r['submit'] for r in cycles]))
+    # The queue depth each side really keeps: a request is with the kernel
+    # from the SQE taken until its CQE is posted, then with the application
+    # until it submits the slot's next request; the two add up to the depth
+    # asked for.
+    # Only the middle of the trace counts: near its edges a request's
+    # other events fall outside it.
+    times = [r['submit'] for r in requests]
+    middle = (min(times) + 0.1 * (max(times) - min(times)), max(times) - 0.1 * (max(times) - min(times)))
+    kernel, _ = depth_over_time(requests, 'submit', 'cqe', middle)
+    posted, _ = depth_over_time(requests, 'device_done', 'cqe', middle)
+    application, _ = depth_over_time(requests, 'cqe', 'next', middle)
+    print(f"  in flight on average: {kernel:.1f} with the kernel (of which {posted:.1f} done by the device,"
+          f" CQE not yet posted), {application:.1f} completed and not yet resubmitted")
     depth, idle = at_device(traced)
     print(f"  at the device: {depth:.1f} requests on average, none for {100 * idle:.0f}% of the time"
           f" ({len(traced)} of {len(cycles)} requests have a traced rq_complete)")

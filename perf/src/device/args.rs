@@ -71,8 +71,9 @@ pub enum FioMode {
 /// When to write the whole device before measuring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Prefill {
-    /// Before patterns that read, when the file has holes or unwritten
-    /// extents (which read as zeros without touching the disk).
+    /// When the file has holes or unwritten extents, whatever the pattern:
+    /// they read as zeros without touching the disk, and their first write
+    /// also converts the extent, so Keel and fio would not meet the same file.
     Auto,
     Always,
     Never,

@@ -5,8 +5,8 @@
 //! A run starts a runtime of `--reactors` reactors; each keeps `--qd`
 //! requests in flight on its own queue pair (one task per request, each
 //! reusing one DMA buffer) for `--ramp` seconds unmeasured and `--duration`
-//! seconds measured. Reads are preceded by a fill of the device when it has
-//! never been written. With `--repeat N`, Keel and fio alternate which runs
+//! seconds measured. A file with unwritten space is filled first, whatever
+//! the pattern (prefill.rs). With `--repeat N`, Keel and fio alternate which runs
 //! first, and the summary gives median, min and max.
 
 mod args;

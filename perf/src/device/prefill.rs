@@ -1,6 +1,8 @@
-//! Writing the whole device once before it is read, so reads hit real data:
-//! holes and fallocated-but-unwritten extents read as zeros without touching
-//! the disk, which would flatter any reader.
+//! Writing the whole device once before it is measured, so every run meets
+//! written extents: holes and fallocated-but-unwritten extents read as zeros
+//! without touching the disk, which would flatter any reader, and the file
+//! system converts an unwritten extent on its first write, which costs
+//! whichever writer (Keel or fio) reaches it first.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -20,12 +22,11 @@ const WRITERS: usize = 16;
 
 /// Whether this run must fill the device first, and why (for the log).
 pub fn needed(args: &DeviceArgs, device_is_new: bool) -> Result<Option<&'static str>, PerfError> {
-    let reads = args.pattern.read_percent(args.rwmixread) > 0;
     let why = match args.prefill {
         Prefill::Never => None,
         Prefill::Always => Some("--prefill always"),
         // Only a file can have holes; memory and NVMe namespaces cannot say.
-        Prefill::Auto if !reads || args.backend != Backend::Uring => None,
+        Prefill::Auto if args.backend != Backend::Uring => None,
         Prefill::Auto if device_is_new => Some("the file was just created"),
         Prefill::Auto => has_unwritten_space(args)?.then_some("the file has holes or unwritten extents"),
     };
