@@ -7,16 +7,21 @@ takes the SQE) -> block_bio_queue -> block_rq_issue (handed to the virtio
 driver) -> block_rq_complete -> io_uring_complete (CQE posted) -> the next
 io_uring_submit_req with the same user_data (the benchmark reuses the slot).
 The submit and bio events are paired by thread (the kernel queues the bio
-inside the submitting call); block events are paired by sector.
+inside the submitting call); block events are paired by sector. Only the
+io_uring events of the processes PIDS count (other engineers' keel-perf and
+fio runs share the machine and reuse the same user_data values); requests
+are keyed by ring and user_data.
 
-Usage: device-trace.py TRACE.txt [COMM_REGEX]
+Usage: device-trace.py TRACE.txt PIDS
+  (TRACE.txt from `perf script -F comm,pid,tid,cpu,time,event,trace`;
+  PIDS comma-separated)
 """
 import re
 import statistics
 import sys
 
-LINE = re.compile(r'^\s*(.+?)\s+(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+(\S+):\s*(.*)$')
-USER_DATA = re.compile(r'user_data (0x[0-9a-f]+)')
+LINE = re.compile(r'^\s*(.+?)\s+(\d+)/(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+(\S+):\s*(.*)$')
+USER_DATA = re.compile(r'ring (0x[0-9a-f]+), req 0x[0-9a-f]+, user_data (0x[0-9a-f]+)')
 SECTOR = re.compile(r' (\d+) \+ 8 ')
 TO_SUBMIT = re.compile(r'to_submit: (0x[0-9a-f]+)')
 BLOCK_STAGE = {'rq_issue': 'issue', 'rq_complete': 'device_done'}
@@ -30,15 +35,15 @@ def parse(path, ours):
         m = LINE.match(line)
         if not m:
             continue
-        comm, tid, _cpu, t, event, rest = m.groups()
+        _comm, pid, tid, _cpu, t, event, rest = m.groups()
         t = float(t) * 1e6
         first = t if first is None else first
         last = t
-        mine = ours.search(comm) is not None
+        mine = pid in ours
         if event == 'syscalls:sys_enter_io_uring_enter' and mine:
             enters.append(int(TO_SUBMIT.search(rest).group(1), 16))
         elif event == 'io_uring:io_uring_submit_req' and mine:
-            user_data = USER_DATA.search(rest).group(1)
+            user_data = USER_DATA.search(rest).groups()
             previous = open_by_user_data.get(user_data)
             if previous is not None and 'cqe' in previous:
                 previous['next'] = t
@@ -47,7 +52,7 @@ def parse(path, ours):
             pending_bio[tid] = r
             requests.append(r)
         elif event == 'io_uring:io_uring_complete' and mine:
-            r = open_by_user_data.get(USER_DATA.search(rest).group(1))
+            r = open_by_user_data.get(USER_DATA.search(rest).groups())
             if r is not None and 'cqe' not in r:
                 r['cqe'] = t
         elif event.startswith('block:'):
@@ -111,7 +116,7 @@ def depth_over_time(requests, start, end, window=None):
 
 
 def main():
-    ours = re.compile(sys.argv[2] if len(sys.argv) > 2 else 'keel-reactor|fio')
+    ours = set(sys.argv[2].split(','))
     requests, enters, span_us = parse(sys.argv[1], ours)
     cycles = [r for r in requests if all(k in r for k in ('submit', 'bio', 'issue', 'cqe', 'next'))]
     traced = [r for r in cycles if 'device_done' in r]

@@ -41,11 +41,14 @@ trace() {
     "$@" >"$work/$name.out" 2>&1 &
     local pid=$!
     sleep 2
+    # The benchmark and its children (fio runs its job in a child).
+    local pids
+    pids=$(echo "$pid" $(pgrep -P "$pid") | tr ' ' ,)
     perf record -q -o "$work/$name.data" -a -e "$events" -- sleep 0.5 >/dev/null 2>&1
     wait "$pid"
     echo "== $name (load $(cut -d' ' -f1 /proc/loadavg)): $(grep -m1 -o '[0-9][0-9]* IOPS\|IOPS=[0-9.k]*' "$work/$name.out") untraced"
-    perf script -i "$work/$name.data" 2>/dev/null >"$work/$name.txt"
-    python3 perf/scripts/device-trace.py "$work/$name.txt"
+    perf script -F comm,pid,tid,cpu,time,event,trace -i "$work/$name.data" 2>/dev/null >"$work/$name.txt"
+    python3 perf/scripts/device-trace.py "$work/$name.txt" "$pids"
     rm -f "$work/$name.data" "$work/$name.txt"
 }
 
