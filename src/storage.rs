@@ -110,6 +110,7 @@ fn open_uring_file(config: &Config, path: &Path, pool: Arc<DmaPool>, create: Cre
     uring.buffered_fallback = config.device.buffered_fallback;
     uring.queue_depth_max = config.reactors.queue_depth.min(keel_drivers::uring::QUEUE_DEPTH_MAX);
     uring.submit_batch_max = config.device.submit_batch_max;
+    uring.submit_write_batch_max = config.device.submit_write_batch_max;
     let mut spinner = None;
     if create != Create::Never {
         ensure_dir(&config.device.data_dir)?;
@@ -213,5 +214,9 @@ mod tests {
         // Two crates, one measured figure: keel-perf's device and journal
         // benchmarks open uring devices with the drivers' default.
         assert_eq!(keel_config::device::SUBMIT_BATCH_MAX_DEFAULT, keel_drivers::uring::SUBMIT_BATCH_MAX_DEFAULT);
+        assert_eq!(
+            keel_config::device::SUBMIT_WRITE_BATCH_MAX_DEFAULT,
+            keel_drivers::uring::SUBMIT_WRITE_BATCH_MAX_DEFAULT
+        );
     }
 }

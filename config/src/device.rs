@@ -37,6 +37,8 @@ pub const DEVICE_SIZE_MAX: ByteSize = ByteSize(1 << 50);
 /// `device.submit_batch_max`'s default, measured on the uring backend
 /// (BENCHMARKS.md, "Device"); the drivers' own default is the same.
 pub const SUBMIT_BATCH_MAX_DEFAULT: u32 = 4;
+/// `device.submit_write_batch_max`'s default, as `SUBMIT_BATCH_MAX_DEFAULT`.
+pub const SUBMIT_WRITE_BATCH_MAX_DEFAULT: u32 = 2;
 /// A burst larger than any queue pair's depth would never be reached.
 const SUBMIT_BATCH_MAX_MAX: u32 = 4096;
 /// Most NVMe controllers one process drives.
@@ -84,6 +86,11 @@ pub struct DeviceConfig {
     /// keep a device that works through requests in turn busier, at one
     /// system call per burst. 0: once per turn only.
     pub submit_batch_max: u32,
+    /// uring: the same as soon as this many of the waiting requests are
+    /// writes. The kernel holds a burst of three or more back until it has
+    /// prepared all of it, and writes take longest to prepare. 0: no
+    /// separate limit.
+    pub submit_write_batch_max: u32,
 }
 
 impl Default for DeviceConfig {
@@ -100,6 +107,7 @@ impl Default for DeviceConfig {
             nvme_resets_max: 3,
             nvme_reset_window: HumanDuration::from_secs(600),
             submit_batch_max: SUBMIT_BATCH_MAX_DEFAULT,
+            submit_write_batch_max: SUBMIT_WRITE_BATCH_MAX_DEFAULT,
         }
     }
 }
@@ -166,6 +174,7 @@ impl DeviceConfig {
             return Err(Problem::new("device.pci_addresses", "backend = \"nvme\" needs at least one PCI address"));
         }
         check_range("device.submit_batch_max", self.submit_batch_max, 0, SUBMIT_BATCH_MAX_MAX)?;
+        check_range("device.submit_write_batch_max", self.submit_write_batch_max, 0, SUBMIT_BATCH_MAX_MAX)?;
         if self.nvme_resets_max > 1000 {
             return Err(Problem::new("device.nvme_resets_max", "at most 1000"));
         }

@@ -73,7 +73,7 @@ fn unknown_keys_are_rejected_at_every_depth_with_their_dotted_path() {
 
 #[test]
 fn bad_values_are_rejected_with_key_reason_and_line() {
-    let cases: [(&str, &str, &str, usize); 13] = [
+    let cases: [(&str, &str, &str, usize); 14] = [
         ("[kv]\nmax_clients = 0\n", "kv.max_clients", "out of range", 2),
         ("[kv]\nlisten = \"localhost\"\n", "kv.listen", "socket address", 2),
         ("[kv]\ndurability = \"sometimes\"\n", "kv.durability", "unknown variant", 2),
@@ -81,6 +81,7 @@ fn bad_values_are_rejected_with_key_reason_and_line() {
         ("[device]\nsize = \"1MiB\"\n", "device.size", "out of range", 2),
         ("[device]\nbackend = \"nvme\"\n", "device.pci_addresses", "at least one", 0),
         ("[device]\nsubmit_batch_max = 5000\n", "device.submit_batch_max", "out of range", 2),
+        ("[device]\nsubmit_write_batch_max = 5000\n", "device.submit_write_batch_max", "out of range", 2),
         ("[reactors]\ncount = 0\n", "reactors.count", "out of range", 2),
         ("[reactors]\ncores = [0, 100000]\n", "reactors.cores[1]", "does not exist", 2),
         ("[reactors]\nidle = \"sleepy\"\n", "reactors.idle", "unknown variant", 2),

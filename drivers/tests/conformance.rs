@@ -70,6 +70,21 @@ fn the_uring_device_conforms_at_every_submission_burst_size() {
 }
 
 #[test]
+fn the_uring_device_conforms_at_every_write_burst_size() {
+    // Writes entering the kernel on their own limit, with and without the
+    // limit for all requests beside it.
+    for (submit_batch_max, submit_write_batch_max) in [(0, 1), (0, 2), (4, 2), (2, 4), (4, 0), (4096, 3)] {
+        let (_dir, device) = uring_on_temp_file(
+            |c| UringConfig { submit_batch_max, submit_write_batch_max, ..c },
+            DmaPool::for_tests(16 << 20),
+        );
+        let report = conformance::run(&device, &ConformanceOptions::default());
+        println!("submit_batch_max {submit_batch_max}, submit_write_batch_max {submit_write_batch_max}: {report}");
+        report.assert_passed();
+    }
+}
+
+#[test]
 fn the_uring_device_conforms_at_queue_depth_one_and_at_256() {
     for queue_depth in [1, 256] {
         let (_dir, device) = uring_on_temp_file(|c| c, DmaPool::for_tests(16 << 20));

@@ -84,6 +84,14 @@ pub struct UringConfig {
     /// system call per burst (BENCHMARKS.md, "Device").
     /// Default: [`SUBMIT_BATCH_MAX_DEFAULT`].
     pub submit_batch_max: u32,
+    /// Send queued requests to the kernel as soon as this many of them are
+    /// writes, whatever `submit_batch_max` says. 0: no separate limit. The
+    /// kernel holds a burst of three or more SQEs under a block plug until it
+    /// has prepared all of them, and a write through a file system takes
+    /// several times longer to prepare than a read, so a burst of writes
+    /// keeps the first ones from the device longest.
+    /// Default: [`SUBMIT_WRITE_BATCH_MAX_DEFAULT`].
+    pub submit_write_batch_max: u32,
 }
 
 impl UringConfig {
@@ -97,6 +105,7 @@ impl UringConfig {
             fixed_buffers: true,
             queue_depth_max: QUEUE_DEPTH_MAX,
             submit_batch_max: SUBMIT_BATCH_MAX_DEFAULT,
+            submit_write_batch_max: SUBMIT_WRITE_BATCH_MAX_DEFAULT,
         }
     }
 }
@@ -105,6 +114,12 @@ impl UringConfig {
 /// the end of the reactor turn (`UringConfig::submit_batch_max`); chosen by
 /// measurement (BENCHMARKS.md, "Device"). 0: once per turn only.
 pub const SUBMIT_BATCH_MAX_DEFAULT: u32 = 4;
+
+/// Queued writes that make a queue pair enter the kernel
+/// (`UringConfig::submit_write_batch_max`): 2, the largest burst io_uring
+/// submits without a block plug (it plugs bursts of three or more). Chosen
+/// by measurement (BENCHMARKS.md, "Device"). 0: no separate limit.
+pub const SUBMIT_WRITE_BATCH_MAX_DEFAULT: u32 = 2;
 
 /// The largest queue depth a uring queue pair accepts. io_uring takes up to
 /// 32768 entries; beyond a few thousand requests per core nothing gets faster.

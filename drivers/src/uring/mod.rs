@@ -13,9 +13,10 @@
 //!   index is its fixed-buffer index; if registration fails, plain READ/WRITE
 //!   with one log line), and an eventfd for idle reactors.
 //! - I/O ([`queue_pair`]): `submit` fills an SQE, and enters the kernel once
-//!   `submit_batch_max` SQEs wait (default 4: the kernel hands a burst to the
+//!   `submit_batch_max` SQEs wait, or `submit_write_batch_max` writes
+//!   (defaults 4 and 2: the kernel hands a burst of three or more to the
 //!   block driver only when it has prepared all of it, so small bursts keep
-//!   the device busier); `poll` makes at most one io_uring_enter for the rest
+//!   the device busier, and a write takes longest to prepare); `poll` makes at most one io_uring_enter for the rest
 //!   (none when there is nothing to submit and the kernel has raised no
 //!   task-run flag) and reaps CQEs. Flush is
 //!   IORING_OP_FSYNC with DATASYNC; FUA is RWF_DSYNC on the write. A negative
@@ -40,7 +41,9 @@ use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-pub use self::config::{UringConfig, UringSetup, QUEUE_DEPTH_MAX, SUBMIT_BATCH_MAX_DEFAULT};
+pub use self::config::{
+    UringConfig, UringSetup, QUEUE_DEPTH_MAX, SUBMIT_BATCH_MAX_DEFAULT, SUBMIT_WRITE_BATCH_MAX_DEFAULT,
+};
 pub use self::geometry::FILE_BLOCK_BYTES;
 pub use self::holes::first_unwritten_offset;
 pub use self::queue_pair::UringQueuePair;
@@ -57,6 +60,7 @@ pub struct UringDevice {
     setup: UringSetup,
     fixed_buffers: bool,
     submit_batch_max: u32,
+    submit_write_batch_max: u32,
     direct: bool,
     is_block_device: bool,
     /// Each fallback is logged once per device, not once per reactor.
@@ -98,6 +102,7 @@ impl UringDevice {
             setup: config.setup,
             fixed_buffers: config.fixed_buffers,
             submit_batch_max: config.submit_batch_max,
+            submit_write_batch_max: config.submit_write_batch_max,
             direct: backing.direct,
             is_block_device: backing.is_block_device,
             fixed_buffers_warned: AtomicBool::new(false),
@@ -135,7 +140,7 @@ impl UringDevice {
         }
         let mut qp =
             UringQueuePair::new(ring, self.info.clone(), queue_depth, Arc::clone(&self.pool), Arc::clone(&self.file));
-        qp.set_submit_batch_max(self.submit_batch_max);
+        qp.set_submit_batch_max(self.submit_batch_max, self.submit_write_batch_max);
         Ok(qp)
     }
 }

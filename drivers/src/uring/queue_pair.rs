@@ -1,5 +1,5 @@
 //! One io_uring queue pair: `submit` fills SQEs (entering the kernel once
-//! `submit_batch_max` wait), `poll` makes at most one io_uring_enter for the
+//! `submit_batch_max` wait, or `submit_write_batch_max` writes), `poll` makes at most one io_uring_enter for the
 //! rest and reaps CQEs.
 
 use std::fs::File;
@@ -38,6 +38,10 @@ pub struct UringQueuePair {
     enter_error_logged: bool,
     /// Enter the kernel once this many SQEs are queued (0: only at poll).
     submit_batch_max: usize,
+    /// Enter the kernel once this many writes are queued (0: no own limit).
+    submit_write_batch_max: usize,
+    /// Writes pushed since the kernel was last entered.
+    queued_writes: usize,
     pool: Arc<DmaPool>,
     _file: Arc<File>,
 }
@@ -56,14 +60,26 @@ impl UringQueuePair {
             enabled: false,
             enter_error_logged: false,
             submit_batch_max: 0,
+            submit_write_batch_max: 0,
+            queued_writes: 0,
             pool,
             _file: file,
         }
     }
 
-    /// See [`super::UringConfig::submit_batch_max`].
-    pub(crate) fn set_submit_batch_max(&mut self, requests: u32) {
+    /// See [`super::UringConfig::submit_batch_max`] and
+    /// [`super::UringConfig::submit_write_batch_max`].
+    pub(crate) fn set_submit_batch_max(&mut self, requests: u32, writes: u32) {
         self.submit_batch_max = requests as usize;
+        self.submit_write_batch_max = writes as usize;
+    }
+
+    /// Whether the SQEs queued so far make a burst worth entering for now,
+    /// before the end of the reactor's turn.
+    fn burst_is_full(&mut self) -> bool {
+        let queued = self.ring.uring.submission().len();
+        (self.submit_batch_max > 0 && queued >= self.submit_batch_max)
+            || (self.submit_write_batch_max > 0 && self.queued_writes >= self.submit_write_batch_max)
     }
 
     /// The io_uring setup the kernel accepted and whether fixed buffers are
@@ -125,6 +141,8 @@ impl UringQueuePair {
         if to_submit == 0 && !kernel_has_work {
             return;
         }
+        // What a failed enter leaves queued goes with the next one anyway.
+        self.queued_writes = 0;
         // SAFETY: no argument pointer is passed; the SQEs being submitted
         // satisfy `push`'s contract.
         let result =
@@ -264,16 +282,15 @@ impl QueuePair for UringQueuePair {
             let error = IoError::new(kind, request.op.kind(), request.op.lba(), &self.info.name);
             return Err(SubmitError::Invalid(request, error));
         }
+        let is_write = matches!(request.op, Op::Write { .. });
         let inflight = InFlight { tag: request.tag, op: request.op, done_bytes: 0 };
         match self.slots.insert(inflight) {
             Ok(slot) => {
+                self.queued_writes += usize::from(is_write);
                 self.push(slot);
                 // A ring is enabled by its first poll, on its issuer thread;
                 // until then requests wait for that poll.
-                if self.enabled
-                    && self.submit_batch_max > 0
-                    && self.ring.uring.submission().len() >= self.submit_batch_max
-                {
+                if self.enabled && self.burst_is_full() {
                     self.enter_if_needed();
                 }
                 Ok(())

@@ -149,6 +149,11 @@ pub struct DeviceArgs {
     /// `keel serve`'s (`device.submit_batch_max`).
     #[arg(long, default_value_t = keel_drivers::uring::SUBMIT_BATCH_MAX_DEFAULT)]
     pub submit_batch: u32,
+    /// uring: enter the kernel as soon as this many writes are queued,
+    /// whatever --submit-batch says (0: no separate limit). The default is
+    /// `keel serve`'s (`device.submit_write_batch_max`).
+    #[arg(long, default_value_t = keel_drivers::uring::SUBMIT_WRITE_BATCH_MAX_DEFAULT)]
+    pub submit_write_batch: u32,
     /// Every write is FUA (RWF_DSYNC); fio gets --sync=dsync.
     #[arg(long)]
     pub fua: bool,

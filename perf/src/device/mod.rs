@@ -144,6 +144,7 @@ fn open(args: &DeviceArgs) -> Result<(Arc<dyn BlockDevice>, DeviceFacts), PerfEr
             config.setup = args.setup;
             config.fixed_buffers = !args.no_fixed_buffers;
             config.submit_batch_max = args.submit_batch;
+            config.submit_write_batch_max = args.submit_write_batch;
             let device = UringDevice::open(&config, pool)?;
             let (setup, fixed) = device.open_uring_queue_pair(1)?.setup();
             let facts = facts_of(&device, Some(setup.to_string()), Some(fixed), Some(device.is_direct()));

@@ -39,6 +39,9 @@ pub struct Settings {
     /// uring: requests queued before the reactor enters the kernel mid-turn
     /// (0: once per turn only).
     pub submit_batch: u32,
+    /// uring: queued writes that make the reactor enter the kernel mid-turn
+    /// (0: no separate limit).
+    pub submit_write_batch: u32,
     /// What a completed write means for durability in this run.
     pub durability: &'static str,
 }
@@ -59,6 +62,7 @@ impl Settings {
             pinned: args.pin,
             fua: args.fua,
             submit_batch: args.submit_batch,
+            submit_write_batch: args.submit_write_batch,
             durability: if args.fua {
                 "every write FUA (RWF_DSYNC; fio: sync=dsync): durable on completion"
             } else {
@@ -130,7 +134,7 @@ pub fn header(settings: &Settings, device: &DeviceFacts, machine: &str) -> Strin
         _ => String::new(),
     };
     format!(
-        "keel-perf device: {} ({} B blocks, {} MiB){uring}\n  {:?} bs {} qd {} x {} reactor(s), {} s measured after {} s ramp, idle {:?}, submit batch {}\n  durability: {}\n  machine: {machine}",
+        "keel-perf device: {} ({} B blocks, {} MiB){uring}\n  {:?} bs {} qd {} x {} reactor(s), {} s measured after {} s ramp, idle {:?}, submit batch {} (writes {})\n  durability: {}\n  machine: {machine}",
         device.name,
         device.block_size_bytes,
         device.capacity_bytes >> 20,
@@ -142,6 +146,7 @@ pub fn header(settings: &Settings, device: &DeviceFacts, machine: &str) -> Strin
         settings.ramp_s,
         settings.idle,
         settings.submit_batch,
+        settings.submit_write_batch,
         settings.durability,
     )
 }

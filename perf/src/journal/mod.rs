@@ -131,6 +131,11 @@ pub struct JournalArgs {
     /// io_uring setup flags of the journal's device: auto, defer, coop or plain.
     #[arg(long, default_value = "auto")]
     pub setup: keel_drivers::uring::UringSetup,
+    /// The uring device's `submit_write_batch_max`
+    /// (`device.submit_write_batch_max`): enter the kernel once this many
+    /// writes are queued (0: no separate limit).
+    #[arg(long, default_value_t = keel_drivers::uring::SUBMIT_WRITE_BATCH_MAX_DEFAULT)]
+    pub submit_write_batch: u32,
 }
 
 fn committers(text: &str) -> Result<Option<usize>, String> {
@@ -198,11 +203,12 @@ pub fn run(args: &JournalArgs) -> Result<(), String> {
     uring.create_size_bytes = Some(file_bytes);
     uring.submit_batch_max = args.submit_batch;
     uring.setup = args.setup;
+    uring.submit_write_batch_max = args.submit_write_batch;
     let device: Arc<dyn BlockDevice> = Arc::new(UringDevice::open(&uring, pool).map_err(|e| e.to_string())?);
     println!("device: {:?}", device.info());
     println!(
-        "durability: {} ; reactors: {} ; idle: {:?} (spin {} us) ; submit batch: {} ; io_uring setup: {} ; machine: shared 2-core VM",
-        args.durability, args.reactors, args.idle, args.spin_us, args.submit_batch, args.setup
+        "durability: {} ; reactors: {} ; idle: {:?} (spin {} us) ; submit batch: {} (writes {}) ; io_uring setup: {} ; machine: shared 2-core VM",
+        args.durability, args.reactors, args.idle, args.spin_us, args.submit_batch, args.submit_write_batch, args.setup
     );
     // fio writes blocks of the journal's device write size (one batch piece)
     // at its device writes in flight: the same writes, full ones.
