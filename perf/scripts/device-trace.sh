@@ -11,7 +11,8 @@
 #   nice perf/scripts/device-trace.sh [FILE]
 #
 # Environment: PATTERN (randwrite), QD (32), BURSTS (space-separated
-# --submit-batch values, "0 1"), ROUNDS (1; settings alternate within a
+# --submit-batch values with no separate write limit, or "default" for
+# keel serve's defaults; "0 1"), ROUNDS (1; settings alternate within a
 # round), DURATION (3). Needs perf (linux-perf) and fio; root for tracing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -55,9 +56,13 @@ trace() {
 echo "# $pattern qd $qd on $file, $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)"
 for round in $(seq 1 "$rounds"); do
     for burst in $bursts; do
+        # N: bursts of N requests of any kind, no separate write limit;
+        # "default": keel serve's defaults (submit_batch_max 4, writes 2).
+        burst_args=(--submit-batch "$burst" --submit-write-batch 0)
+        [ "$burst" = default ] && burst_args=()
         trace "keel-submit-batch-$burst-round$round" "$keel_perf" device --path "$file" --size 2g \
             --pattern "$pattern" --bs 4k --qd "$qd" --reactors 1 --idle adaptive \
-            --duration "$duration" --ramp 1 --fio never --submit-batch "$burst"
+            --duration "$duration" --ramp 1 --fio never "${burst_args[@]}"
     done
     trace "fio-round$round" fio --name=keel-peer --filename="$file" --ioengine=io_uring --direct=1 \
         --fixedbufs=1 --registerfiles=1 --rw="$pattern" --bs=4096 --iodepth="$qd" --numjobs=1 \
