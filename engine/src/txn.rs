@@ -13,8 +13,8 @@
 //!    step runs in a detached task: once the LSN exists the changes must reach
 //!    the shards even if the caller stops waiting.
 //!
-//! A transaction whose writes touch only a shard of the calling reactor skips
-//! the gates: steps 2-4 happen in one synchronous step.
+//! A transaction whose writes touch only shards of the calling reactor skips
+//! the gates: steps 2-4 happen in one synchronous step, on all its shards.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
@@ -203,10 +203,9 @@ impl Transaction {
         }
         let shards: BTreeSet<u32> = self.ops.iter().map(Op::shard).collect();
         let here = keel_reactor::reactor_id();
-        let local_only =
-            shards.len() == 1 && shards.iter().all(|&s| route::reactor_of(s, self.engine.shared.reactor_count) == here);
+        let local_only = shards.iter().all(|&s| route::reactor_of(s, self.engine.shared.reactor_count) == here);
         if local_only {
-            self.commit_local(&payload, after_data).await
+            self.commit_local(&payload, &shards, after_data).await
         } else {
             self.commit_gated(&payload, &shards, after_data).await
         }
@@ -257,27 +256,50 @@ impl Transaction {
             .collect()
     }
 
-    async fn commit_local(&mut self, payload: &[u8], after_data: bool) -> Result<Lsn, EngineError> {
-        let shard_id = self.ops[0].shard();
-        let shard = shard::local(self.engine.shared.uid, shard_id).expect("local shard registered");
-        let keys = Self::write_keys(&self.ops, shard_id);
+    /// Commits a transaction whose shards all live on the calling reactor:
+    /// waits (holding nothing) until no other transaction holds a key we
+    /// write, no gate is taken and every tree has room, then writes the
+    /// record and applies it on every shard in one synchronous step. No gate
+    /// is needed: nothing else runs on this reactor during that step, so
+    /// readers here see all of the transaction or none of it (a pipeline's
+    /// SETs committed together become visible together).
+    async fn commit_local(
+        &mut self,
+        payload: &[u8],
+        shard_ids: &BTreeSet<u32>,
+        after_data: bool,
+    ) -> Result<Lsn, EngineError> {
+        let uid = self.engine.shared.uid;
+        let mut shards = Vec::with_capacity(shard_ids.len());
+        for &id in shard_ids {
+            let shard = shard::local(uid, id).expect("local shard registered");
+            shards.push((Self::write_keys(&self.ops, id), shard));
+        }
         let reservation = self.engine.shared.journal.reserve(payload.len()).await?;
         loop {
-            for key in &keys {
-                if shard.locks.locked_by_other(key, Some(self.id)) {
-                    shard.locks.wait_unlocked(key).await;
+            for (keys, shard) in &shards {
+                for key in keys {
+                    if shard.locks.locked_by_other(key, Some(self.id)) {
+                        shard.locks.wait_unlocked(key).await;
+                    }
                 }
+                shard.gate.wait_free().await;
+                shard.make_room(&self.ops).await?;
             }
-            shard.gate.wait_free().await;
-            shard.make_room(&self.ops).await?;
-            let blocked = keys.iter().any(|k| shard.locks.locked_by_other(k, Some(self.id)));
-            if blocked || !shard.gate.is_free() || !shard.has_room(&self.ops) {
+            let blocked = shards.iter().any(|(keys, shard)| {
+                keys.iter().any(|k| shard.locks.locked_by_other(k, Some(self.id)))
+                    || !shard.gate.is_free()
+                    || !shard.has_room(&self.ops)
+            });
+            if blocked {
                 continue;
             }
             let lsn = commit_record(reservation, payload, after_data)?;
-            shard.apply_ops(lsn, &self.ops);
-            if let Some(keys) = self.locked.remove(&shard_id) {
-                shard.unlock_all(&keys, self.id);
+            for (_, shard) in &shards {
+                shard.apply_ops(lsn, &self.ops);
+                if let Some(keys) = self.locked.remove(&shard.id) {
+                    shard.unlock_all(&keys, self.id);
+                }
             }
             self.release_locks();
             return Ok(lsn);

@@ -99,6 +99,58 @@ fn concurrent_transfers_across_shards_preserve_the_total() {
     assert_eq!(total, 1000 * i64::from(ACCOUNTS));
 }
 
+/// On one reactor every shard is local: a multi-shard transaction commits
+/// and applies on all its shards in one synchronous step, without gates.
+/// Concurrent transfers (some between keys of one shard) must still keep the
+/// total, and a transaction's keys must wait for each other's locks.
+#[test]
+fn transfers_across_shards_of_one_reactor_preserve_the_total() {
+    let (runtime, engine) = start(1, 4);
+    const ACCOUNTS: u32 = 12;
+    let (tx, rx) = std::sync::mpsc::channel();
+    runtime
+        .spawn_on(0, move || async move {
+            for a in 0..ACCOUNTS {
+                engine.put(format!("acct{a}").as_bytes(), 1000i64.to_le_bytes().to_vec()).await.unwrap();
+            }
+            let mut workers = Vec::new();
+            for w in 0..6u64 {
+                let engine = engine.clone();
+                workers.push(keel_reactor::spawn(async move {
+                    let mut rng = rand::rngs::StdRng::seed_from_u64(w);
+                    for _ in 0..200 {
+                        let a = rng.gen_range(0..ACCOUNTS);
+                        let b = (a + rng.gen_range(1..ACCOUNTS)) % ACCOUNTS;
+                        let (ka, kb) = (format!("acct{a}"), format!("acct{b}"));
+                        let mut txn = engine.transaction();
+                        txn.lock(&[ka.as_bytes(), kb.as_bytes()]).await.unwrap();
+                        let get = |v: Option<Vec<u8>>| i64::from_le_bytes(v.unwrap().try_into().unwrap());
+                        let va = get(txn.get(ka.as_bytes()).await.unwrap());
+                        // Let other workers run while the locks are held.
+                        keel_reactor::yield_now().await;
+                        let vb = get(txn.get(kb.as_bytes()).await.unwrap());
+                        let amount = rng.gen_range(1..50);
+                        txn.put(ka.as_bytes(), (va - amount).to_le_bytes().to_vec()).unwrap();
+                        txn.put(kb.as_bytes(), (vb + amount).to_le_bytes().to_vec()).unwrap();
+                        let lsn = txn.commit().await.unwrap();
+                        engine.wait_durable(lsn).await.unwrap();
+                    }
+                }));
+            }
+            for w in workers {
+                w.await;
+            }
+            let all = engine.scan(Bound::Unbounded, Bound::Unbounded, 1000).await.unwrap();
+            assert_eq!(all.len(), ACCOUNTS as usize);
+            let shards: std::collections::BTreeSet<u32> = all.iter().map(|(k, _)| engine.shard_of(k)).collect();
+            assert!(shards.len() > 1, "the accounts must span several shards");
+            let total: i64 = all.iter().map(|(_, v)| i64::from_le_bytes(v.as_slice().try_into().unwrap())).sum();
+            tx.send(total).unwrap();
+        })
+        .unwrap();
+    assert_eq!(rx.recv().unwrap(), 1000 * i64::from(ACCOUNTS));
+}
+
 #[test]
 fn locked_read_modify_write_loses_no_update() {
     let (runtime, engine) = start(2, 3);
