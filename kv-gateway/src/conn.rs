@@ -161,7 +161,14 @@ fn plan(session: &Session, frame: Frame) -> Planned {
         return Planned::Immediate(Reply::error("NOAUTH Authentication required."));
     }
     let here = keel_reactor::reactor_id();
-    let owner = |key: &[u8]| route::reactor_of(session.shared.db.shard_of_key(key), keel_reactor::reactor_count());
+    let reactors = keel_reactor::reactor_count();
+    // With one reactor every shard is here: no need to hash the key to know.
+    let owner = |key: &[u8]| {
+        if reactors == 1 {
+            return here;
+        }
+        route::reactor_of(session.shared.db.shard_of_key(key), reactors)
+    };
     match spec.route {
         Route::Session => Planned::Session(spec, args),
         Route::Key => Planned::Data(owner(&args[1]), args),
@@ -238,14 +245,8 @@ async fn run_group(session: &mut Session, reactor: usize, group: Vec<Vec<Vec<u8>
     let resp3 = session.protocol == Protocol::Resp3;
     let limits = ExecLimits { value_bytes_max: shared.config.decode.bulk_bytes_max };
     let count = group.len();
-    let outcomes = call_on(reactor, move || async move {
-        let mut outcomes = Vec::with_capacity(group.len());
-        for args in &group {
-            outcomes.push(cmd::execute(&shared.db, args, resp3, limits).await);
-        }
-        outcomes
-    })
-    .await;
+    let outcomes =
+        call_on(reactor, move || async move { cmd::execute_group(&shared.db, &group, resp3, limits).await }).await;
     match outcomes {
         Ok(outcomes) => {
             for outcome in outcomes {

@@ -167,6 +167,54 @@ pub async fn execute(db: &Db, args: &[Vec<u8>], resp3: bool, limits: ExecLimits)
     }
 }
 
+/// Most plain SETs committed as one transaction, and most value bytes in
+/// it: well inside the engine's lock and record limits, and short enough
+/// that one record does not hold a shard's writers for long.
+const SET_RUN_MAX: usize = 64;
+const SET_RUN_BYTES_MAX: usize = 256 << 10;
+
+/// Runs a connection's consecutive data commands (all routed to the calling
+/// reactor) in order, one outcome each. Runs of plain SETs (no options) are
+/// committed as one transaction each, with one reply per SET; what they
+/// change and reply is what running them one by one would.
+pub async fn execute_group(db: &Db, group: &[Vec<Vec<u8>>], resp3: bool, limits: ExecLimits) -> Vec<Outcome> {
+    let mut outcomes = Vec::with_capacity(group.len());
+    let mut i = 0;
+    while i < group.len() {
+        let run = plain_set_run(&group[i..]);
+        if run < 2 {
+            outcomes.push(execute(db, &group[i], resp3, limits).await);
+            i += 1;
+            continue;
+        }
+        let sets: Vec<&[Vec<u8>]> = group[i..i + run].iter().map(Vec::as_slice).collect();
+        match strings::set_plain_many(db, &sets, now_ms()).await {
+            Ok(lsn) => outcomes.extend((0..run).map(|_| Outcome { reply: Reply::Ok, lsn })),
+            // Nothing was written: one by one, each SET gets its own reply.
+            Err(_) => {
+                for args in &group[i..i + run] {
+                    outcomes.push(execute(db, args, resp3, limits).await);
+                }
+            }
+        }
+        i += run;
+    }
+    outcomes
+}
+
+/// How many plain SETs `group` starts with, within the run limits.
+fn plain_set_run(group: &[Vec<Vec<u8>>]) -> usize {
+    let mut bytes = 0;
+    group
+        .iter()
+        .take(SET_RUN_MAX)
+        .take_while(|a| {
+            bytes += a.get(1).map_or(0, Vec::len) + a.get(2).map_or(0, Vec::len);
+            strings::is_plain_set(a) && bytes <= SET_RUN_BYTES_MAX
+        })
+        .count()
+}
+
 async fn run(db: &Db, a: &[Vec<u8>], resp3: bool, limits: ExecLimits) -> Res<Outcome> {
     let now = now_ms();
     let mut buf = [0; NAME_BYTES_MAX];

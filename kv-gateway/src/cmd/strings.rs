@@ -110,6 +110,31 @@ pub async fn set(db: &Db, args: &[Vec<u8>], now_ms: u64) -> Res<Outcome> {
     Ok(Outcome { reply, lsn })
 }
 
+/// Whether `args` is a SET without options: the kind a pipeline's run of
+/// SETs commits together ([`set_plain_many`]).
+pub fn is_plain_set(args: &[Vec<u8>]) -> bool {
+    args.len() == 3 && args[0].eq_ignore_ascii_case(b"set")
+}
+
+/// Plain SETs (`[key, value]` each, in request order) as one engine
+/// transaction: one lock call, one journal record and one durability wait
+/// for them all, where each SET alone would cost its own. A later SET of a
+/// key replaces an earlier one's value, as running them in order would. An
+/// error changes nothing (the caller then runs them one by one, so each gets
+/// its own reply).
+pub async fn set_plain_many(db: &Db, sets: &[&[Vec<u8>]], now_ms: u64) -> Res<Option<keel_engine::Lsn>> {
+    let keys: Vec<&[u8]> = sets.iter().map(|a| a[1].as_slice()).collect();
+    let mut tx = KeyTx::begin(db, &keys, now_ms).await?;
+    for a in sets {
+        let key = &a[1];
+        if tx.meta(key).is_some_and(|m| m.kind != Kind::String) {
+            tx.remove(key)?;
+        }
+        tx.set_meta(key, Meta::string(a[2].clone()));
+    }
+    tx.commit().await
+}
+
 pub async fn getdel(db: &Db, key: &[u8], now_ms: u64) -> Res<Outcome> {
     let mut tx = KeyTx::begin(db, &[key], now_ms).await?;
     let Some(old) = tx.meta_of_kind(key, Kind::String)? else {
