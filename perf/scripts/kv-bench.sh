@@ -146,6 +146,12 @@ stop_server() {
 
 record() { echo "$*" >>"$RESULTS"; }
 
+# journal_counters: Keel's journal records and batch writes so far ("R B").
+journal_counters() {
+    redis-cli -p "$PORT" INFO keel | tr -d '\r' |
+        awk -F: '$1 == "journal_records" {r = $2} $1 == "journal_batches" {b = $2} END {print r + 0, b + 0}'
+}
+
 # The preload: SET key:<12 digits> (redis-benchmark's -r key names) of every
 # key in the key space, 100-byte values, as redis-cli --pipe input.
 awk -v n="$KEYSPACE" 'BEGIN {
@@ -194,7 +200,16 @@ for round in $(seq 1 "$ROUNDS"); do
         preload
         for pipeline in 1 16; do
             for test in set get; do
+                [[ "$target" = keel* ]] && journal_before=$(journal_counters)
                 record rb "$test-P$pipeline" "$target" "$round" "$(bench "$test" "$pipeline")"
+                if [[ "$target" = keel* && "$test" = set ]]; then
+                    # Keel's journal during the SETs: records per batch
+                    # write (the group a durability wait shares).
+                    read -r records batches <<<"$(paste -d' ' <(echo "$journal_before") <(journal_counters) |
+                        awk '{print $3 - $1, $4 - $2}')"
+                    record journal "set-P$pipeline" "$target" "$round" \
+                        "$(awk -v r="$records" -v b="$batches" 'BEGIN {printf "%.1f", (b > 0 ? r / b : 0)}')"
+                fi
             done
         done
         stop_server
@@ -263,6 +278,14 @@ for pipeline in 1 16; do
             for p in redis-always redis-none; do line+=" | $(ratios rb "$c" "$k" "$c" "$p" | summary %.2f)"; done
         done
         echo "$line |"
+    done
+done
+echo
+echo "Keel's journal during the SET runs: records per batch write, median (min..max) of $ROUNDS rounds"
+echo
+for k in "${KEELS[@]}"; do
+    for pipeline in 1 16; do
+        echo "- $(label "$k"), SET P$pipeline: $(values journal "set-P$pipeline" "$k" | summary %.1f)"
     done
 done
 echo
