@@ -28,7 +28,8 @@ pub struct EngineConfig {
     pub journal_size: Option<ByteSize>,
     /// Node cache budget, shared by all shards.
     pub cache_size: ByteSize,
-    /// Bε-tree internal node size (a power of two); leaves are 8 KiB.
+    /// Bε-tree internal node size (a power of two); leaves are 16 KiB
+    /// (`keel_tree::TreeConfig`'s default).
     pub node_size: ByteSize,
     /// Time between checkpoints (a checkpoint also starts when the journal fills).
     pub checkpoint_interval: HumanDuration,
@@ -41,7 +42,7 @@ impl Default for EngineConfig {
             journal_size: None,
             cache_size: ByteSize::mib(256),
             // The measured flash default (BENCHMARKS.md, "Tree node size").
-            node_size: ByteSize::kib(32),
+            node_size: ByteSize::kib(64),
             checkpoint_interval: HumanDuration::from_secs(30),
         }
     }

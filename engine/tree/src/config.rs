@@ -32,12 +32,14 @@ pub struct TreeConfig {
 impl Default for TreeConfig {
     fn default() -> Self {
         TreeConfig {
-            leaf_bytes: 8 << 10,
-            // Measured (BENCHMARKS.md, "Tree node size"): 32 KiB internal
-            // nodes read 5.7x faster than 64 KiB ones with a cache smaller
-            // than the data, at a similar insert rate and lower write
-            // amplification.
-            internal_bytes: 32 << 10,
+            // Measured (BENCHMARKS.md, "Tree node size", 2026-12-03 evening
+            // sweep): 16 KiB leaves under 64 KiB internal nodes filled
+            // fastest with a cache 7x smaller than the data (half the leaf
+            // I/Os of 8 KiB leaves for the same bytes, and the same internal
+            // bytes per leaf as 8/32, so point reads did not suffer) and
+            // wrote 0.9x the bytes of 8/32.
+            leaf_bytes: 16 << 10,
+            internal_bytes: 64 << 10,
             fanout_max: 64,
             cache_bytes: 64 << 20,
             inline_value_max_bytes: 2048,
