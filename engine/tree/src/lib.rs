@@ -25,12 +25,13 @@
 //! locations (`table.rs`); flushes go to the child with the most buffered
 //! bytes and splits and merges keep the shape (`shape.rs`); a cache with a
 //! byte budget writes dirty nodes back to fresh places (`cache.rs`,
-//! `maintenance.rs`); checkpoints freeze and write the image while work
+//! `maintenance.rs`), mostly from a background task (`background.rs`); checkpoints freeze and write the image while work
 //! goes on (`checkpoint.rs`). The byte layout is in docs/FORMAT.md, "Tree".
 
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod background;
 mod buffer;
 mod cache;
 mod checkpoint;

@@ -5,6 +5,7 @@
 //! fresh places to keep the cache within its budget. One task at a time does
 //! this work (the maintenance lock); reads go on meanwhile.
 
+use crate::config::TreeConfig;
 use crate::error::{BlockKind, Result, TreeError};
 use crate::internal::NodeId;
 use crate::leaf::ValueRef;
@@ -22,6 +23,22 @@ use crate::tree::{PinGuard, State, Tree};
 /// it reads at once).
 const FLUSH_BATCH_MAX: usize = 8;
 
+/// Over-full nodes below the root that may wait for the background task
+/// before writers flush them themselves (they only cost cache, which the
+/// budget check bounds; this bounds how far the backlog runs ahead).
+const OVERFULL_BACKLOG_MAX: usize = 8;
+
+/// Who is asking what maintenance is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Urgency {
+    /// A writer that cannot be admitted until this is done: only what the
+    /// next write needs (cache room, a root with room, a bounded backlog).
+    Writer,
+    /// The background task (`background.rs`): everything due, and
+    /// evictions a little before the cache is full, so writers seldom wait.
+    Background,
+}
+
 /// Which writes may use the space reserve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
@@ -34,7 +51,7 @@ pub enum Admission {
 
 /// The next thing maintenance must do before a write of some size fits.
 #[derive(Debug)]
-enum Action {
+pub(crate) enum Action {
     Done,
     NoSpace(TreeError),
     Evict(usize),
@@ -46,7 +63,7 @@ enum Action {
 impl Tree {
     /// True when a write of about `bytes` (key + message) can be applied now.
     pub fn has_room(&self, bytes: usize, admission: Admission) -> bool {
-        matches!(self.decide(bytes, admission), Action::Done)
+        matches!(self.decide(bytes, admission, Urgency::Writer), Action::Done)
     }
 
     /// Does whatever is needed so that a write of about `bytes` fits: on
@@ -54,13 +71,18 @@ impl Tree {
     /// when the region is full (for `Admission::Write`, before the reserve),
     /// or with the error of a node it could not read or write.
     pub async fn make_room(&self, bytes: usize, admission: Admission) -> Result<()> {
-        if self.has_room(bytes, admission) {
-            return Ok(());
+        if !self.has_room(bytes, admission) {
+            self.make_room_locked(bytes, admission).await?;
         }
+        self.kick_background();
+        Ok(())
+    }
+
+    async fn make_room_locked(&self, bytes: usize, admission: Admission) -> Result<()> {
         let _guard = self.sh.maintenance.lock().await;
         let mut reclaimed = false;
         loop {
-            match self.decide(bytes, admission) {
+            match self.decide(bytes, admission, Urgency::Writer) {
                 Action::Done => return Ok(()),
                 Action::NoSpace(e) => {
                     if reclaimed || !self.reclaim_locked().await? {
@@ -68,25 +90,40 @@ impl Tree {
                     }
                     reclaimed = true;
                 }
-                Action::Evict(need) => self.evict_or_wait(need).await?,
-                Action::Flush(id, key, force) => self.flush_node(id, &key, force).await?,
-                Action::Underflow(id, key) => self.fix_underflow(id, &key).await?,
-                Action::Materialize(id) => self.materialize(id).await,
+                action => self.run_action(action).await?,
             }
         }
     }
 
-    fn decide(&self, bytes: usize, admission: Admission) -> Action {
+    /// Does one step of maintenance (not `Done` or `NoSpace`).
+    pub(crate) async fn run_action(&self, action: Action) -> Result<()> {
+        match action {
+            Action::Done | Action::NoSpace(_) => Ok(()),
+            Action::Evict(need) => self.evict_or_wait(need).await,
+            Action::Flush(id, key, force) => self.flush_node(id, &key, force).await,
+            Action::Underflow(id, key) => self.fix_underflow(id, &key).await,
+            Action::Materialize(id) => {
+                self.materialize(id).await;
+                Ok(())
+            }
+        }
+    }
+
+    pub(crate) fn decide(&self, bytes: usize, admission: Admission, urgency: Urgency) -> Action {
         let cfg = &self.sh.config;
         let st = self.sh.st.borrow();
         let root = st.root_internal();
-        let headroom = root.mem_bytes() + 2 * (cfg.internal_bytes + cfg.leaf_bytes);
+        let early = match urgency {
+            Urgency::Writer => 0,
+            Urgency::Background => cfg.cache_bytes / 16,
+        };
+        let headroom = root.mem_bytes() + 2 * (cfg.internal_bytes + cfg.leaf_bytes) + early;
         let used = st.cache.used_bytes();
         if used + bytes + headroom > cfg.cache_bytes {
             return Action::Evict(used + bytes + headroom + cfg.cache_bytes / 16 - cfg.cache_bytes);
         }
-        if let Some((id, key)) = st.work.overfull.last() {
-            return Action::Flush(*id, key.clone(), false);
+        if let Some((id, key)) = due_overfull(&st, cfg, urgency) {
+            return Action::Flush(id, key.clone(), false);
         }
         let root_bytes = root.buffer_bytes();
         if root_bytes > 0 && root_bytes + bytes > cfg.internal_bytes {
@@ -526,6 +563,24 @@ impl Tree {
         st.counters.extent_write_bytes += (pages as usize * PAGE_BYTES) as u64;
         Ok(e)
     }
+}
+
+/// The over-full node to flush next, if `urgency` says one is due: for the
+/// background task any; for a writer only when the backlog is long or a
+/// node is well past its size (a node that keeps growing would otherwise
+/// be written back whole, over and over, or not fit the cache).
+fn due_overfull<'a>(st: &'a State, cfg: &TreeConfig, urgency: Urgency) -> Option<(NodeId, &'a Vec<u8>)> {
+    let overfull = &st.work.overfull;
+    let (id, key) = overfull.last()?;
+    if urgency == Urgency::Background || overfull.len() > OVERFULL_BACKLOG_MAX {
+        return Some((*id, key));
+    }
+    let limit_bytes = cfg.internal_bytes + cfg.internal_bytes / 4;
+    overfull.iter().rev().find_map(|(id, key)| {
+        let too_big =
+            st.cache.get(*id).and_then(|s| s.node.as_internal()).is_none_or(|n| n.encoded_bytes() > limit_bytes);
+        too_big.then_some((*id, key))
+    })
 }
 
 /// A dirty node being written back.

@@ -8,7 +8,7 @@
 //! the root, so a flush, split, merge or eviction that happened while they
 //! waited is never half-seen.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
@@ -47,6 +47,8 @@ pub(crate) struct Shared {
     pub pins: RefCell<HashMap<NodeId, u32>>,
     /// One task at a time flushes, splits, merges, evicts dirty nodes.
     pub maintenance: AsyncMutex,
+    /// The background maintenance task is running (`background.rs`).
+    pub background: Cell<bool>,
     /// Notified when a checkpoint write finishes nodes (room may appear).
     pub progress: Event,
 }
@@ -226,6 +228,7 @@ impl Tree {
                 st: RefCell::new(st),
                 pins: RefCell::new(HashMap::new()),
                 maintenance: AsyncMutex::default(),
+                background: Cell::new(false),
                 progress: Event::default(),
             }),
         };

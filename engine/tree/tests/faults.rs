@@ -354,6 +354,8 @@ fn a_checkpoint_that_fails_leaves_the_previous_one_intact_and_the_next_succeeds(
                 tree.apply(lsn, &k, m.clone()).unwrap();
                 oracle.apply(&k, &m, None);
             }
+            // The nth write must be the checkpoint's, not a background eviction's.
+            tree.maintenance_idle().await;
             let rule = inj.add(FaultRule::writes(0..u64::MAX, Fault::eio()).nth(n)).unwrap();
             let err = tree.write_checkpoint(tree.freeze(lsn)).await.unwrap_err();
             assert!(err.is_media_error(), "{err}");
