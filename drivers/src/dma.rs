@@ -21,6 +21,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 mod split;
+mod stream_copy;
+
+pub use stream_copy::{copy_streaming, STREAMING_MIN_BYTES};
 
 /// Size of one region: one hugepage, and the largest buffer.
 pub const REGION_BYTES: usize = 2 << 20;

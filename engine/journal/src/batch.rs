@@ -16,6 +16,7 @@
 //! or, when the next record would not fit before the end of the ring, up to the
 //! ring's end, so that the next batch starts at the ring's beginning.
 
+use keel_drivers::dma::copy_streaming;
 use keel_drivers::DmaBuf;
 
 use crate::format::{put_header, seal_record, RecordKind, HEADER_BYTES, PAGE_BYTES};
@@ -99,12 +100,15 @@ impl OpenBatch {
         &mut self.pieces[piece][within..within + HEADER_BYTES]
     }
 
-    /// Copies `bytes` to batch offset `at`, across pieces.
+    /// Copies `bytes` to batch offset `at`, across pieces. Large payloads go
+    /// in with non-temporal stores: the device reads the batch, the CPU never
+    /// does again, and an ordinary copy first read every line of the (cold)
+    /// buffer into the cache (BENCHMARKS.md, "Journal").
     fn copy_in(&mut self, mut at: usize, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             let (piece, within) = (at / self.piece_bytes, at % self.piece_bytes);
             let n = bytes.len().min(self.piece_bytes - within);
-            self.pieces[piece][within..within + n].copy_from_slice(&bytes[..n]);
+            copy_streaming(&mut self.pieces[piece][within..within + n], &bytes[..n]);
             bytes = &bytes[n..];
             at += n;
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use common::*;
 use keel_drivers::memory::MemoryStore;
-use keel_journal::{Journal, JournalError, JournalPosition};
+use keel_journal::{Journal, JournalConfig, JournalError, JournalPosition};
 use keel_reactor::{spawn, Runtime, RuntimeConfig};
 
 #[test]
@@ -78,6 +78,48 @@ fn records_cross_the_pieces_of_a_batch_and_recover_byte_for_byte() {
         for ((lsn, p), (want_lsn, t, i)) in records.iter().zip(&expected) {
             assert_eq!(lsn, want_lsn);
             assert_eq!(*p, payload(*t, *i, len(*i)), "LSN {lsn}");
+        }
+    });
+}
+
+#[test]
+fn large_records_copied_past_the_cache_recover_byte_for_byte() {
+    // Payloads of 16-200 KiB are copied into batches with non-temporal
+    // stores (`keel_drivers::dma::copy_streaming`), at every alignment a
+    // record can start at, and across 64 KiB pieces.
+    let store = Arc::new(MemoryStore::new());
+    let device = memory_device_with_transfer(Arc::clone(&store), Some(5), 64 << 10);
+    let config = JournalConfig { record_payload_bytes_max: 200 << 10, batch_bytes_max: 512 << 10, ..small_config() };
+    let len = |i: u64| (16 << 10) + (i as usize * 37_813) % (184 << 10);
+    run(&[device], async move {
+        let journal = Journal::open(region(1024), &config, identity(1), JournalPosition::FRESH).await.unwrap();
+        let mut tasks = Vec::new();
+        for t in 0..2u64 {
+            let journal = journal.clone();
+            tasks.push(spawn(async move {
+                let mut lsns = Vec::new();
+                for i in 0..12u64 {
+                    let p = payload(t, i, len(i) + t as usize * 3);
+                    let lsn = journal.reserve(p.len()).await.unwrap().commit(&p).unwrap();
+                    lsns.push((lsn, t, i));
+                    if i % 4 == 3 {
+                        journal.wait_durable(lsn).await.unwrap();
+                    }
+                }
+                lsns
+            }));
+        }
+        let mut expected = Vec::new();
+        for task in tasks {
+            expected.extend(task.await);
+        }
+        expected.sort();
+        journal.close().await;
+        let (records, outcome) = replay(region(1024), &config, 1, (1, 0)).await.unwrap();
+        assert_eq!(records.len(), expected.len(), "{}", outcome.end_reason);
+        for ((lsn, p), (want_lsn, t, i)) in records.iter().zip(&expected) {
+            assert_eq!(lsn, want_lsn);
+            assert!(*p == payload(*t, *i, len(*i) + *t as usize * 3), "LSN {lsn} differs");
         }
     });
 }
