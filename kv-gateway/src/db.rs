@@ -79,25 +79,27 @@ impl Db {
     }
 
     pub fn shard_of_key(&self, key: &[u8]) -> u32 {
-        self.engine.shard_of(&keys::meta_key(key))
+        self.engine.shard_of(&keys::route_prefix(key))
     }
 
     /// The live meta of `key`: `None` if absent or expired.
     pub async fn read_meta(&self, key: &[u8], now_ms: u64) -> Res<Option<Meta>> {
         self.check_name(key)?;
-        let meta = self.stored_meta(key, &keys::meta_key(key)).await?;
+        let meta = self.stored_meta(key, self.shard_of_key(key), true).await?;
         Ok(meta.filter(|m| !m.is_expired(now_ms)))
     }
 
     /// The meta record of `key` as stored (expired or not): from the cache,
-    /// else from the tree (and then cached).
-    async fn stored_meta(&self, key: &[u8], meta_key: &[u8]) -> Res<Option<Meta>> {
-        let shard = self.engine.shard_of(meta_key);
-        let ticket = match self.cache.lookup(shard, key) {
+    /// else from the tree (and then cached). Without `with_value` a string
+    /// found in the cache comes back with an empty value (for callers that
+    /// replace it).
+    async fn stored_meta(&self, key: &[u8], shard: u32, with_value: bool) -> Res<Option<Meta>> {
+        let lookup = if with_value { self.cache.lookup(shard, key) } else { self.cache.lookup_head(shard, key) };
+        let ticket = match lookup {
             Lookup::Hit(meta) => return Ok(meta),
             Lookup::Miss(ticket) => ticket,
         };
-        let meta = decode_meta(key, self.engine.get(meta_key).await?)?;
+        let meta = decode_meta(key, self.engine.get(&keys::meta_key(key)).await?)?;
         self.cache.fill(shard, key, ticket, &meta);
         Ok(meta)
     }
@@ -162,13 +164,21 @@ pub fn decode_meta(key: &[u8], raw: Option<Vec<u8>>) -> Res<Option<Meta>> {
 /// One staged key of a [`KeyTx`].
 #[derive(Debug)]
 struct Staged {
-    key: Vec<u8>,
+    /// The key's meta record key; the Redis key is inside it ([`Staged::key`]).
+    meta_key: Vec<u8>,
     shard: u32,
     /// The meta as stored when the transaction began, expired or not.
     stored: Option<Meta>,
     /// The meta as the transaction leaves it.
     current: Option<Meta>,
     meta_changed: bool,
+}
+
+impl Staged {
+    fn key(&self) -> &[u8] {
+        // The meta key is `0x81 | id | len | K | 0x00` (keys.rs).
+        &self.meta_key[11..self.meta_key.len() - 1]
+    }
 }
 
 /// The staged writes of one command over one or more locked keys.
@@ -185,6 +195,17 @@ impl<'a> KeyTx<'a> {
     /// staged once. An expired key's records are staged for removal at once:
     /// to the command it is absent.
     pub async fn begin(db: &'a Db, keys_in: &[&[u8]], now_ms: u64) -> Res<KeyTx<'a>> {
+        Self::begin_with(db, keys_in, now_ms, true).await
+    }
+
+    /// [`KeyTx::begin`] for a command that replaces the value of every key
+    /// it stages (SET): [`KeyTx::meta`] gives each string's type and expiry
+    /// but, when the meta cache answered, an empty value (no copy of it).
+    pub async fn begin_for_overwrite(db: &'a Db, keys_in: &[&[u8]], now_ms: u64) -> Res<KeyTx<'a>> {
+        Self::begin_with(db, keys_in, now_ms, false).await
+    }
+
+    async fn begin_with(db: &'a Db, keys_in: &[&[u8]], now_ms: u64, values: bool) -> Res<KeyTx<'a>> {
         for key in keys_in {
             db.check_name(key)?;
         }
@@ -196,15 +217,15 @@ impl<'a> KeyTx<'a> {
         let mut txn = db.engine.transaction();
         txn.lock(&refs).await?;
         let mut tx = KeyTx { db, txn, staged: Vec::with_capacity(unique.len()), now_ms };
-        for (key, meta_key) in unique.iter().zip(&meta_keys) {
+        for (key, meta_key) in unique.iter().zip(meta_keys) {
             // The transaction has written nothing yet, and the range deletes
             // of expired keys staged so far cover only their own records: the
             // stored meta is what the transaction sees.
-            let stored = db.stored_meta(key, meta_key).await?;
-            let shard = db.engine.shard_of(meta_key);
+            let shard = db.engine.shard_of(&meta_key);
+            let stored = db.stored_meta(key, shard, values).await?;
             let expired = stored.as_ref().is_some_and(|m| m.is_expired(now_ms));
             let current = if expired { None } else { stored.clone() };
-            tx.staged.push(Staged { key: key.to_vec(), shard, stored, current, meta_changed: false });
+            tx.staged.push(Staged { meta_key, shard, stored, current, meta_changed: false });
             if expired {
                 let (start, end) = keys::all_records(key);
                 tx.txn.delete_range(&start, Some(&end))?;
@@ -214,7 +235,7 @@ impl<'a> KeyTx<'a> {
     }
 
     fn index(&self, key: &[u8]) -> usize {
-        self.staged.iter().position(|s| s.key == key).expect("key staged in begin")
+        self.staged.iter().position(|s| s.key() == key).expect("key staged in begin")
     }
 
     pub fn now_ms(&self) -> u64 {
@@ -303,9 +324,9 @@ impl<'a> KeyTx<'a> {
         if self.txn.is_empty() {
             return Ok(None);
         }
-        let claims = CacheClaims::begin(&self.db.cache, &staged);
+        let claims = CacheClaims::begin(&self.db.cache, staged);
         let lsn = self.txn.commit().await?;
-        claims.end(staged);
+        claims.end();
         Ok(Some(lsn))
     }
 
@@ -315,10 +336,10 @@ impl<'a> KeyTx<'a> {
         if let (Some(meta), true) = (&s.current, s.meta_changed) {
             if meta.kind != Kind::String && meta.len == 0 {
                 // An empty collection does not exist, as in Redis.
-                let (start, end) = keys::all_records(&s.key);
+                let (start, end) = keys::all_records(s.key());
                 self.txn.delete_range(&start, Some(&end))?;
             } else {
-                self.txn.put(&keys::meta_key(&s.key), meta.encode())?;
+                self.txn.put(&s.meta_key, meta.encode())?;
             }
         }
         let alive = s.current.as_ref().filter(|m| m.kind == Kind::String || m.len > 0);
@@ -326,42 +347,44 @@ impl<'a> KeyTx<'a> {
         let new_exp = alive.map_or(0, |m| m.expire_at_ms);
         if old_exp != new_exp {
             if old_exp != 0 {
-                self.txn.delete(&self.db.anchors.expiry_key(s.shard, old_exp, &s.key))?;
+                self.txn.delete(&self.db.anchors.expiry_key(s.shard, old_exp, s.key()))?;
             }
             if new_exp != 0 {
-                self.txn.put(&self.db.anchors.expiry_key(s.shard, new_exp, &s.key), Vec::new())?;
+                self.txn.put(&self.db.anchors.expiry_key(s.shard, new_exp, s.key()), Vec::new())?;
             }
         }
         Ok(alive.is_some())
     }
 }
 
-/// The meta cache slots a committing [`KeyTx`] claimed; released as unknown
-/// if the commit fails or its future is dropped.
+/// The meta cache slots a committing [`KeyTx`] claimed, one per staged
+/// key; released as unknown if the commit fails or its future is dropped.
 struct CacheClaims<'a> {
     cache: &'a MetaCache,
-    claims: Vec<(u32, Vec<u8>, Option<Ticket>)>,
+    staged: Vec<Staged>,
+    tickets: Vec<Option<Ticket>>,
 }
 
 impl<'a> CacheClaims<'a> {
-    fn begin(cache: &'a MetaCache, staged: &[Staged]) -> CacheClaims<'a> {
-        let claims = staged.iter().map(|s| (s.shard, s.key.clone(), cache.begin_write(s.shard, &s.key))).collect();
-        CacheClaims { cache, claims }
+    fn begin(cache: &'a MetaCache, staged: Vec<Staged>) -> CacheClaims<'a> {
+        let tickets = staged.iter().map(|s| cache.begin_write(s.shard, s.key())).collect();
+        CacheClaims { cache, staged, tickets }
     }
 
     /// The commit was applied: each key's meta is what the transaction left.
-    fn end(mut self, staged: Vec<Staged>) {
-        for ((shard, key, ticket), s) in std::mem::take(&mut self.claims).into_iter().zip(staged) {
+    fn end(mut self) {
+        let tickets = std::mem::take(&mut self.tickets);
+        for (s, ticket) in std::mem::take(&mut self.staged).into_iter().zip(tickets) {
             let left = s.current.filter(|m| m.kind == Kind::String || m.len > 0);
-            self.cache.end_write(shard, &key, ticket, left);
+            self.cache.end_write(s.shard, &s.meta_key[11..s.meta_key.len() - 1], ticket, left);
         }
     }
 }
 
 impl Drop for CacheClaims<'_> {
     fn drop(&mut self) {
-        for (shard, key, ticket) in self.claims.drain(..) {
-            self.cache.abandon_write(shard, &key, ticket);
+        for (s, ticket) in self.staged.iter().zip(self.tickets.drain(..)) {
+            self.cache.abandon_write(s.shard, s.key(), ticket);
         }
     }
 }

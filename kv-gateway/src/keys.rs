@@ -68,6 +68,15 @@ pub fn key_prefix(key: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `0x81 | id`: the bytes of every record of `key` that decide its shard
+/// (`route::route_bytes`), built without an allocation.
+pub fn route_prefix(key: &[u8]) -> [u8; route::ROUTE_PREFIX_BYTES] {
+    let mut out = [0; route::ROUTE_PREFIX_BYTES];
+    out[0] = TAG_KEY;
+    out[1..].copy_from_slice(&key_id(key).to_be_bytes());
+    out
+}
+
 /// The engine key of one record of `key`: its prefix, a sub-tag, then `rest`.
 pub fn record_key(key: &[u8], sub: u8, rest: &[u8]) -> Vec<u8> {
     let mut out = key_prefix(key);
@@ -196,6 +205,7 @@ mod tests {
         for shards in [1, 2, 3, 8, 31] {
             for key in [&b"a"[..], b"user123", b""] {
                 let s = route::shard_of(&meta_key(key), shards);
+                assert_eq!(route::shard_of(&route_prefix(key), shards), s);
                 assert_eq!(route::shard_of(&record_key(key, SUB_FIELD, b"f"), shards), s);
                 assert_eq!(route::shard_of(&record_key(key, SUB_SCORE, &[9; 20]), shards), s);
             }

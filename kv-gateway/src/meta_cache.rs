@@ -20,23 +20,40 @@
 //! write goes through `KeyTx`); FLUSHDB, which deletes without key locks,
 //! empties the whole cache before and after its delete.
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::meta::Meta;
+use hashbrown::HashTable;
 
-/// Bytes an entry costs beyond its key and value (map slot, headers).
+use crate::meta::{Kind, Meta};
+
+/// Bytes an entry costs beyond its key and value (table slot, headers).
 const ENTRY_OVERHEAD_BYTES: usize = 96;
 
 /// A ticket naming one reader's or writer's claim on a slot.
 pub type Ticket = u64;
+
+/// A known meta record but its string value (which follows the key in the
+/// entry's bytes).
+#[derive(Debug, Clone, Copy)]
+struct Head {
+    kind: Kind,
+    expire_at_ms: u64,
+    len: u64,
+}
+
+impl Head {
+    fn of(meta: &Meta) -> Head {
+        Head { kind: meta.kind, expire_at_ms: meta.expire_at_ms, len: meta.len }
+    }
+}
 
 #[derive(Debug)]
 enum Slot {
     /// The meta record as stored (`None`: the key has none); `used` is set
     /// by a hit and cleared by each eviction pass (second chance).
     Known {
-        meta: Option<Meta>,
+        head: Option<Head>,
         used: bool,
     },
     Filling(Ticket),
@@ -48,9 +65,47 @@ enum Slot {
     },
 }
 
+/// One key's slot. The key and a known string's value share one heap block,
+/// and the table compares the full hash before the key: a hit over many keys
+/// (which miss the CPU cache) reads the table and that one block.
+#[derive(Debug)]
+struct Entry {
+    hash: u64,
+    key_len: usize,
+    /// The key, then the value of a known string.
+    bytes: Vec<u8>,
+    slot: Slot,
+}
+
+impl Entry {
+    fn key(&self) -> &[u8] {
+        &self.bytes[..self.key_len]
+    }
+
+    fn cost_bytes(&self) -> usize {
+        self.bytes.len() + ENTRY_OVERHEAD_BYTES
+    }
+
+    /// The cached meta of a known slot; a string's value only if
+    /// `with_value` (else empty).
+    fn meta(&self, head: Option<Head>, with_value: bool) -> Option<Meta> {
+        let h = head?;
+        let value = if with_value && h.kind == Kind::String { self.bytes[self.key_len..].to_vec() } else { Vec::new() };
+        Some(Meta { kind: h.kind, expire_at_ms: h.expire_at_ms, value, len: h.len })
+    }
+
+    /// Replaces the slot; `value` (a known string's) follows the key. The
+    /// block is reused: a value of the old one's size costs no allocation.
+    fn set(&mut self, slot: Slot, value: &[u8]) {
+        self.bytes.truncate(self.key_len);
+        self.bytes.extend_from_slice(value);
+        self.slot = slot;
+    }
+}
+
 #[derive(Debug, Default)]
 struct ShardCache {
-    slots: HashMap<Vec<u8>, Slot>,
+    table: HashTable<Entry>,
     bytes: usize,
     next_ticket: Ticket,
 }
@@ -69,21 +124,23 @@ pub enum Lookup {
 pub struct MetaCache {
     shards: Vec<Mutex<ShardCache>>,
     bytes_max_per_shard: usize,
+    /// Keyed per process, so clients cannot choose keys that collide.
+    hasher: RandomState,
 }
 
-fn entry_bytes(key: &[u8], slot: &Slot) -> usize {
-    let value = match slot {
-        Slot::Known { meta: Some(m), .. } => m.value.len(),
-        _ => 0,
-    };
-    key.len() + value + ENTRY_OVERHEAD_BYTES
+/// A known slot's value bytes: the value of a string, nothing otherwise.
+fn value_of(meta: &Option<Meta>) -> &[u8] {
+    match meta {
+        Some(m) if m.kind == Kind::String => &m.value,
+        _ => &[],
+    }
 }
 
 impl MetaCache {
     /// A cache of `bytes_max` in all (0: disabled), split evenly over shards.
     pub fn new(shard_count: u32, bytes_max: usize) -> MetaCache {
         let shards = (0..shard_count.max(1)).map(|_| Mutex::new(ShardCache::default())).collect();
-        MetaCache { shards, bytes_max_per_shard: bytes_max / shard_count.max(1) as usize }
+        MetaCache { shards, bytes_max_per_shard: bytes_max / shard_count.max(1) as usize, hasher: RandomState::new() }
     }
 
     fn enabled(&self) -> bool {
@@ -95,31 +152,51 @@ impl MetaCache {
         cell.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
     /// The cached meta of `key` on `shard`, or a ticket to fill it with.
     pub fn lookup(&self, shard: u32, key: &[u8]) -> Lookup {
+        self.lookup_with(shard, key, true)
+    }
+
+    /// [`MetaCache::lookup`] for a caller that replaces the value: a hit on
+    /// a string comes back with an empty value (no copy of it).
+    pub fn lookup_head(&self, shard: u32, key: &[u8]) -> Lookup {
+        self.lookup_with(shard, key, false)
+    }
+
+    fn lookup_with(&self, shard: u32, key: &[u8], with_value: bool) -> Lookup {
         if !self.enabled() {
             return Lookup::Miss(None);
         }
+        let hash = self.hash(key);
         let mut c = self.shard(shard);
-        match c.slots.get_mut(key) {
-            Some(Slot::Known { meta, used }) => {
-                *used = true;
-                return Lookup::Hit(meta.clone());
+        if let Some(e) = c.find_mut(hash, key) {
+            match &mut e.slot {
+                Slot::Known { head, used } => {
+                    *used = true;
+                    let head = *head;
+                    return Lookup::Hit(e.meta(head, with_value));
+                }
+                Slot::Writing { .. } => return Lookup::Miss(None),
+                Slot::Filling(_) => {}
             }
-            Some(Slot::Writing { .. }) => return Lookup::Miss(None),
-            Some(Slot::Filling(_)) | None => {}
         }
         let ticket = c.take_ticket();
-        c.put(key, Slot::Filling(ticket), self.bytes_max_per_shard);
+        c.put(hash, key, Slot::Filling(ticket), &[], self.bytes_max_per_shard);
         Lookup::Miss(Some(ticket))
     }
 
     /// Stores what a reader read from the tree, if no write came in between.
     pub fn fill(&self, shard: u32, key: &[u8], ticket: Option<Ticket>, meta: &Option<Meta>) {
         let Some(ticket) = ticket else { return };
+        let hash = self.hash(key);
         let mut c = self.shard(shard);
-        if matches!(c.slots.get(key), Some(Slot::Filling(t)) if *t == ticket) {
-            c.put(key, Slot::Known { meta: meta.clone(), used: false }, self.bytes_max_per_shard);
+        if matches!(c.find_mut(hash, key), Some(Entry { slot: Slot::Filling(t), .. }) if *t == ticket) {
+            let slot = Slot::Known { head: meta.as_ref().map(Head::of), used: false };
+            c.put(hash, key, slot, value_of(meta), self.bytes_max_per_shard);
         }
     }
 
@@ -129,22 +206,27 @@ impl MetaCache {
         if !self.enabled() {
             return None;
         }
+        let hash = self.hash(key);
         let mut c = self.shard(shard);
         let ticket = c.take_ticket();
-        c.put(key, Slot::Writing { ticket, flushed: false }, self.bytes_max_per_shard);
+        c.put(hash, key, Slot::Writing { ticket, flushed: false }, &[], self.bytes_max_per_shard);
         Some(ticket)
     }
 
     /// The write's commit was applied and left `meta` (`None`: no meta record).
     pub fn end_write(&self, shard: u32, key: &[u8], ticket: Option<Ticket>, meta: Option<Meta>) {
         let Some(ticket) = ticket else { return };
+        let hash = self.hash(key);
         let mut c = self.shard(shard);
-        match c.slots.get(key) {
-            Some(Slot::Writing { ticket: t, flushed: false }) if *t == ticket => {
-                c.put(key, Slot::Known { meta, used: false }, self.bytes_max_per_shard);
-            }
-            Some(Slot::Writing { ticket: t, flushed: true }) if *t == ticket => c.remove(key),
-            _ => {}
+        let flushed = match c.find_mut(hash, key) {
+            Some(Entry { slot: Slot::Writing { ticket: t, flushed }, .. }) if *t == ticket => *flushed,
+            _ => return,
+        };
+        if flushed {
+            c.remove(hash, key);
+        } else {
+            let slot = Slot::Known { head: meta.as_ref().map(Head::of), used: false };
+            c.put(hash, key, slot, value_of(&meta), self.bytes_max_per_shard);
         }
     }
 
@@ -152,9 +234,10 @@ impl MetaCache {
     /// here, so the slot is emptied (if the write still owns it).
     pub fn abandon_write(&self, shard: u32, key: &[u8], ticket: Option<Ticket>) {
         let Some(ticket) = ticket else { return };
+        let hash = self.hash(key);
         let mut c = self.shard(shard);
-        if matches!(c.slots.get(key), Some(Slot::Writing { ticket: t, .. }) if *t == ticket) {
-            c.remove(key);
+        if matches!(c.find_mut(hash, key), Some(Entry { slot: Slot::Writing { ticket: t, .. }, .. }) if *t == ticket) {
+            c.remove(hash, key);
         }
     }
 
@@ -163,14 +246,14 @@ impl MetaCache {
     pub fn clear(&self) {
         for cell in &self.shards {
             let mut c = cell.lock().unwrap_or_else(|p| p.into_inner());
-            c.slots.retain(|_, slot| match slot {
+            c.table.retain(|e| match &mut e.slot {
                 Slot::Writing { flushed, .. } => {
                     *flushed = true;
                     true
                 }
                 _ => false,
             });
-            c.bytes = c.slots.iter().map(|(k, s)| entry_bytes(k, s)).sum();
+            c.bytes = c.table.iter().map(Entry::cost_bytes).sum();
         }
     }
 
@@ -178,7 +261,7 @@ impl MetaCache {
     pub fn usage(&self) -> (usize, usize) {
         self.shards.iter().fold((0, 0), |(n, b), cell| {
             let c = cell.lock().unwrap_or_else(|p| p.into_inner());
-            (n + c.slots.len(), b + c.bytes)
+            (n + c.table.len(), b + c.bytes)
         })
     }
 }
@@ -189,23 +272,36 @@ impl ShardCache {
         self.next_ticket
     }
 
-    fn remove(&mut self, key: &[u8]) {
-        if let Some(old) = self.slots.remove(key) {
-            self.bytes -= entry_bytes(key, &old);
+    fn find_mut(&mut self, hash: u64, key: &[u8]) -> Option<&mut Entry> {
+        self.table.find_mut(hash, |e| e.hash == hash && e.key() == key)
+    }
+
+    fn remove(&mut self, hash: u64, key: &[u8]) {
+        if let Ok(found) = self.table.find_entry(hash, |e| e.hash == hash && e.key() == key) {
+            let (old, _) = found.remove();
+            self.bytes -= old.cost_bytes();
         }
     }
 
-    fn put(&mut self, key: &[u8], slot: Slot, bytes_max: usize) {
-        let added = entry_bytes(key, &slot);
-        match self.slots.get_mut(key) {
-            Some(existing) => {
-                self.bytes -= entry_bytes(key, existing);
-                *existing = slot;
+    fn put(&mut self, hash: u64, key: &[u8], slot: Slot, value: &[u8], bytes_max: usize) {
+        let added = match self.find_mut(hash, key) {
+            Some(e) => {
+                let old = e.cost_bytes();
+                e.set(slot, value);
+                let new = e.cost_bytes();
+                self.bytes -= old;
+                new
             }
             None => {
-                self.slots.insert(key.to_vec(), slot);
+                let mut bytes = Vec::with_capacity(key.len() + value.len());
+                bytes.extend_from_slice(key);
+                bytes.extend_from_slice(value);
+                let e = Entry { hash, key_len: key.len(), bytes, slot };
+                let cost = e.cost_bytes();
+                self.table.insert_unique(hash, e, |e| e.hash);
+                cost
             }
-        }
+        };
         self.bytes += added;
         if self.bytes > bytes_max {
             self.evict(bytes_max - bytes_max / 4);
@@ -219,18 +315,18 @@ impl ShardCache {
     fn evict(&mut self, target: usize) {
         for _ in 0..2 {
             let mut bytes = self.bytes;
-            self.slots.retain(|key, slot| {
+            self.table.retain(|e| {
                 if bytes <= target {
                     return true;
                 }
-                match slot {
+                match &mut e.slot {
                     Slot::Writing { .. } => true,
                     Slot::Known { used, .. } if *used => {
                         *used = false;
                         true
                     }
                     _ => {
-                        bytes -= entry_bytes(key, slot);
+                        bytes -= e.cost_bytes();
                         false
                     }
                 }
@@ -267,6 +363,18 @@ mod tests {
         let Lookup::Miss(t) = c.lookup(0, b"absent") else { panic!("hit") };
         c.fill(0, b"absent", t, &None);
         assert_eq!(hit(&c, b"absent"), Some(None));
+    }
+
+    #[test]
+    fn a_head_lookup_gives_type_and_expiry_without_the_value() {
+        let c = MetaCache::new(1, 1 << 20);
+        let Lookup::Miss(t) = c.lookup(0, b"k") else { panic!("empty cache hit") };
+        let mut m = Meta::string(b"value".to_vec());
+        m.expire_at_ms = 9;
+        c.fill(0, b"k", t, &Some(m.clone()));
+        let Lookup::Hit(Some(head)) = c.lookup_head(0, b"k") else { panic!("miss") };
+        assert_eq!((head.kind, head.expire_at_ms, head.value.len()), (Kind::String, 9, 0));
+        assert_eq!(hit(&c, b"k"), Some(Some(m)), "the value is still there for a full lookup");
     }
 
     #[test]

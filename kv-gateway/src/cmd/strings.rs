@@ -81,7 +81,13 @@ pub fn expiry_from(n: i64, unit_ms: u64, absolute: bool, now_ms: u64, command: &
 pub async fn set(db: &Db, args: &[Vec<u8>], now_ms: u64) -> Res<Outcome> {
     let (key, value) = (&args[1], &args[2]);
     let o = parse_set_options(&args[3..], now_ms)?;
-    let mut tx = KeyTx::begin(db, &[key], now_ms).await?;
+    // Only SET ... GET replies with the old value; otherwise its type and
+    // expiry are all SET needs of it.
+    let mut tx = if o.get {
+        KeyTx::begin(db, &[key], now_ms).await?
+    } else {
+        KeyTx::begin_for_overwrite(db, &[key], now_ms).await?
+    };
     let old = tx.meta(key).cloned();
     if o.get && old.as_ref().is_some_and(|m| m.kind != Kind::String) {
         return Err(wrongtype());
@@ -124,7 +130,7 @@ pub fn is_plain_set(args: &[Vec<u8>]) -> bool {
 /// its own reply).
 pub async fn set_plain_many(db: &Db, sets: &[&[Vec<u8>]], now_ms: u64) -> Res<Option<keel_engine::Lsn>> {
     let keys: Vec<&[u8]> = sets.iter().map(|a| a[1].as_slice()).collect();
-    let mut tx = KeyTx::begin(db, &keys, now_ms).await?;
+    let mut tx = KeyTx::begin_for_overwrite(db, &keys, now_ms).await?;
     for a in sets {
         let key = &a[1];
         if tx.meta(key).is_some_and(|m| m.kind != Kind::String) {
@@ -203,7 +209,7 @@ pub async fn mget(db: &Db, keys: &[Vec<u8>], now_ms: u64) -> Res<Outcome> {
 pub async fn mset(db: &Db, args: &[Vec<u8>], now_ms: u64) -> Res<Outcome> {
     args::pairs(args, "mset")?;
     let keys: Vec<&[u8]> = args.chunks(2).map(|p| p[0].as_slice()).collect();
-    let mut tx = KeyTx::begin(db, &keys, now_ms).await?;
+    let mut tx = KeyTx::begin_for_overwrite(db, &keys, now_ms).await?;
     for pair in args.chunks(2) {
         let key = &pair[0];
         if tx.meta(key).is_some_and(|m| m.kind != Kind::String) {
