@@ -20,6 +20,7 @@
 //! the arena.
 
 use crate::codec::{put_bytes16, put_u32, Malformed, Reader};
+use crate::filter::{key_hash, KeyFilter};
 use crate::limits::{KEY_BYTES_MAX, RANGE_END_BYTES_MAX};
 use crate::message::ExtentRef;
 pub(crate) use crate::pending::{Base, BaseRef, Pending, PendingRef};
@@ -48,6 +49,8 @@ pub(crate) struct ChildBuffer {
     /// Sorted, disjoint half-open ranges.
     tombstones: Tombstones,
     encoded_bytes: usize,
+    /// Every live point's key is in it (see `filter.rs`).
+    filter: KeyFilter,
 }
 
 /// Sorted, disjoint half-open ranges.
@@ -81,6 +84,7 @@ impl ChildBuffer {
         self.arena.capacity()
             + self.spans.capacity() * std::mem::size_of::<Span>()
             + self.tombstones.iter().map(|(s, e)| s.len() + e.len() + TOMBSTONE_MEM_OVERHEAD).sum::<usize>()
+            + self.filter.mem_bytes()
     }
 
     pub fn point_count(&self) -> usize {
@@ -150,6 +154,30 @@ impl ChildBuffer {
         self.find(key).ok().map(|i| self.point(i).2)
     }
 
+    /// [`ChildBuffer::get`] for a key whose [`key_hash`] is `hash`: asks
+    /// the filter first, so most buffers are passed without a search.
+    pub fn get_hashed(&self, key: &[u8], hash: u64) -> Option<PendingRef<'_>> {
+        if self.spans.is_empty() || !self.filter.may_hold(hash) {
+            return None;
+        }
+        self.get(key)
+    }
+
+    /// Adds the key of a point just inserted to the filter (rebuilding it,
+    /// larger, when it is full).
+    fn filter_add(&mut self, hash: u64) {
+        if self.filter.is_full_for(self.point_count()) {
+            self.rebuild_filter();
+        } else {
+            self.filter.add(hash);
+        }
+    }
+
+    fn rebuild_filter(&mut self) {
+        let filter = KeyFilter::with_hashes(self.point_count(), self.keys().map(key_hash));
+        self.filter = filter;
+    }
+
     /// True when the buffer holds deletes (which free space once they reach
     /// the leaves).
     pub fn has_deletes(&self) -> bool {
@@ -209,6 +237,7 @@ impl ChildBuffer {
                 let span = self.push_pending(key, &newer);
                 self.encoded_bytes += span.len as usize;
                 self.spans.insert(i, span);
+                self.filter_add(key_hash(key));
             }
         }
     }
@@ -228,6 +257,7 @@ impl ChildBuffer {
                 let span = self.push_arena(&[raw]);
                 self.encoded_bytes += span.len as usize;
                 self.spans.insert(i, span);
+                self.filter_add(key_hash(key));
             }
             _ => self.insert_point(key, p.to_owned(), inline_max, garbage),
         }
@@ -261,6 +291,8 @@ impl ChildBuffer {
         self.arena = arena;
         self.spans = spans;
         self.dead_bytes = 0;
+        // Points may have left (tombstones, splits): tighten the filter.
+        self.rebuild_filter();
     }
 
     /// Adds a range delete newer than everything in the buffer: drops the
@@ -332,6 +364,8 @@ impl ChildBuffer {
     fn push_copy(&mut self, raw: &[u8]) {
         let span = self.push_arena(&[raw]);
         self.spans.push(span);
+        let hash = key_hash(self.key(self.point_count() - 1));
+        self.filter_add(hash);
     }
 
     /// Appends a buffer whose keys all lie above this one's.
@@ -408,8 +442,10 @@ impl ChildBuffer {
             }
             tombstones.push((s, e));
         }
-        let mut buffer = ChildBuffer { arena, spans, dead_bytes: 0, tombstones, encoded_bytes: 0 };
+        let mut buffer =
+            ChildBuffer { arena, spans, dead_bytes: 0, tombstones, encoded_bytes: 0, filter: KeyFilter::default() };
         buffer.recount();
+        buffer.rebuild_filter();
         let below_covered = buffer.iter().any(|(k, p)| p.base == BaseRef::Below && buffer.covers(k));
         if below_covered {
             return Err(Malformed("buffered merge under a tombstone"));
@@ -506,6 +542,11 @@ mod tests {
             let enc: usize = model.iter().map(|(k, p)| 2 + k.len() + p.encoded_bytes()).sum::<usize>()
                 + b.tombstones().iter().map(|(s, e)| tombstone_bytes(s, e)).sum::<usize>();
             assert_eq!(b.encoded_bytes(), enc);
+            // The filter never hides a buffered key.
+            for k in (0..300).map(|i| format!("k{i:03}").into_bytes()) {
+                let hash = crate::filter::key_hash(&k);
+                assert_eq!(b.get_hashed(&k, hash).map(PendingRef::to_owned), model.get(&k).cloned());
+            }
         };
         check(&b, &model);
         assert!(b.arena.len() <= 2 * b.encoded_bytes() + DEAD_BYTES_MIN, "dead bytes are reclaimed");

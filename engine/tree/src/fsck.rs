@@ -252,8 +252,8 @@ impl Tree {
             }
             Node::Internal(n) => {
                 report.internal_nodes += 1;
-                if n.pivots.iter().any(|k| !in_range(k))
-                    || p.low.as_deref().zip(n.pivots.first()).is_some_and(|(l, f)| f.as_slice() <= l)
+                if n.pivots().iter().any(|k| !in_range(k))
+                    || p.low.as_deref().zip(n.pivots().first()).is_some_and(|(l, f)| f.as_slice() <= l)
                 {
                     report.problem(format!("internal node {} has a pivot outside its range", p.id.0));
                 }

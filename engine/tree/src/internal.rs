@@ -6,6 +6,7 @@
 
 use crate::buffer::{ChildBuffer, Pending, BUFFER_HEADER_BYTES};
 use crate::codec::{put_bytes16, put_u64, Malformed, Reader};
+use crate::heads::KeyHeads;
 use crate::limits::KEY_BYTES_MAX;
 use crate::message::ExtentRef;
 
@@ -22,7 +23,13 @@ const INTERNAL_MEM_OVERHEAD: usize = 128;
 pub(crate) struct Internal {
     /// 1 for a parent of leaves.
     pub height: u8,
-    pub pivots: Vec<Vec<u8>>,
+    /// Private so that every change goes through a method that rebuilds
+    /// `pivot_heads` (a stale head would send a lookup to the wrong child).
+    pivots: Vec<Vec<u8>>,
+    /// Search aid for `pivots` (derived, never stored): every lookup
+    /// passes here, and a binary search over separately allocated pivots
+    /// misses the CPU cache at every probe.
+    pivot_heads: KeyHeads,
     pub children: Vec<NodeId>,
     pub buffers: Vec<ChildBuffer>,
 }
@@ -30,11 +37,34 @@ pub(crate) struct Internal {
 impl Internal {
     /// A node with one child and empty buffers.
     pub fn with_child(height: u8, child: NodeId) -> Internal {
-        Internal { height, pivots: Vec::new(), children: vec![child], buffers: vec![ChildBuffer::default()] }
+        Internal::new(height, Vec::new(), vec![child], vec![ChildBuffer::default()])
+    }
+
+    /// A node of `children` separated by `pivots` (one fewer), with `buffers`.
+    pub fn new(height: u8, pivots: Vec<Vec<u8>>, children: Vec<NodeId>, buffers: Vec<ChildBuffer>) -> Internal {
+        let mut node = Internal { height, pivots, pivot_heads: KeyHeads::default(), children, buffers };
+        node.reindex();
+        node
+    }
+
+    /// Rebuilds the pivot heads after the pivots changed.
+    fn reindex(&mut self) {
+        let pivots = &self.pivots;
+        self.pivot_heads = KeyHeads::build(pivots.len(), |i| pivots[i].as_slice());
+    }
+
+    pub fn pivots(&self) -> &[Vec<u8>] {
+        &self.pivots
     }
 
     pub fn child_index(&self, key: &[u8]) -> usize {
-        self.pivots.partition_point(|p| p.as_slice() <= key)
+        let pivots = &self.pivots;
+        match self.pivot_heads.find(key, |i| pivots[i].as_slice()) {
+            // Pivot `i` equals the key: the key starts child `i + 1`.
+            Some(Ok(i)) => i + 1,
+            Some(Err(i)) => i,
+            None => pivots.partition_point(|p| p.as_slice() <= key),
+        }
     }
 
     /// The lower bound of child `i` within this node (None for the first).
@@ -62,6 +92,7 @@ impl Internal {
         INTERNAL_MEM_OVERHEAD
             + self.children.len() * CHILD_MEM_OVERHEAD
             + self.pivots.iter().map(Vec::len).sum::<usize>()
+            + self.pivot_heads.mem_bytes()
             + self.buffers.iter().map(ChildBuffer::mem_bytes).sum::<usize>()
     }
 
@@ -135,6 +166,7 @@ impl Internal {
         self.buffers.splice(at..at, rest);
         self.pivots.splice(i..i, pivots);
         debug_assert!(self.pivots.windows(2).all(|w| w[0] < w[1]));
+        self.reindex();
     }
 
     /// Joins children `i` and `i + 1` (the caller merged the nodes into
@@ -143,6 +175,7 @@ impl Internal {
         let right_buffer = self.buffers.remove(i + 1);
         self.buffers[i].append(right_buffer);
         self.pivots.remove(i);
+        self.reindex();
         self.children.remove(i + 1)
     }
 
@@ -152,13 +185,14 @@ impl Internal {
         let n = self.children.len();
         assert!(n >= 2);
         let mid = n / 2;
-        let right = Internal {
-            height: self.height,
-            pivots: self.pivots.split_off(mid),
-            children: self.children.split_off(mid),
-            buffers: self.buffers.split_off(mid),
-        };
+        let right = Internal::new(
+            self.height,
+            self.pivots.split_off(mid),
+            self.children.split_off(mid),
+            self.buffers.split_off(mid),
+        );
         let pivot = self.pivots.pop().expect("a split node has a pivot at the cut");
+        self.reindex();
         (right, pivot)
     }
 
@@ -169,6 +203,7 @@ impl Internal {
         self.pivots.append(&mut right.pivots);
         self.children.append(&mut right.children);
         self.buffers.append(&mut right.buffers);
+        self.reindex();
     }
 
     /// Every extent referenced by a buffered message.
@@ -210,7 +245,7 @@ impl Internal {
             }
             pivots.push(p.to_vec());
         }
-        let mut node = Internal { height, pivots, children, buffers: Vec::with_capacity(child_count) };
+        let mut node = Internal::new(height, pivots, children, Vec::with_capacity(child_count));
         for i in 0..child_count {
             let buffer = ChildBuffer::decode(&mut r, node.child_low(i), node.child_high(i))?;
             node.buffers.push(buffer);
@@ -267,6 +302,37 @@ mod tests {
         left.concat(pivot, right);
         assert_eq!(left, n);
         assert!(Internal::decode(1, &out[..out.len() - 1], 3).is_err());
+    }
+
+    /// The pivot heads send every key where a plain search of the pivots
+    /// does, through splits, joins and concatenations.
+    #[test]
+    fn child_index_agrees_with_a_plain_search() {
+        let check = |n: &Internal| {
+            let mut probes: Vec<Vec<u8>> = n.pivots().to_vec();
+            for p in n.pivots() {
+                probes.push([p.as_slice(), b"\0"].concat());
+                probes.push(p[..p.len() - 1].to_vec());
+            }
+            probes.extend([b"".to_vec(), b"0".to_vec(), b"9".to_vec(), b"\xff".to_vec()]);
+            for k in &probes {
+                assert_eq!(n.child_index(k), n.pivots().partition_point(|p| p.as_slice() <= k.as_slice()), "{k:?}");
+            }
+        };
+        let mut n = Internal::with_child(1, NodeId(1));
+        let pivots: Vec<Vec<u8>> = (1..60u64).map(|i| format!("{:016}", i * 977).into_bytes()).collect();
+        let ids: Vec<NodeId> = (1..=60).map(NodeId).collect();
+        n.replace_child(0, &ids, pivots);
+        check(&n);
+        n.replace_child(3, &[NodeId(4), NodeId(99)], vec![b"00000000000031".to_vec()]);
+        check(&n);
+        n.join_children(10);
+        check(&n);
+        let (right, pivot) = n.split();
+        check(&n);
+        check(&right);
+        n.concat(pivot, right);
+        check(&n);
     }
 
     #[test]

@@ -39,6 +39,7 @@ mod codec;
 mod config;
 mod error;
 mod extent;
+mod filter;
 mod fsck;
 mod heads;
 mod internal;

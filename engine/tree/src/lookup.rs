@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use crate::buffer::{BaseRef, ChildBuffer};
+use crate::filter::key_hash;
 use crate::internal::NodeId;
 use crate::leaf::Leaf;
 use crate::merge::apply_all;
@@ -57,9 +58,10 @@ pub(crate) struct PagedRead {
 /// for its leaf when that leaf is not cached and still has the version read.
 pub(crate) fn lookup(st: &mut State, key: &[u8], paged: &mut Option<PagedRead>) -> Step<Found> {
     let mut levels: Vec<Vec<MergeOp>> = Vec::new();
+    let hash = key_hash(key);
     let mut id = st.root;
     loop {
-        if !st.cache.contains(id) {
+        let Some(node) = st.cache.touch(id) else {
             let current = st.table.get(id);
             return match paged.take_if(|p| p.id == id && p.at == current) {
                 Some(PagedRead { entry: Some((value, merges)), .. }) => {
@@ -71,13 +73,12 @@ pub(crate) fn lookup(st: &mut State, key: &[u8], paged: &mut Option<PagedRead>) 
                 Some(PagedRead { entry: None, .. }) => Step::Done(resolve(None, levels)),
                 None => Step::Load(id),
             };
-        }
-        let Some(node) = st.cache.touch(id) else { return Step::Load(id) };
+        };
         match node {
             Node::Internal(n) => {
                 let i = n.child_index(key);
                 let b = &n.buffers[i];
-                if let Some(p) = b.get(key) {
+                if let Some(p) = b.get_hashed(key, hash) {
                     if p.has_merges() {
                         levels.push(p.merges());
                     }

@@ -142,7 +142,7 @@ pub(crate) fn split_up(st: &mut State, cfg: &TreeConfig, path: &[PathElem]) {
         if k == 0 {
             let height = st.cache.get(elem.id).map_or(0, |s| s.node.height()) + 1;
             let n = ids.len();
-            let root = Internal { height, pivots, children: ids, buffers: vec![Default::default(); n] };
+            let root = Internal::new(height, pivots, ids, vec![Default::default(); n]);
             st.root = st.create_node(Node::Internal(root));
             st.height = height;
             st.counters.root_splits += 1;
@@ -246,7 +246,7 @@ pub(crate) fn underflow_step(st: &mut State, cfg: &TreeConfig, id: NodeId, key: 
     let join_kind = match (&st.cache.get(left).expect("loaded").node, &st.cache.get(right).expect("loaded").node) {
         (Node::Leaf(a), Node::Leaf(b)) => Join::Leaves(Leaf::concat(a, b)),
         (Node::Internal(a), Node::Internal(b)) if a.children.len() + b.children.len() <= cfg.fanout_max => {
-            Join::Internals(internal(st, parent.id).pivots[l].clone(), b.clone())
+            Join::Internals(internal(st, parent.id).pivots()[l].clone(), b.clone())
         }
         _ => Join::No,
     };
