@@ -78,6 +78,9 @@ impl Db {
         Ok(())
     }
 
+    /// The shard of every record of `key`. Any length is fine: requests are
+    /// routed before their command checks the key (a key too long for the
+    /// layout is routed, then refused there with an error).
     pub fn shard_of_key(&self, key: &[u8]) -> u32 {
         self.engine.shard_of(&keys::route_prefix(key))
     }

@@ -57,9 +57,21 @@ pub fn key_id(key: &[u8]) -> u64 {
     h ^ (h >> 31)
 }
 
-/// `0x81 | id | len | K`: the prefix of every record of `key`.
+/// `0x81 | id`: the bytes that route every record of `key` to its shard
+/// (`route::ROUTE_PREFIX_BYTES`). Defined for keys of any length, so a
+/// connection can route a request before the command checks the key: the
+/// other record builders below need a key that passed `Db::check_name`.
+pub fn route_prefix(key: &[u8]) -> [u8; 9] {
+    let mut out = [0; 9];
+    out[0] = TAG_KEY;
+    out[1..].copy_from_slice(&key_id(key).to_be_bytes());
+    out
+}
+
+/// `0x81 | id | len | K`: the prefix of every record of `key`. `key` must
+/// have passed `Db::check_name` (far below `len`'s 65,535-byte range).
 pub fn key_prefix(key: &[u8]) -> Vec<u8> {
-    debug_assert!(key.len() <= usize::from(u16::MAX));
+    debug_assert!(key.len() <= usize::from(u16::MAX), "unchecked key of {} bytes", key.len());
     let mut out = Vec::with_capacity(11 + key.len() + 1);
     out.push(TAG_KEY);
     out.extend_from_slice(&key_id(key).to_be_bytes());
@@ -208,8 +220,18 @@ mod tests {
                 assert_eq!(route::shard_of(&route_prefix(key), shards), s);
                 assert_eq!(route::shard_of(&record_key(key, SUB_FIELD, b"f"), shards), s);
                 assert_eq!(route::shard_of(&record_key(key, SUB_SCORE, &[9; 20]), shards), s);
+                assert_eq!(route::shard_of(&route_prefix(key), shards), s);
             }
         }
+    }
+
+    #[test]
+    fn keys_of_any_length_can_be_routed() {
+        // A request is routed before its command refuses a key too long for
+        // the layout; routing must not depend on the key fitting it.
+        let huge = vec![b'k'; 200_000];
+        assert_eq!(route_prefix(&huge)[..], route::route_bytes(&route_prefix(&huge))[..]);
+        assert!(route::shard_of(&route_prefix(&huge), 8) < 8);
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! ephemeral port of 127.0.0.1.
 #![allow(dead_code)]
 
+pub mod replies;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
