@@ -57,17 +57,6 @@ pub fn key_id(key: &[u8]) -> u64 {
     h ^ (h >> 31)
 }
 
-/// `0x81 | id`: the bytes that route every record of `key` to its shard
-/// (`route::ROUTE_PREFIX_BYTES`). Defined for keys of any length, so a
-/// connection can route a request before the command checks the key: the
-/// other record builders below need a key that passed `Db::check_name`.
-pub fn route_prefix(key: &[u8]) -> [u8; 9] {
-    let mut out = [0; 9];
-    out[0] = TAG_KEY;
-    out[1..].copy_from_slice(&key_id(key).to_be_bytes());
-    out
-}
-
 /// `0x81 | id | len | K`: the prefix of every record of `key`. `key` must
 /// have passed `Db::check_name` (far below `len`'s 65,535-byte range).
 pub fn key_prefix(key: &[u8]) -> Vec<u8> {
@@ -81,7 +70,9 @@ pub fn key_prefix(key: &[u8]) -> Vec<u8> {
 }
 
 /// `0x81 | id`: the bytes of every record of `key` that decide its shard
-/// (`route::route_bytes`), built without an allocation.
+/// (`route::route_bytes`), built without an allocation. Defined for keys of
+/// any length, so a connection can route a request before the command checks
+/// the key: the other record builders need a key that passed `Db::check_name`.
 pub fn route_prefix(key: &[u8]) -> [u8; route::ROUTE_PREFIX_BYTES] {
     let mut out = [0; route::ROUTE_PREFIX_BYTES];
     out[0] = TAG_KEY;
@@ -220,7 +211,6 @@ mod tests {
                 assert_eq!(route::shard_of(&route_prefix(key), shards), s);
                 assert_eq!(route::shard_of(&record_key(key, SUB_FIELD, b"f"), shards), s);
                 assert_eq!(route::shard_of(&record_key(key, SUB_SCORE, &[9; 20]), shards), s);
-                assert_eq!(route::shard_of(&route_prefix(key), shards), s);
             }
         }
     }
