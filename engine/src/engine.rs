@@ -14,13 +14,15 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use keel_drivers::DmaBuf;
 use keel_journal::Journal;
 use keel_reactor::call_on;
-use keel_reactor::io::DeviceId;
+use keel_reactor::io::{self, DeviceId};
 use keel_tree::{MergeOp, Message, Value};
 
 use crate::config::EngineConfig;
 use crate::error::EngineError;
+use crate::layout::PAGE_BYTES;
 use crate::limits::Limits;
 use crate::record::{self, Op};
 use crate::route;
@@ -80,6 +82,17 @@ impl Engine {
 
     pub fn shard_of(&self, key: &[u8]) -> u32 {
         route::shard_of(key, self.shared.shard_count)
+    }
+
+    /// A DMA buffer of `len_bytes` (contents unspecified) on the engine's
+    /// device, with room for whole pages, for [`Transaction::put_buf`]; `None`
+    /// when the pool has no free buffer now (callers fall back to memory of
+    /// their own rather than wait). Call on a reactor.
+    pub fn value_buf(&self, len_bytes: usize) -> Option<DmaBuf> {
+        let padded = len_bytes.div_ceil(PAGE_BYTES).max(1) * PAGE_BYTES;
+        let mut buf = io::dma_pool(self.shared.device).try_alloc(padded).ok()?;
+        buf.set_len(len_bytes);
+        Some(buf)
     }
 
     /// The superblock now in force.

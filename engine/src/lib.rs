@@ -29,6 +29,7 @@ pub mod volume;
 pub use config::EngineConfig;
 pub use engine::{Engine, Lsn};
 pub use error::EngineError;
+pub use keel_drivers::DmaBuf;
 pub use keel_tree::{merge, BlockInfo, BlockKind, FsckReport, MergeOp, Message, TreeConfig, Value};
 pub use limits::Limits;
 pub use open::OpenReport;

@@ -19,6 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
+use keel_drivers::DmaBuf;
 use keel_tree::merge::apply_merge;
 use keel_tree::{ExtentRef, MergeOp, Message, Value};
 
@@ -137,6 +138,36 @@ impl Transaction {
     pub fn put(&mut self, key: &[u8], value: Vec<u8>) -> Result<(), EngineError> {
         self.engine.limits().check_value(value.len())?;
         self.push_write(key, Message::Put(Value::Inline(value)))
+    }
+
+    /// Puts a value whose bytes are already in DMA memory (from
+    /// [`Engine::value_buf`]) and writes it out of line now, as
+    /// [`Transaction::write_values_now`] does, without copying it again. A
+    /// value small enough to live in its node is put inline instead.
+    pub async fn put_buf(&mut self, key: &[u8], buf: DmaBuf) -> Result<(), EngineError> {
+        self.engine.limits().check_value(buf.len())?;
+        self.engine.limits().check_key(key)?;
+        if buf.len() <= self.engine.shared.config.tree.inline_value_max_bytes {
+            return self.put(key, buf.to_vec());
+        }
+        let s = self.engine.shard_of(key);
+        let owned_key = key.to_vec();
+        let extent = self
+            .engine
+            .on_shard(s, move |shard| async move {
+                let tree_error = |e| EngineError::from_tree(shard.id, e);
+                let extent = shard.tree.write_extent_buf(buf).await.map_err(tree_error)?;
+                let checked = shard.tree.check_message(&owned_key, &Message::Put(Value::Extent(extent)));
+                if let Err(e) = checked {
+                    shard.tree.forget_extent(extent);
+                    return Err(tree_error(e));
+                }
+                Ok(extent)
+            })
+            .await??;
+        self.extents.push((s, extent));
+        let message = Message::Put(Value::Extent(extent));
+        self.push_write(key, message)
     }
 
     pub fn delete(&mut self, key: &[u8]) -> Result<(), EngineError> {

@@ -348,3 +348,39 @@ fn values_written_before_the_locks_commit_or_are_given_back() {
         })
         .unwrap();
 }
+
+#[test]
+fn values_put_from_dma_buffers_read_back_whole_from_any_pool() {
+    let (runtime, engine) = start(2, 3);
+    runtime
+        .call_blocking(0, move || async move {
+            let big = engine.config().tree.inline_value_max_bytes + 5000;
+            let pattern =
+                |seed: u8, len: usize| (0..len).map(|i| (i as u8).wrapping_mul(7) ^ seed).collect::<Vec<u8>>();
+            // From the engine's own pool (written as it is), from another
+            // pool (copied), and small enough to be put inline.
+            let mut own = engine.value_buf(big).expect("a free DMA buffer");
+            own.copy_from_slice(&pattern(1, big));
+            let foreign_pool = keel_drivers::dma::DmaPool::for_tests(4 << 20);
+            let mut foreign = foreign_pool.try_alloc(big).unwrap();
+            foreign.copy_from_slice(&pattern(2, big));
+            let mut small = engine.value_buf(10).unwrap();
+            small.copy_from_slice(&pattern(3, 10));
+            let mut txn = engine.transaction();
+            txn.put_buf(b"own", own).await.unwrap();
+            txn.put_buf(b"foreign", foreign).await.unwrap();
+            txn.put_buf(b"small", small).await.unwrap();
+            let lsn = txn.commit().await.unwrap();
+            engine.wait_durable(lsn).await.unwrap();
+            assert_eq!(engine.get(b"own").await.unwrap(), Some(pattern(1, big)));
+            assert_eq!(engine.get(b"foreign").await.unwrap(), Some(pattern(2, big)));
+            assert_eq!(engine.get(b"small").await.unwrap(), Some(pattern(3, 10)));
+            // Written, then dropped: given back, nothing appears.
+            let mut txn = engine.transaction();
+            txn.put_buf(b"dropped", engine.value_buf(big).unwrap()).await.unwrap();
+            drop(txn);
+            keel_reactor::time::sleep(std::time::Duration::from_millis(10)).await;
+            assert_eq!(engine.get(b"dropped").await.unwrap(), None);
+        })
+        .unwrap();
+}

@@ -148,6 +148,35 @@ fn read_and_write_with_holes_eof_and_errors() {
 }
 
 #[test]
+fn whole_chunk_writes_whose_data_goes_straight_to_dma_memory_read_back() {
+    // A 64 KiB WRITE at a 64 KiB boundary is the case the connection reads
+    // into a DMA buffer apart from the record (server::bulk).
+    let server = Server::start(trusting());
+    let (mut c, root) = server.client(Auth::root(), "/");
+    let (fh, _, _) = c.create(&root, b"f", &mode(0o600), None, true).unwrap();
+    let chunk = 64 * 1024;
+    let data: Vec<u8> = (0..4 * chunk as u32).map(|i| (i % 241) as u8 ^ (i >> 16) as u8).collect();
+    for (i, piece) in data.chunks(chunk).enumerate().rev() {
+        c.write(&fh, (i * chunk) as u64, piece, StableHow::Unstable).unwrap();
+    }
+    // Overwrite one chunk whole, then a part of another one.
+    c.write(&fh, chunk as u64, &[5; 64 * 1024], StableHow::FileSync).unwrap();
+    c.write(&fh, 3 * chunk as u64 + 10, b"patch", StableHow::Unstable).unwrap();
+    let mut want = data.clone();
+    want[chunk..2 * chunk].fill(5);
+    want[3 * chunk + 10..3 * chunk + 15].copy_from_slice(b"patch");
+    c.commit(&fh).unwrap();
+    let (got, eof) = c.read(&fh, 0, 1 << 20).unwrap();
+    assert!(eof);
+    assert_eq!(got, want);
+    assert_eq!(c.getattr(&fh).unwrap().size, 4 * chunk as u64);
+    let (mut other, _) = server.client(user(1000), "/");
+    assert_eq!(status(other.write(&fh, 0, &[6; 64 * 1024], StableHow::Unstable)), Status::Access);
+    assert_eq!(status(c.write(&root, 0, &[6; 64 * 1024], StableHow::Unstable)), Status::IsDir);
+    assert_eq!(c.read(&fh, 0, 1 << 20).unwrap().0, want);
+}
+
+#[test]
 fn the_owner_may_write_a_file_it_made_read_only() {
     let server = Server::start(trusting());
     let (mut c, root) = server.client(user(1000), "/");

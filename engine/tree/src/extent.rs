@@ -6,6 +6,8 @@
 //! so a transaction that never reached the journal leaks nothing across a
 //! crash. Recovery adopts the extents of the records it replays.
 
+use keel_drivers::DmaBuf;
+
 use crate::error::{Result, TreeError};
 use crate::limits::VALUE_BYTES_MAX;
 use crate::maintenance::Admission;
@@ -17,21 +19,39 @@ impl Tree {
     /// flush (the journal's group commit, or a checkpoint); not referenced
     /// until the engine applies a put of it.
     pub async fn write_extent(&self, bytes: &[u8]) -> Result<ExtentRef> {
-        if bytes.len() > VALUE_BYTES_MAX {
-            return Err(TreeError::ValueTooLarge { len_bytes: bytes.len(), max_bytes: VALUE_BYTES_MAX });
+        self.admit_extent(bytes.len()).await?;
+        let e = self.write_extent_in_flight(bytes).await?;
+        self.sh.st.borrow_mut().unattached.insert(e);
+        Ok(e)
+    }
+
+    /// Like [`Tree::write_extent`] with the value's bytes already in DMA
+    /// memory (`buf`, its length the value's): a buffer of this tree's
+    /// device pool with room for whole pages is written as it is, without
+    /// copying the bytes once more; any other buffer is copied.
+    pub async fn write_extent_buf(&self, buf: DmaBuf) -> Result<ExtentRef> {
+        self.admit_extent(buf.len()).await?;
+        let e = self.write_extent_buf_in_flight(buf).await?;
+        self.sh.st.borrow_mut().unattached.insert(e);
+        Ok(e)
+    }
+
+    /// Refuses a value over the size limit, and waits for reclaim when the
+    /// region has no room for `len_bytes` more.
+    async fn admit_extent(&self, len_bytes: usize) -> Result<()> {
+        if len_bytes > VALUE_BYTES_MAX {
+            return Err(TreeError::ValueTooLarge { len_bytes, max_bytes: VALUE_BYTES_MAX });
         }
         let fits = {
             let st = self.sh.st.borrow();
-            self.space_check(&st, bytes.len(), Admission::Write)
+            self.space_check(&st, len_bytes, Admission::Write)
         };
         if fits.is_err() {
             self.reclaim().await?;
             let st = self.sh.st.borrow();
-            self.space_check(&st, bytes.len(), Admission::Write)?;
+            self.space_check(&st, len_bytes, Admission::Write)?;
         }
-        let e = self.write_extent_in_flight(bytes).await?;
-        self.sh.st.borrow_mut().unattached.insert(e);
-        Ok(e)
+        Ok(())
     }
 
     /// An extent from `write_extent` that no journal record will refer to

@@ -5,6 +5,8 @@
 //! fresh places to keep the cache within its budget. One task at a time does
 //! this work (the maintenance lock); reads go on meanwhile.
 
+use keel_drivers::DmaBuf;
+
 use crate::config::TreeConfig;
 use crate::error::{BlockKind, Result, TreeError};
 use crate::internal::NodeId;
@@ -540,27 +542,43 @@ impl Tree {
     /// Writes a value to a fresh extent that stays in flight until the
     /// caller commits or aborts it.
     pub(crate) async fn write_extent_in_flight(&self, bytes: &[u8]) -> Result<ExtentRef> {
+        let e = self.alloc_extent(bytes)?;
+        let written = self.sh.region.write(BlockKind::Extent, e.address, bytes).await;
+        self.extent_written(e, written)
+    }
+
+    /// [`Tree::write_extent_in_flight`] from a DMA buffer holding the value.
+    pub(crate) async fn write_extent_buf_in_flight(&self, buf: DmaBuf) -> Result<ExtentRef> {
+        let e = self.alloc_extent(&buf)?;
+        let written = self.sh.region.write_buf(BlockKind::Extent, e.address, buf).await;
+        self.extent_written(e, written)
+    }
+
+    /// Allocates the pages of an extent for `bytes` and names it.
+    fn alloc_extent(&self, bytes: &[u8]) -> Result<ExtentRef> {
         let pages = pages_for(bytes.len()).max(1);
-        let (address, generation) = {
-            let mut st = self.sh.st.borrow_mut();
-            let Some(address) = st.space.alloc_in_flight(pages) else {
-                return Err(TreeError::NoSpace { needed_pages: pages, free_pages: st.space.map.free_pages() });
-            };
-            (address, st.generation())
+        let mut st = self.sh.st.borrow_mut();
+        let Some(address) = st.space.alloc_in_flight(pages) else {
+            return Err(TreeError::NoSpace { needed_pages: pages, free_pages: st.space.map.free_pages() });
         };
-        let e = ExtentRef {
+        let generation = st.generation();
+        Ok(ExtentRef {
             address,
             length: bytes.len() as u32,
             crc32c: ExtentRef::checksum(generation, bytes),
             generation,
-        };
-        if let Err(err) = self.sh.region.write(BlockKind::Extent, address, bytes).await {
-            self.sh.st.borrow_mut().space.abort(address);
+        })
+    }
+
+    /// Counts a written extent, or gives its pages back if the write failed.
+    fn extent_written(&self, e: ExtentRef, written: Result<()>) -> Result<ExtentRef> {
+        let mut st = self.sh.st.borrow_mut();
+        if let Err(err) = written {
+            st.space.abort(e.address);
             return Err(err);
         }
-        let mut st = self.sh.st.borrow_mut();
         st.counters.extent_writes += 1;
-        st.counters.extent_write_bytes += (pages as usize * PAGE_BYTES) as u64;
+        st.counters.extent_write_bytes += (e.pages() as usize * PAGE_BYTES) as u64;
         Ok(e)
     }
 }

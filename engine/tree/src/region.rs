@@ -3,7 +3,7 @@
 //! and run concurrently; the caller gets plain bytes.
 
 use keel_drivers::dma::REGION_BYTES;
-use keel_drivers::IoError;
+use keel_drivers::{DmaBuf, IoError};
 use keel_reactor::io::{self, DeviceId};
 
 use crate::error::{BlockKind, CorruptReason, TreeError};
@@ -93,6 +93,24 @@ impl Region {
             r.map_err(|e| e.into_tree_error(what, address))?;
         }
         Ok(())
+    }
+
+    /// Writes `buf` (its length; padded with zeros to whole pages) at page
+    /// `address`. A buffer of this device's pool that holds whole pages and
+    /// fits one transfer goes to the device as it is; anything else is
+    /// copied, as [`Region::write`] does.
+    pub async fn write_buf(&self, what: BlockKind, address: u64, mut buf: DmaBuf) -> Result<(), TreeError> {
+        let len = buf.len();
+        let pages = pages_for(len).max(1);
+        let padded = pages as usize * PAGE_BYTES;
+        if pages > self.chunk_pages || buf.capacity() < padded || !buf.is_from(&io::dma_pool(self.device)) {
+            return self.write(what, address, &buf).await;
+        }
+        self.check(what, address, pages)?;
+        buf.set_len(padded);
+        buf[len..].fill(0);
+        let (_, result) = io::write(self.device, self.lba(address), buf, false).await;
+        result.map_err(|source| TreeError::Io { what, address, source })
     }
 
     async fn write_chunk(&self, page: u64, part: &[u8]) -> Result<(), ChunkError> {

@@ -11,7 +11,7 @@
 
 use std::ops::Bound;
 
-use keel_engine::{Engine, MergeOp, Transaction};
+use keel_engine::{DmaBuf, Engine, MergeOp, Transaction};
 
 use crate::fs::error::{FsError, FsResult};
 use crate::fs::inode::{FileType, Inode, Time, FLAG_SPARSE};
@@ -27,6 +27,44 @@ pub enum StableHow {
     Unstable = 0,
     DataSync = 1,
     FileSync = 2,
+}
+
+/// The bytes of a WRITE: in memory, or already in DMA memory of the
+/// engine's device (see `server::bulk`), from where a whole chunk is
+/// written out of line without another copy.
+#[derive(Debug)]
+pub enum WriteData {
+    Bytes(Vec<u8>),
+    Dma(DmaBuf),
+}
+
+impl WriteData {
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            WriteData::Bytes(v) => v,
+            WriteData::Dma(buf) => buf,
+        }
+    }
+}
+
+impl From<Vec<u8>> for WriteData {
+    fn from(v: Vec<u8>) -> Self {
+        WriteData::Bytes(v)
+    }
+}
+
+impl From<DmaBuf> for WriteData {
+    fn from(buf: DmaBuf) -> Self {
+        WriteData::Dma(buf)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,9 +156,10 @@ impl Fs {
         cred: Cred,
         r: InodeRef,
         offset: u64,
-        data: Vec<u8>,
+        data: impl Into<WriteData>,
         stable: StableHow,
     ) -> FsResult<WriteResult> {
+        let data = data.into();
         self.on_home(r.ino, move |fs| async move { fs.write_here(&cred, r, offset, data, stable).await }).await
     }
 
@@ -129,7 +168,7 @@ impl Fs {
         cred: &Cred,
         r: InodeRef,
         offset: u64,
-        mut data: Vec<u8>,
+        mut data: WriteData,
         stable: StableHow,
     ) -> FsResult<WriteResult> {
         let len = data.len();
@@ -148,11 +187,16 @@ impl Fs {
                 // Exactly one chunk (the usual 64 KiB WRITE): its buffer
                 // becomes the value, no copy. Nothing below reads the bytes
                 // of whole chunks again.
-                txn.put(&keys::chunk(r.ino, whole[0]), std::mem::take(&mut data))?;
+                let key = keys::chunk(r.ino, whole[0]);
+                match std::mem::replace(&mut data, WriteData::Bytes(Vec::new())) {
+                    WriteData::Dma(buf) => txn.put_buf(&key, buf).await?,
+                    WriteData::Bytes(v) => txn.put(&key, v)?,
+                }
             } else {
                 for &index in &whole {
                     let at = (index * CHUNK_BYTES - offset) as usize;
-                    txn.put(&keys::chunk(r.ino, index), data[at..at + CHUNK_BYTES as usize].to_vec())?;
+                    let bytes = data.as_slice()[at..at + CHUNK_BYTES as usize].to_vec();
+                    txn.put(&keys::chunk(r.ino, index), bytes)?;
                 }
             }
             txn.write_values_now().await?;
@@ -161,7 +205,7 @@ impl Fs {
         let before = txn_load_ref(&mut txn, r).await?;
         check_data_access(cred, &before, perm::MAY_WRITE)?;
         let mut after = before.clone();
-        let used_delta = write_chunks(&self.shared.engine, &mut txn, &before, offset, len, &data).await?;
+        let used_delta = write_chunks(&self.shared.engine, &mut txn, &before, offset, len, data.as_slice()).await?;
         if used_delta > 0 {
             self.shared.check_space(used_delta as u64)?;
         }

@@ -41,7 +41,7 @@ use std::sync::Arc;
 use keel_engine::{route, Engine, Lsn, Transaction};
 
 pub use attrs::{SetAttrs, SetTime};
-pub use data::{ReadResult, StableHow, WriteResult};
+pub use data::{ReadResult, StableHow, WriteData, WriteResult};
 pub use error::{FsError, FsResult};
 pub use fsck::FsckReport;
 pub use inode::{FileType, Inode, Time};

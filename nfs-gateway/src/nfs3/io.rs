@@ -1,6 +1,8 @@
 //! READ, WRITE, COMMIT.
 
-use crate::fs::StableHow;
+use keel_engine::DmaBuf;
+
+use crate::fs::{StableHow, WriteData};
 use crate::nfs3::types::*;
 use crate::nfs3::{failed, fh, ok, target, Call, Handled, Shape};
 use crate::service::Service;
@@ -31,20 +33,53 @@ fn decode_stable(v: u32) -> Result<StableHow, XdrError> {
     }
 }
 
-pub async fn write(svc: &Service, call: &Call, r: &mut Reader<'_>) -> Handled {
+/// The arguments of WRITE before its data: handle, offset, count, stable.
+fn write_args<'a>(r: &mut Reader<'a>) -> Result<(&'a [u8], u64, usize, StableHow), XdrError> {
     let handle = fh(r)?;
     let offset = r.u64()?;
     let count = r.u32()? as usize;
     let stable = decode_stable(r.u32()?)?;
+    Ok((handle, offset, count, stable))
+}
+
+pub async fn write(svc: &Service, call: &Call, r: &mut Reader<'_>) -> Handled {
+    let (handle, offset, count, stable) = write_args(r)?;
     let data = r.opaque(IO_BYTES_MAX as usize)?;
+    let data = data.get(..count).map(|d| WriteData::Bytes(d.to_vec()));
+    write_data(svc, call, handle, offset, stable, data).await
+}
+
+/// WRITE whose data the connection read apart, into `payload` (see
+/// `server::bulk`); `r` holds the arguments up to the data's length.
+pub async fn write_payload(svc: &Service, call: &Call, r: &mut Reader<'_>, payload: DmaBuf) -> Handled {
+    let (handle, offset, count, stable) = write_args(r)?;
+    let len = r.u32()?;
+    if len as usize != payload.len() || r.remaining() != 0 {
+        return Err(XdrError::BadValue { value: len });
+    }
+    let data = match count.cmp(&payload.len()) {
+        std::cmp::Ordering::Equal => Some(WriteData::Dma(payload)),
+        std::cmp::Ordering::Less => Some(WriteData::Bytes(payload[..count].to_vec())),
+        std::cmp::Ordering::Greater => None,
+    };
+    write_data(svc, call, handle, offset, stable, data).await
+}
+
+/// Carries out a decoded WRITE; `data` is `None` when the call's count is
+/// more than the data it carries.
+async fn write_data(
+    svc: &Service,
+    call: &Call,
+    handle: &[u8],
+    offset: u64,
+    stable: StableHow,
+    data: Option<WriteData>,
+) -> Handled {
     let t = target!(svc, call, handle, Shape::Wcc);
     if t.export.config.read_only {
         return Ok(failed(call, Status::RoFs, Shape::Wcc));
     }
-    if count > data.len() {
-        return Ok(failed(call, Status::Inval, Shape::Wcc));
-    }
-    let data = data[..count].to_vec();
+    let Some(data) = data else { return Ok(failed(call, Status::Inval, Shape::Wcc)) };
     Ok(match svc.fs.write(t.cred, t.inode, offset, data, stable).await {
         Ok(done) => {
             let mut rw = ok(call);

@@ -12,6 +12,8 @@ pub mod types;
 
 use std::net::IpAddr;
 
+use keel_engine::DmaBuf;
+
 use crate::rpc::message::{AcceptStat, ReplyWriter};
 use crate::rpc::Credential;
 use crate::service::{Refusal, Service};
@@ -133,6 +135,16 @@ pub async fn dispatch(svc: &Service, call: &Call, r: &mut Reader<'_>) -> ReplyWr
         PROC_COMMIT => io::commit(svc, call, r).await,
         _ => return ReplyWriter::accepted(call.xid, AcceptStat::ProcUnavail),
     };
+    finish(call, handled)
+}
+
+/// Runs a WRITE whose data arrived apart from its record, in `payload`.
+pub async fn dispatch_write_payload(svc: &Service, call: &Call, r: &mut Reader<'_>, payload: DmaBuf) -> ReplyWriter {
+    finish(call, io::write_payload(svc, call, r, payload).await)
+}
+
+/// The reply of a procedure, or GARBAGE_ARGS.
+fn finish(call: &Call, handled: Handled) -> ReplyWriter {
     match handled {
         Ok(reply) => reply,
         Err(e) => {

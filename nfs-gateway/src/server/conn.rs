@@ -15,8 +15,10 @@ use std::sync::Arc;
 
 use keel_reactor::net::TcpStream;
 
+use crate::rpc::record::Record;
 use crate::rpc::Deframer;
-use crate::server::dispatch::{dispatch, Outcome};
+use crate::server::bulk;
+use crate::server::dispatch::{dispatch_record, Outcome};
 use crate::server::signal::{Notify, StopSignal};
 use crate::server::Limits;
 use crate::service::Service;
@@ -60,7 +62,8 @@ pub async fn serve(stream: TcpStream, peer: IpAddr, svc: Arc<Service>, limits: L
 }
 
 async fn read_loop(conn: Rc<Conn>, svc: Arc<Service>, limits: Limits) {
-    let mut deframer = Deframer::new(limits.record_bytes_max);
+    let splitter = bulk::splitter(svc.fs.engine().clone());
+    let mut deframer = Deframer::with_splitter(limits.record_bytes_max, splitter);
     loop {
         while conn.in_flight.get() >= limits.requests_in_flight_max
             || conn.in_flight_bytes.get() >= limits.bytes_in_flight_max
@@ -70,7 +73,7 @@ async fn read_loop(conn: Rc<Conn>, svc: Arc<Service>, limits: Limits) {
         if conn.broken.get() {
             return;
         }
-        match deframer.next_record() {
+        match deframer.next_split_record() {
             Ok(Some(record)) => start_call(&conn, &svc, record),
             Ok(None) => match conn.stream.read(deframer.spare()).await {
                 Ok(0) | Err(_) => {
@@ -87,14 +90,13 @@ async fn read_loop(conn: Rc<Conn>, svc: Arc<Service>, limits: Limits) {
     }
 }
 
-fn start_call(conn: &Rc<Conn>, svc: &Arc<Service>, record: Vec<u8>) {
-    let len_bytes = record.len();
+fn start_call(conn: &Rc<Conn>, svc: &Arc<Service>, record: Record) {
+    let len_bytes = record.head.len() + record.payload.as_ref().map_or(0, |p| p.len());
     conn.in_flight.set(conn.in_flight.get() + 1);
     conn.in_flight_bytes.set(conn.in_flight_bytes.get() + len_bytes);
     let (conn, svc) = (Rc::clone(conn), Arc::clone(svc));
     keel_reactor::spawn(async move {
-        let outcome = dispatch(&svc, &record, conn.peer).await;
-        drop(record);
+        let outcome = dispatch_record(&svc, record, conn.peer).await;
         match outcome {
             Outcome::Reply(bytes) if !conn.broken.get() => conn.outbox.borrow_mut().push_back(bytes),
             Outcome::Reply(_) | Outcome::Silent => {}

@@ -4,11 +4,14 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use keel_engine::DmaBuf;
+
 use crate::mount::{self, MountCall, MOUNT_PROGRAM, MOUNT_V1, MOUNT_V3};
-use crate::nfs3::types::{is_non_idempotent, NFS_PROGRAM, NFS_V3};
+use crate::nfs3::types::{is_non_idempotent, NFS_PROGRAM, NFS_V3, PROC_WRITE};
 use crate::nfs3::{self, Call};
 use crate::portmap::{self, PORTMAP_PROGRAM, PORTMAP_V2};
 use crate::rpc::message::{AcceptStat, CallHeader, HeaderError, ReplyWriter};
+use crate::rpc::record::Record;
 use crate::rpc::{Credential, DrcKey, DrcLookup};
 use crate::service::Service;
 
@@ -23,6 +26,29 @@ pub enum Outcome {
 }
 
 pub async fn dispatch(svc: &Service, record: &[u8], peer: IpAddr) -> Outcome {
+    dispatch_with(svc, record, None, peer).await
+}
+
+/// [`dispatch`] for a record as the deframer hands it out: a payload kept
+/// apart goes to WRITE as it is; any other call gets its bytes joined.
+pub async fn dispatch_record(svc: &Service, record: Record, peer: IpAddr) -> Outcome {
+    let Record { head, payload } = record;
+    match payload {
+        None => dispatch_with(svc, &head, None, peer).await,
+        Some(payload) if is_nfs_write(&head) => dispatch_with(svc, &head, Some(payload), peer).await,
+        Some(payload) => {
+            let bytes = Record { head, payload: Some(payload) }.into_bytes();
+            dispatch_with(svc, &bytes, None, peer).await
+        }
+    }
+}
+
+fn is_nfs_write(record: &[u8]) -> bool {
+    CallHeader::decode(record).is_ok_and(|(h, _)| (h.prog, h.vers, h.proc_num) == (NFS_PROGRAM, NFS_V3, PROC_WRITE))
+}
+
+/// `payload`: a WRITE's data kept apart from `record` (only for NFS WRITE).
+async fn dispatch_with(svc: &Service, record: &[u8], payload: Option<DmaBuf>, peer: IpAddr) -> Outcome {
     let (header, mut args) = match CallHeader::decode(record) {
         Ok(x) => x,
         Err(HeaderError::Unreadable) => return Outcome::Close,
@@ -43,7 +69,10 @@ pub async fn dispatch(svc: &Service, record: &[u8], peer: IpAddr) -> Outcome {
             if is_non_idempotent(call.proc_num) {
                 return with_drc(svc, &header, peer, args.rest(), &call).await;
             }
-            nfs3::dispatch(svc, &call, &mut args).await
+            match payload {
+                Some(payload) => nfs3::dispatch_write_payload(svc, &call, &mut args, payload).await,
+                None => nfs3::dispatch(svc, &call, &mut args).await,
+            }
         }
         (NFS_PROGRAM, _) => ReplyWriter::accepted(xid, AcceptStat::ProgMismatch { low: NFS_V3, high: NFS_V3 }),
         (MOUNT_PROGRAM, MOUNT_V1 | MOUNT_V3) => {

@@ -2,6 +2,7 @@
 //! every reactor (SO_REUSEPORT, so the kernel spreads connections), serve,
 //! and stop.
 
+mod bulk;
 mod conn;
 pub mod dispatch;
 mod signal;
