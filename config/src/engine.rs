@@ -33,6 +33,9 @@ pub struct EngineConfig {
     pub node_size: ByteSize,
     /// Time between checkpoints (a checkpoint also starts when the journal fills).
     pub checkpoint_interval: HumanDuration,
+    /// Each shard's tree flushes and evicts in a background task, so writers
+    /// seldom wait for it; off: writers do it themselves.
+    pub background_maintenance: bool,
 }
 
 impl Default for EngineConfig {
@@ -44,6 +47,7 @@ impl Default for EngineConfig {
             // The measured flash default (BENCHMARKS.md, "Tree node size").
             node_size: ByteSize::kib(64),
             checkpoint_interval: HumanDuration::from_secs(30),
+            background_maintenance: true,
         }
     }
 }

@@ -277,6 +277,7 @@ fn tree_config(cache_bytes: usize) -> TreeConfig {
         inline_value_max_bytes: 96,
         reserve_pages: Some(16),
         write_depth: 8,
+        background_maintenance: true,
     }
 }
 

@@ -23,6 +23,8 @@ pub struct DeviceEngineSpec {
     /// Leaf and internal node sizes (`None`: the tree's defaults).
     pub leaf_bytes: Option<usize>,
     pub internal_bytes: Option<usize>,
+    /// Each tree's background maintenance task (`TreeConfig::background_maintenance`).
+    pub background_maintenance: bool,
 }
 
 impl DeviceEngineSpec {
@@ -38,6 +40,7 @@ impl DeviceEngineSpec {
         if let Some(bytes) = self.internal_bytes {
             config.tree.internal_bytes = bytes;
         }
+        config.tree.background_maintenance = self.background_maintenance;
         config
     }
 }

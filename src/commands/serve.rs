@@ -86,6 +86,7 @@ pub(crate) fn engine_config(config: &Config, shard_count: u32) -> EngineConfig {
     engine.tree.cache_bytes = (config.engine.cache_size.bytes() / u64::from(shard_count.max(1))) as usize;
     engine.tree.internal_bytes = config.engine.node_size.bytes() as usize;
     engine.checkpoint_interval = config.engine.checkpoint_interval.get();
+    engine.tree.background_maintenance = config.engine.background_maintenance;
     engine
 }
 

@@ -16,7 +16,7 @@ use crate::tree::Tree;
 impl Tree {
     /// Starts the background task if maintenance is due and nobody is at it.
     pub(crate) fn kick_background(&self) {
-        if self.sh.background.get() || self.sh.maintenance.is_locked() {
+        if !self.sh.config.background_maintenance || self.sh.background.get() || self.sh.maintenance.is_locked() {
             return;
         }
         if !self.background_due() {

@@ -27,6 +27,12 @@ pub struct TreeConfig {
     pub reserve_pages: Option<u64>,
     /// Writes a checkpoint or an eviction keeps in flight at once.
     pub write_depth: usize,
+    /// Run maintenance (flushes, evictions) in a background task per tree
+    /// (`background.rs`), so writers seldom wait for it. Off: writers do all
+    /// of it themselves, flushing every over-full node before they are
+    /// admitted (the behaviour before the task existed); kept as a switch
+    /// for A/B measurements.
+    pub background_maintenance: bool,
 }
 
 impl Default for TreeConfig {
@@ -45,6 +51,7 @@ impl Default for TreeConfig {
             inline_value_max_bytes: 2048,
             reserve_pages: None,
             write_depth: 32,
+            background_maintenance: true,
         }
     }
 }
@@ -61,6 +68,7 @@ impl TreeConfig {
             inline_value_max_bytes: 96,
             reserve_pages: Some(16),
             write_depth: 8,
+            background_maintenance: true,
         }
     }
 

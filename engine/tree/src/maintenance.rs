@@ -586,11 +586,13 @@ impl Tree {
 /// The over-full node to flush next, if `urgency` says one is due: for the
 /// background task any; for a writer only when the backlog is long or a
 /// node is well past its size (a node that keeps growing would otherwise
-/// be written back whole, over and over, or not fit the cache).
+/// be written back whole, over and over, or not fit the cache). Without the
+/// background task a writer flushes any: nobody else would.
 fn due_overfull<'a>(st: &'a State, cfg: &TreeConfig, urgency: Urgency) -> Option<(NodeId, &'a Vec<u8>)> {
     let overfull = &st.work.overfull;
     let (id, key) = overfull.last()?;
-    if urgency == Urgency::Background || overfull.len() > OVERFULL_BACKLOG_MAX {
+    let anyone = urgency == Urgency::Background || !cfg.background_maintenance;
+    if anyone || overfull.len() > OVERFULL_BACKLOG_MAX {
         return Some((*id, key));
     }
     let limit_bytes = cfg.internal_bytes + cfg.internal_bytes / 4;

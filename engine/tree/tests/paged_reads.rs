@@ -34,6 +34,7 @@ fn config() -> TreeConfig {
         inline_value_max_bytes: 2048,
         reserve_pages: Some(64),
         write_depth: 8,
+        background_maintenance: true,
     }
 }
 

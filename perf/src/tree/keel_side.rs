@@ -118,6 +118,7 @@ fn spec(args: &TreeArgs) -> DeviceEngineSpec {
         cache_bytes_total: Some(args.cache_mib << 20),
         leaf_bytes: args.leaf_kib.map(|k| k << 10),
         internal_bytes: args.internal_kib.map(|k| k << 10),
+        background_maintenance: !args.no_background,
     }
 }
 

@@ -61,6 +61,10 @@ pub struct TreeArgs {
     /// Keel's internal node size in KiB (default: the tree's).
     #[arg(long)]
     pub internal_kib: Option<usize>,
+    /// Turn off Keel's background maintenance task per tree: writers flush
+    /// and evict themselves (for the A/B of that task).
+    #[arg(long)]
+    pub no_background: bool,
     /// Keel's concurrent client tasks (fill and reads); db_bench's reader
     /// threads (its fill uses one thread, as RocksDB's fillrandom usually does).
     #[arg(long, default_value_t = 32)]
@@ -115,12 +119,13 @@ pub fn main(args: &TreeArgs) -> Result<(), String> {
     );
     let tree = keel_side::engine_config(args).tree;
     println!(
-        "# keel: {} reactors, {} shards, {} client tasks, leaves {} KiB, internal nodes {} KiB, io_uring O_DIRECT on {}",
+        "# keel: {} reactors, {} shards, {} client tasks, leaves {} KiB, internal nodes {} KiB, background maintenance {}, io_uring O_DIRECT on {}",
         args.reactors,
         args.shards,
         args.clients,
         tree.leaf_bytes >> 10,
         tree.internal_bytes >> 10,
+        if tree.background_maintenance { "on" } else { "off" },
         args.path.display()
     );
     if !args.keel_only {

@@ -277,6 +277,7 @@ mod engine_env {
             cache_bytes_total: args.cache_mib.map(|m| m << 20),
             leaf_bytes: None,
             internal_bytes: None,
+            background_maintenance: true,
         };
         if args.device.is_some() {
             let (runtime, engine) = device_engine::start(&device_spec, true)?;
