@@ -9,7 +9,7 @@
 mod common;
 
 use std::io::Write;
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
 use common::replies::{clip, request, Next, ReplyReader};
@@ -281,5 +281,38 @@ fn unframeable_input_mid_pipeline_is_answered_after_the_requests_before_it_then_
     }
     let mut c = app.client();
     assert!(!c.exists::<_, bool>("after").unwrap(), "nothing after unframeable input ran");
+    others_are_served(&app);
+}
+
+#[test]
+fn a_client_that_closes_its_write_side_mid_pipeline_gets_every_complete_requests_reply() {
+    let app = Appliance::start();
+    let huge = name("huge-", 200_000);
+    for resp3 in [false, true] {
+        for split in [false, true] {
+            let tag = format!("resp3 {resp3}, split {split}");
+            let mut pipeline = Vec::new();
+            for i in 0..200 {
+                pipeline.extend(request(&[b"SET", format!("w{i}").as_bytes(), b"v"]));
+                if i == 100 {
+                    pipeline.extend(request(&[b"SET", &huge, b"v"]));
+                }
+            }
+            pipeline.extend(request(&[b"MGET", b"w0", b"w199"]));
+            // An unfinished request: never answered, never run.
+            pipeline.extend_from_slice(b"*3\r\n$3\r\nSET\r\n$4\r\ngone\r\n$10\r\nabc");
+            let mut conn = connect(&app, resp3);
+            send(conn.stream(), &pipeline, split);
+            conn.stream().shutdown(Shutdown::Write).unwrap();
+            for i in 0..201 {
+                let want = if i == 101 { name_error(200_000) } else { "+OK\r\n".into() };
+                assert_eq!(conn.text(), want, "{tag}: reply {i}");
+            }
+            assert_eq!(conn.text(), "*2\r\n$1\r\nv\r\n$1\r\nv\r\n", "{tag}");
+            assert_eq!(conn.next(), Next::Closed, "{tag}");
+        }
+    }
+    let mut c = app.client();
+    assert!(!c.exists::<_, bool>("gone").unwrap());
     others_are_served(&app);
 }

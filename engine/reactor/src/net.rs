@@ -27,6 +27,10 @@ const EVENTS_PER_POLL_MAX: usize = 1024;
 struct SourceState {
     readable: bool,
     writable: bool,
+    /// The peer closed its side (or the socket failed): reads return at once
+    /// from now on (end of stream or the error), so a short read does not
+    /// clear read readiness. Edge-triggered epoll reports this only once.
+    read_closed: bool,
     read_waker: Option<Waker>,
     write_waker: Option<Waker>,
 }
@@ -80,6 +84,7 @@ impl Net {
             };
             if event.is_readable() || event.is_read_closed() || event.is_error() {
                 state.readable = true;
+                state.read_closed |= event.is_read_closed() || event.is_error();
                 if let Some(w) = state.read_waker.take() {
                     w.wake();
                 }
@@ -186,6 +191,18 @@ impl<T: Source> Async<T> {
                     Direction::Read => state.readable = false,
                     Direction::Write => state.writable = false,
                 }
+            }
+        });
+    }
+
+    /// After a short read: the receive queue is empty, so the next read may
+    /// wait for epoll — unless the peer has closed its side, which
+    /// edge-triggered epoll reported once, maybe together with the bytes this
+    /// read took: then the next read must run at once and see end of stream.
+    fn clear_read_ready_unless_closed(&self) {
+        with_core(|core| {
+            if let Some(state) = core.net.sources.borrow_mut().get_mut(self.key) {
+                state.readable = state.read_closed;
             }
         });
     }
@@ -304,7 +321,7 @@ impl TcpStream {
             // readiness instead of spending a system call on EWOULDBLOCK (one
             // per request of a request-reply client). Edge-triggered epoll
             // reports data that arrives after this read as a new event.
-            self.inner.clear_ready(Direction::Read);
+            self.inner.clear_read_ready_unless_closed();
         }
         Ok(n)
     }

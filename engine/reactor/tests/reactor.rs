@@ -201,6 +201,36 @@ fn sockets_echo_across_reactors() {
 }
 
 #[test]
+fn end_of_stream_arriving_with_the_last_bytes_is_seen_after_a_short_read() {
+    // The peer writes and closes its side before the reactor reads: epoll
+    // reports the bytes and the end of stream in one edge. The short read
+    // that drains the bytes must not make the next read wait for another.
+    let config = RuntimeConfig { reactors: 1, ..RuntimeConfig::default() };
+    let runtime = Runtime::start(&config, &[]).unwrap();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (result_tx, result_rx) = std::sync::mpsc::channel();
+    runtime
+        .spawn_on(0, move || async move {
+            let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap(), false, 16).unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            let (stream, _) = listener.accept().await.unwrap();
+            time::sleep(Duration::from_millis(200)).await;
+            let mut buf = [0u8; 1024];
+            let first = stream.read(&mut buf).await.unwrap();
+            let second = time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+            result_tx.send((first, second.map(Result::unwrap).ok())).unwrap();
+        })
+        .unwrap();
+    use std::io::Write;
+    let mut client = std::net::TcpStream::connect(addr_rx.recv().unwrap()).unwrap();
+    client.write_all(b"last words").unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let (first, second) = result_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(first, 10);
+    assert_eq!(second, Some(0), "end of stream read at once, not after a timeout");
+}
+
+#[test]
 fn an_idle_adaptive_reactor_sleeps_and_wakes_for_messages() {
     let config = RuntimeConfig { reactors: 1, idle: IdlePolicy::Adaptive { spin_us: 100 }, ..RuntimeConfig::default() };
     let runtime = Runtime::start(&config, &[]).unwrap();
