@@ -8,6 +8,11 @@ use std::collections::{HashMap, VecDeque};
 use crate::internal::NodeId;
 use crate::node::Node;
 use crate::pages::LeafPages;
+use crate::table::Location;
+
+/// Bookkeeping of one cached leaf page beyond its bytes (map entry, ring
+/// entry, allocation).
+pub(crate) const LEAF_PAGE_MEM_OVERHEAD: usize = 96;
 
 /// One cached node and its state.
 #[derive(Debug)]
@@ -45,6 +50,26 @@ pub(crate) struct Cache {
     page_maps: HashMap<NodeId, LeafPages>,
     page_map_order: VecDeque<NodeId>,
     page_map_bytes: usize,
+    /// Pages of leaves that gets read through page maps, by leaf and first
+    /// page: inside the budget, always clean, so the first thing to go.
+    leaf_pages: HashMap<(NodeId, u32), CachedPages>,
+    /// Clock order of `leaf_pages` (entries may be stale).
+    leaf_page_ring: VecDeque<(NodeId, u32)>,
+    leaf_page_bytes: usize,
+}
+
+/// Consecutive pages of one leaf version, verified when read.
+#[derive(Debug)]
+struct CachedPages {
+    at: Location,
+    bytes: Vec<u8>,
+    referenced: bool,
+}
+
+impl CachedPages {
+    fn mem_bytes(&self) -> usize {
+        self.bytes.capacity() + LEAF_PAGE_MEM_OVERHEAD
+    }
 }
 
 impl Cache {
@@ -53,7 +78,109 @@ impl Cache {
     }
 
     pub fn used_bytes(&self) -> usize {
-        self.used_bytes + self.extra_bytes + self.page_map_bytes
+        self.used_bytes + self.extra_bytes + self.page_map_bytes + self.leaf_page_bytes
+    }
+
+    pub fn leaf_page_bytes(&self) -> usize {
+        self.leaf_page_bytes
+    }
+
+    /// The first `len` bytes of the cached pages of leaf `id` from page
+    /// `first_page` on, if they were read from the version `at`; marks them used.
+    pub fn leaf_pages(&mut self, id: NodeId, first_page: u32, at: Location, len: usize) -> Option<&[u8]> {
+        let cached = self.leaf_pages.get_mut(&(id, first_page))?;
+        if cached.at != at || cached.bytes.len() < len {
+            return None;
+        }
+        cached.referenced = true;
+        Some(&cached.bytes[..len])
+    }
+
+    /// Keeps `bytes`, pages of leaf `id` from `first_page` on as the
+    /// version `at` holds them, replacing what was kept there before. The
+    /// caller makes room first.
+    pub fn keep_leaf_pages(&mut self, id: NodeId, first_page: u32, at: Location, bytes: Vec<u8>) {
+        let cached = CachedPages { at, bytes, referenced: false };
+        self.leaf_page_bytes += cached.mem_bytes();
+        match self.leaf_pages.insert((id, first_page), cached) {
+            Some(old) => self.leaf_page_bytes -= old.mem_bytes(),
+            None => self.leaf_page_ring.push_back((id, first_page)),
+        }
+    }
+
+    /// Drops the cached pages of leaf `id` (cached whole now), up to page `pages`.
+    pub fn forget_leaf_pages(&mut self, id: NodeId, pages: u32) {
+        if self.leaf_pages.is_empty() {
+            return;
+        }
+        for p in 0..pages {
+            if let Some(old) = self.leaf_pages.remove(&(id, p)) {
+                self.leaf_page_bytes -= old.mem_bytes();
+            }
+        }
+    }
+
+    /// Drops cached leaf pages in clock order (a used one gets a second
+    /// chance) until `need_bytes` are freed or none is left; returns the
+    /// bytes freed.
+    pub fn drop_leaf_pages(&mut self, need_bytes: usize) -> usize {
+        let mut freed = 0usize;
+        let mut budget = self.leaf_page_ring.len() * 2;
+        while freed < need_bytes && budget > 0 {
+            budget -= 1;
+            let Some(key) = self.leaf_page_ring.pop_front() else { break };
+            let Some(cached) = self.leaf_pages.get_mut(&key) else { continue };
+            if cached.referenced {
+                cached.referenced = false;
+                self.leaf_page_ring.push_back(key);
+                continue;
+            }
+            let mem = cached.mem_bytes();
+            self.leaf_pages.remove(&key);
+            self.leaf_page_bytes -= mem;
+            freed += mem;
+        }
+        if self.leaf_page_ring.len() > 2 * self.leaf_pages.len() + 64 {
+            let pages = &self.leaf_pages;
+            self.leaf_page_ring.retain(|k| pages.contains_key(k));
+        }
+        freed
+    }
+
+    /// Gives up read aids (cached leaf pages, then page maps) until
+    /// `need_bytes` are freed or none is left: they only save device reads.
+    pub fn drop_read_aids(&mut self, need_bytes: usize) -> usize {
+        let freed = self.drop_leaf_pages(need_bytes);
+        if freed >= need_bytes {
+            return freed;
+        }
+        let maps_before = self.page_map_bytes;
+        self.drop_page_maps(maps_before.saturating_sub(need_bytes - freed));
+        freed + (maps_before - self.page_map_bytes)
+    }
+
+    /// Picks clean leaves to evict with about `need_bytes` between them
+    /// (clock order, like [`Cache::pick_victims`]), never internal nodes.
+    pub fn pick_leaf_victims(&mut self, need_bytes: usize, excluded: impl Fn(NodeId, &Slot) -> bool) -> Vec<NodeId> {
+        let mut victims = Vec::new();
+        let mut found = 0usize;
+        let mut budget = self.leaves.len() * 2;
+        while found < need_bytes && budget > 0 {
+            budget -= 1;
+            let Some(id) = self.leaves.pop_front() else { break };
+            let Some(slot) = self.map.get_mut(&id) else { continue };
+            self.leaves.push_back(id);
+            if !slot.node.is_leaf() || slot.dirty || victims.contains(&id) || excluded(id, slot) {
+                continue;
+            }
+            if slot.referenced {
+                slot.referenced = false;
+                continue;
+            }
+            found += slot.mem_bytes;
+            victims.push(id);
+        }
+        victims
     }
 
     pub fn page_map_bytes(&self) -> usize {

@@ -342,6 +342,12 @@ impl Tree {
         if st.cache.used_bytes() + bytes <= budget {
             return true;
         }
+        // Leaf pages kept for gets are the cheapest to give up: before any node.
+        let over = st.cache.used_bytes() + bytes - budget;
+        st.cache.drop_leaf_pages(over);
+        if st.cache.used_bytes() + bytes <= budget {
+            return true;
+        }
         let need = st.cache.used_bytes() + bytes - budget;
         let root = st.root;
         let pins = self.sh.pins.borrow();
@@ -355,8 +361,7 @@ impl Tree {
         if st.cache.used_bytes() + bytes > budget {
             // Page maps only save device bytes: give them up before failing.
             let over = st.cache.used_bytes() + bytes - budget;
-            let keep = st.cache.page_map_bytes().saturating_sub(over);
-            st.cache.drop_page_maps(keep);
+            st.cache.drop_read_aids(over);
         }
         st.cache.used_bytes() + bytes <= budget
     }
@@ -432,15 +437,12 @@ impl Tree {
     /// into write jobs with freshly allocated (in-flight) places.
     fn pick_evictions(&self, need: usize) -> Result<(Vec<WriteJob>, bool)> {
         let mut st = self.sh.st.borrow_mut();
-        // Page maps (a read aid) go before any node.
-        let map_bytes = st.cache.page_map_bytes();
-        if map_bytes > 0 {
-            st.cache.drop_page_maps(map_bytes.saturating_sub(need));
-            if map_bytes >= need {
-                return Ok((Vec::new(), true));
-            }
+        // Read aids (cached leaf pages, page maps) go before any node.
+        let freed = st.cache.drop_read_aids(need);
+        if freed >= need {
+            return Ok((Vec::new(), true));
         }
-        let need = need - map_bytes;
+        let need = need - freed;
         let root = st.root;
         let victims = {
             let pins = self.sh.pins.borrow();

@@ -3,6 +3,7 @@
 
 use std::ops::Bound;
 
+use crate::cache::LEAF_PAGE_MEM_OVERHEAD;
 use crate::error::{BlockKind, Result, TreeError};
 use crate::internal::NodeId;
 use crate::leaf::{find_in_run, RunFind};
@@ -12,7 +13,8 @@ use crate::merge::apply_all;
 use crate::message::ExtentRef;
 use crate::node::Node;
 use crate::pages::{LeafPages, Plan};
-use crate::tree::{PinGuard, Tree};
+use crate::table::Location;
+use crate::tree::{PinGuard, State, Tree};
 
 /// The most node loads one read may need before it gives up: a walk that
 /// keeps finding nodes gone again (evicted as fast as they load) would
@@ -100,7 +102,7 @@ impl Tree {
 
     /// Walks to `key`'s value, loading nodes as needed.
     async fn find(&self, key: &[u8], pins: &mut Vec<PinGuard>) -> Result<Found> {
-        let mut loads = 0usize;
+        let (mut steps, mut device_reads) = (0usize, 0usize);
         let mut paged = None;
         loop {
             let step = lookup(&mut self.sh.st.borrow_mut(), key, &mut paged);
@@ -108,17 +110,23 @@ impl Tree {
                 Step::Done(found) => {
                     let mut st = self.sh.st.borrow_mut();
                     st.counters.gets += 1;
-                    if loads == 0 {
+                    if device_reads == 0 {
                         st.counters.gets_cached += 1;
                     }
                     return Ok(found);
                 }
                 Step::Load(id) => {
-                    loads += 1;
-                    self.check_loads(loads)?;
+                    steps += 1;
+                    self.check_loads(steps)?;
                     match self.read_pages(id, key).await? {
-                        Some(read) => paged = Some(read),
-                        None => pins.push(self.load_with(id, true).await?),
+                        Some((read, from_cache)) => {
+                            device_reads += usize::from(!from_cache);
+                            paged = Some(read);
+                        }
+                        None => {
+                            device_reads += 1;
+                            pins.push(self.load_with(id, true).await?);
+                        }
                     }
                 }
             }
@@ -127,11 +135,12 @@ impl Tree {
 
     /// Reads the page of leaf `id` that holds `key` (and the next one when
     /// the key's entry runs on into it), when the cache keeps a page map of
-    /// the leaf's current version. None when it keeps none, or when the
-    /// bytes read are not that version's: the caller then reads the leaf
-    /// whole, which verifies it against its table entry and reports what
-    /// is wrong.
-    async fn read_pages(&self, id: NodeId, key: &[u8]) -> Result<Option<PagedRead>> {
+    /// the leaf's current version: from the cache when it keeps those pages
+    /// (true), else from the device (false), keeping what was read. None
+    /// when it keeps no map, or when the bytes read are not that version's:
+    /// the caller then reads the leaf whole, which verifies it against its
+    /// table entry and reports what is wrong.
+    async fn read_pages(&self, id: NodeId, key: &[u8]) -> Result<Option<(PagedRead, bool)>> {
         let mut whole = false;
         loop {
             let (at, plan, expected) = {
@@ -146,11 +155,29 @@ impl Tree {
                 (at, plan, expected)
             };
             let Plan::Read { first_page, start, whole_end, .. } = plan else {
-                return Ok(Some(PagedRead { id, at, entry: None }));
+                return Ok(Some((PagedRead { id, at, entry: None }, true)));
             };
             let Some(expected) = expected else { return Ok(None) };
             let from = first_page * PAGE_BYTES;
             let len = expected.read_bytes();
+            let run = Run { id, at, from, start, whole_end };
+            {
+                let mut st = self.sh.st.borrow_mut();
+                let st = &mut *st;
+                if let Some(bytes) = st.cache.leaf_pages(id, first_page as u32, at, len) {
+                    let found = run.search(bytes, key);
+                    if let RunOutcome::Found(read) = found {
+                        st.counters.leaf_page_cache_hits += 1;
+                        return Ok(Some((read, true)));
+                    }
+                    if matches!(found, RunOutcome::CutOff) && !whole {
+                        whole = true;
+                        continue;
+                    }
+                    // Cached bytes were verified when read: not reached.
+                    return Ok(None);
+                }
+            }
             let bytes = self.sh.region.read(BlockKind::Node, at.address + first_page as u64, len).await?;
             let mut st = self.sh.st.borrow_mut();
             if !expected.verify(&bytes) {
@@ -159,16 +186,44 @@ impl Tree {
             }
             st.counters.leaf_page_reads += 1;
             st.counters.leaf_page_read_bytes += crate::limits::pages_for(len) * PAGE_BYTES as u64;
-            let run = bytes.get(start.saturating_sub(from)..).unwrap_or_default();
-            match find_in_run(run, whole_end.saturating_sub(start), key) {
-                Ok(RunFind::Found(e)) => {
-                    return Ok(Some(PagedRead { id, at, entry: Some((e.value.to_value(), e.merges)) }));
+            match run.search(&bytes, key) {
+                RunOutcome::Found(read) => {
+                    // Unless the leaf moved or came whole into the cache meanwhile.
+                    if st.table.get(id) == at && !st.cache.contains(id) {
+                        self.keep_leaf_pages(&mut st, run, first_page, bytes);
+                    }
+                    return Ok(Some((read, false)));
                 }
-                Ok(RunFind::Absent) => return Ok(Some(PagedRead { id, at, entry: None })),
-                Ok(RunFind::CutOff) if !whole => whole = true,
+                RunOutcome::CutOff if !whole => whole = true,
                 // Not what the verified image held: read the leaf whole.
-                Ok(RunFind::CutOff) | Err(_) => return Ok(None),
+                RunOutcome::CutOff | RunOutcome::Bad => return Ok(None),
             }
+        }
+    }
+
+    /// Keeps verified pages a get read, in room made by dropping cold clean
+    /// leaves first (a page holds the same entries in less memory than the
+    /// leaf it came from), then older pages; never by evicting an internal
+    /// node or writing anything.
+    fn keep_leaf_pages(&self, st: &mut State, run: Run, first_page: usize, bytes: Vec<u8>) {
+        let budget = self.sh.config.cache_bytes;
+        let mem = bytes.capacity() + LEAF_PAGE_MEM_OVERHEAD;
+        let over = (st.cache.used_bytes() + mem).saturating_sub(budget);
+        if over > 0 {
+            let root = st.root;
+            let pins = self.sh.pins.borrow();
+            let victims = st.cache.pick_leaf_victims(over, |id, s| {
+                id == root || s.frozen || s.ckpt_writing || s.evicting || pins.contains_key(&id)
+            });
+            for id in victims {
+                st.cache.remove(id);
+                st.counters.evictions_clean += 1;
+            }
+            let over = (st.cache.used_bytes() + mem).saturating_sub(budget);
+            st.cache.drop_leaf_pages(over);
+        }
+        if st.cache.used_bytes() + mem <= budget {
+            st.cache.keep_leaf_pages(run.id, first_page as u32, run.at, bytes);
         }
     }
 
@@ -264,10 +319,46 @@ impl Tree {
                 st.counters.leaf_read_bytes += device_bytes;
             }
             st.cache.insert(id, node, false);
+            st.cache.forget_leaf_pages(id, crate::limits::pages_for(at.length as usize) as u32);
             if let Some(map) = map {
                 st.cache.keep_page_map(id, map, self.sh.config.cache_bytes / PAGE_MAP_SHARE);
             }
             return Ok(PinGuard::new(&self.sh, id));
+        }
+    }
+}
+
+/// Where in a leaf image a read through its page map looks for a key: the
+/// bytes read start at image offset `from`; the entries from `start` up to
+/// `whole_end` are complete in them.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    id: NodeId,
+    at: Location,
+    from: usize,
+    start: usize,
+    whole_end: usize,
+}
+
+enum RunOutcome {
+    Found(PagedRead),
+    /// The key's entry goes on past the bytes read.
+    CutOff,
+    /// Not what the verified image held.
+    Bad,
+}
+
+impl Run {
+    fn search(&self, bytes: &[u8], key: &[u8]) -> RunOutcome {
+        let run = bytes.get(self.start.saturating_sub(self.from)..).unwrap_or_default();
+        let (id, at) = (self.id, self.at);
+        match find_in_run(run, self.whole_end.saturating_sub(self.start), key) {
+            Ok(RunFind::Found(e)) => {
+                RunOutcome::Found(PagedRead { id, at, entry: Some((e.value.to_value(), e.merges)) })
+            }
+            Ok(RunFind::Absent) => RunOutcome::Found(PagedRead { id, at, entry: None }),
+            Ok(RunFind::CutOff) => RunOutcome::CutOff,
+            Err(_) => RunOutcome::Bad,
         }
     }
 }

@@ -26,6 +26,9 @@ pub struct Counters {
     /// Page reads whose bytes did not match the page map (the get then read
     /// the leaf whole).
     pub leaf_page_mismatches: u64,
+    /// Gets whose leaf page was answered from pages cached by an earlier
+    /// read (no device read).
+    pub leaf_page_cache_hits: u64,
     pub node_writes: u64,
     pub node_write_bytes: u64,
     /// Device bytes (whole pages) of node writes, by node kind and by who
@@ -85,6 +88,7 @@ impl Counters {
             leaf_page_reads,
             leaf_page_read_bytes,
             leaf_page_mismatches,
+            leaf_page_cache_hits,
             node_writes,
             node_write_bytes,
             evict_leaf_write_bytes,
@@ -135,6 +139,8 @@ pub struct TreeStats {
     pub cache_internal_mem_bytes: usize,
     /// Memory of the leaves' page maps (`pages.rs`).
     pub cache_page_map_bytes: usize,
+    /// Memory of leaf pages cached for gets.
+    pub cache_leaf_page_bytes: usize,
     pub cache_bytes_budget: usize,
     pub region_pages: u64,
     pub pages_free: u64,
@@ -177,6 +183,7 @@ impl Tree {
             cache_leaf_mem_bytes: leaf_mem,
             cache_internal_mem_bytes: internal_mem,
             cache_page_map_bytes: st.cache.page_map_bytes(),
+            cache_leaf_page_bytes: st.cache.leaf_page_bytes(),
             cache_bytes_budget: cfg.cache_bytes,
             region_pages: st.space.map.pages(),
             pages_free: st.space.map.free_pages(),

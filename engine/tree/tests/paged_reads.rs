@@ -135,6 +135,57 @@ fn gets_read_one_page_of_a_leaf_and_answer_right() {
     });
 }
 
+/// Pages read through page maps stay cached (inside the budget): gets of
+/// a hot set of keys are answered from them, without device reads, and
+/// right, also after their leaves were rewritten.
+#[test]
+fn hot_pages_are_answered_from_the_cache() {
+    let devices = vec![memory_device(DEVICE_BYTES, 5) as Arc<dyn BlockDevice>];
+    run(&devices, async {
+        let mut oracle = Oracle::default();
+        let state = fill(&mut oracle).await;
+        let tree = Tree::open(DEV, REGION_FIRST_PAGE, REGION_PAGES, &state, config()).await.unwrap();
+        assert_eq!(get_all(&tree, &oracle, 1).await, 0);
+        // ~25 pages: what the cache has room for next to the internal nodes.
+        let hot: Vec<Vec<u8>> = (0..KEYS).step_by(500).map(key).collect();
+        let get_hot = |tree: Tree, oracle: Oracle| {
+            let hot = hot.clone();
+            async move {
+                let before = tree.stats().counters;
+                for k in &hot {
+                    assert_eq!(tree.get(k).await.unwrap().as_ref(), oracle.map.get(k));
+                }
+                let after = tree.stats().counters;
+                (
+                    after.leaf_page_reads - before.leaf_page_reads,
+                    after.leaf_page_cache_hits - before.leaf_page_cache_hits,
+                )
+            }
+        };
+        get_hot(tree.clone(), oracle.clone()).await;
+        let (reads, hits) = get_hot(tree.clone(), oracle.clone()).await;
+        // (The others are answered from buffered messages.)
+        let n = hot.len() as u64;
+        assert!(reads * 10 <= n && hits * 2 >= n, "{hits} of {n} gets from cached pages, {reads} page reads");
+        let stats = tree.stats();
+        assert!(stats.cache_leaf_page_bytes > 0 && stats.cache_bytes_used <= config().cache_bytes);
+
+        // Rewrite the hot keys: the pages cached for the old leaves must not answer.
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let mut lsn = stats.lsn_applied;
+        for i in (0..KEYS).step_by(500) {
+            let v = value(&mut rng, i, 2);
+            put(&tree, &mut lsn, &mut oracle, &key(i), v).await;
+        }
+        tree.write_checkpoint(tree.freeze(lsn)).await.unwrap();
+        io::flush(DEV).await.unwrap();
+        tree.checkpoint_durable();
+        get_hot(tree.clone(), oracle.clone()).await;
+        assert_eq!(get_all(&tree, &oracle, 6).await, 0);
+        get_hot(tree.clone(), oracle.clone()).await;
+    });
+}
+
 #[test]
 fn a_damaged_page_is_reported_never_returned() {
     let memory = memory_device(DEVICE_BYTES, 3);
