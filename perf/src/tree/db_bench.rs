@@ -17,6 +17,8 @@
 use std::collections::HashMap;
 use std::process::Command;
 
+use super::cpu::{us_per_op, CpuTimes};
+
 use super::TreeArgs;
 
 /// How RocksDB's memory is matched to Keel's cache.
@@ -58,6 +60,9 @@ pub struct DbBenchSample {
     /// flush and compactions (db_bench's statistics tickers).
     pub fill_device_write_bytes: u64,
     pub read_ops_per_sec: f64,
+    /// CPU of db_bench's read invocation per read (a waited-for child's
+    /// user + system time: opening the database, the reads, closing it).
+    pub read_cpu_us_per_op: f64,
     /// Share of the reads that found their key (db_bench prints one
     /// reader thread's count).
     pub reads_found_fraction: f64,
@@ -168,11 +173,20 @@ pub fn run(args: &TreeArgs, run_index: u64) -> Result<DbBenchSample, String> {
     let ticker = |name: &str| tickers.get(name).copied().ok_or_else(|| format!("db_bench printed no {name}"));
     let fill_device_write_bytes =
         ticker("rocksdb.wal.bytes")? + ticker("rocksdb.flush.write.bytes")? + ticker("rocksdb.compact.write.bytes")?;
+    let cpu_before = CpuTimes::now();
     let read = invoke(&args.db_bench, &read_args(args, run_index))?;
+    let read_cpu_us_per_op = us_per_op(CpuTimes::now().children_s - cpu_before.children_s, args.reads);
     let read_ops_per_sec = ops_per_sec(&read, "readrandom")?;
     let reads_found_fraction = found(&read).map_or(0.0, |(found, of)| found as f64 / of.max(1) as f64);
     let read_io = ReadIo::from_output(&read);
-    Ok(DbBenchSample { fill_ops_per_sec, fill_device_write_bytes, read_ops_per_sec, reads_found_fraction, read_io })
+    Ok(DbBenchSample {
+        fill_ops_per_sec,
+        fill_device_write_bytes,
+        read_ops_per_sec,
+        read_cpu_us_per_op,
+        reads_found_fraction,
+        read_io,
+    })
 }
 
 fn invoke(db_bench: &str, args: &[String]) -> Result<String, String> {

@@ -11,6 +11,7 @@ use keel_reactor::Runtime;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::cpu::{us_per_op, CpuTimes};
 use super::TreeArgs;
 use crate::device_engine::{self, process_write_bytes, DeviceEngineSpec};
 
@@ -22,6 +23,8 @@ pub struct KeelSample {
     /// final checkpoint (journal, nodes, metadata).
     pub fill_device_write_bytes: u64,
     pub read_ops_per_sec: f64,
+    /// CPU of the whole process (all threads) per get over the read phase.
+    pub read_cpu_us_per_op: f64,
     pub reads_found: u64,
     /// Where the fill's time and bytes went, as the engine counted them up
     /// to the end of the fill (before the closing checkpoint).
@@ -79,7 +82,8 @@ impl KeelSample {
         format!(
             "gets {}, answered from the cache {:.1}%; device reads per get {:.3}, {:.0} B per get: whole leaves {:.3} \
              of {:.0} B each, leaf pages {:.3} of {:.0} B each ({} mismatched), internal nodes {:.4} of {:.0} B each; \
-             cache now: leaves {:.1} MiB, internal {:.1} MiB, page maps {:.2} MiB",
+             leaf pages from the cache {:.3} per get; cache now: leaves {:.1} MiB, internal {:.1} MiB, page maps {:.2} MiB, \
+             leaf pages {:.1} MiB",
             t.gets,
             100.0 * per(t.gets_cached, t.gets),
             (t.node_reads + t.leaf_page_reads) as f64 / gets,
@@ -91,9 +95,11 @@ impl KeelSample {
             t.leaf_page_mismatches,
             per(internal_reads, t.gets),
             per(t.node_read_bytes.saturating_sub(t.leaf_read_bytes), internal_reads),
+            per(t.leaf_page_cache_hits, t.gets),
             mib(shards.iter().map(|s| s.cache_leaf_mem_bytes as u64).sum()),
             mib(shards.iter().map(|s| s.cache_internal_mem_bytes as u64).sum()),
             mib(shards.iter().map(|s| s.cache_page_map_bytes as u64).sum()),
+            mib(shards.iter().map(|s| s.cache_leaf_page_bytes as u64).sum()),
         )
     }
 }
@@ -145,6 +151,7 @@ pub fn run(args: &TreeArgs, run_index: u64) -> Result<KeelSample, String> {
 
     let (runtime, engine) = device_engine::start(&spec(args), false)?;
     let started = Instant::now();
+    let cpu_before = CpuTimes::now();
     let found = on_clients(
         &runtime,
         &engine,
@@ -154,6 +161,7 @@ pub fn run(args: &TreeArgs, run_index: u64) -> Result<KeelSample, String> {
         args.reads,
     );
     let read_elapsed = started.elapsed();
+    let read_cpu_s = CpuTimes::now().own_s - cpu_before.own_s;
     let read_stats = stats_of(&runtime, &engine)?;
     engine.close(&runtime).map_err(|e| format!("close after the reads: {e}"))?;
     runtime.stop();
@@ -161,6 +169,7 @@ pub fn run(args: &TreeArgs, run_index: u64) -> Result<KeelSample, String> {
         fill_ops_per_sec: per_sec(args.records, fill_elapsed),
         fill_device_write_bytes,
         read_ops_per_sec: per_sec(args.reads, read_elapsed),
+        read_cpu_us_per_op: us_per_op(read_cpu_s, args.reads),
         reads_found: found?,
         fill_stats,
         read_stats,

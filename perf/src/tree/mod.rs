@@ -7,6 +7,7 @@
 //! Each run formats a fresh volume and a fresh RocksDB directory; the
 //! figures are medians over `--runs` with the smallest and largest value.
 
+mod cpu;
 mod db_bench;
 mod keel_side;
 
@@ -143,6 +144,7 @@ pub fn main(args: &TreeArgs) -> Result<(), String> {
             k.read_ops_per_sec,
             100.0 * k.reads_found as f64 / args.reads as f64
         );
+        println!("run {run} keel read CPU: {:.1} us per get (all threads, the read phase)", k.read_cpu_us_per_op);
         println!("run {run} keel fill bytes: {}", k.breakdown());
         println!("run {run} keel reads: {}", k.read_breakdown());
         keel.push(k);
@@ -154,6 +156,10 @@ pub fn main(args: &TreeArgs) -> Result<(), String> {
                 r.fill_device_write_bytes as f64 / (1 << 20) as f64,
                 r.read_ops_per_sec,
                 100.0 * r.reads_found_fraction
+            );
+            println!(
+                "run {run} rocksdb read CPU: {:.1} us per get (db_bench's read invocation: open, reads, close)",
+                r.read_cpu_us_per_op
             );
             println!("run {run} rocksdb reads: {}", r.read_io.line());
             rocks.push(r);
@@ -176,6 +182,13 @@ pub fn main(args: &TreeArgs) -> Result<(), String> {
         &rocks.iter().map(|s| s.read_ops_per_sec).collect::<Vec<_>>(),
         "ops/s",
         true,
+    );
+    line(
+        "point read CPU (us/get)",
+        &keel.iter().map(|s| s.read_cpu_us_per_op).collect::<Vec<_>>(),
+        &rocks.iter().map(|s| s.read_cpu_us_per_op).collect::<Vec<_>>(),
+        "us",
+        false,
     );
     line(
         "write amplification (x)",
