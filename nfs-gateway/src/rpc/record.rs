@@ -37,7 +37,7 @@ pub enum RecordError {
 /// least what has arrived) and the body's length: where its bulk payload
 /// starts and a buffer of the payload's length to hold it, or `None` to
 /// keep the record whole.
-pub type Splitter = Box<dyn FnMut(&[u8], usize) -> Option<(usize, DmaBuf)>>;
+pub type Splitter = Box<dyn FnMut(&[u8], usize) -> Option<(usize, DmaBuf)> + Send>;
 
 /// A record as handed out: its bytes are `head` followed by `payload`.
 #[derive(Debug)]
