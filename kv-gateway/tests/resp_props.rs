@@ -1,4 +1,8 @@
-//! Property tests of the RESP request decoder.
+//! Property tests of the RESP request decoder. They (and the fuzz target)
+//! stop at decoding; what happens to a decoded request — routing, key checks,
+//! replies in order — is checked end to end on a running appliance by
+//! `every_well_framed_request_of_any_pipeline_gets_exactly_one_reply` in
+//! bad_requests_mid_pipeline.rs.
 
 use keel_kv::resp::{DecodeLimits, Decoder, Frame};
 use proptest::prelude::*;
