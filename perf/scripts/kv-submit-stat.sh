@@ -13,13 +13,13 @@
 # BURSTS: values of device.submit_batch_max; WRITE_BURSTS: values of
 # device.submit_write_batch_max tried with each (default: the configured
 # default only); TESTS: the redis-benchmark runs ["set-1 get-1 set-16 get-16"];
-# KEEL: the binary [target/release/keel].
+# KEEL: the binaries, space-separated, taking turns within a round like the
+# settings (an A/B of two builds) [target/release/keel].
 #
 # Needs redis-tools, perf and a release build of keel (cargo build --release
 # -p keel); root for the tracepoints.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-keel=${KEEL:-target/release/keel}
 port=${KEEL_PORT:-16479}
 work=$(mktemp -d "${TMPDIR:-/tmp}/keel-kv-submit-stat.XXXXXX")
 pid=
@@ -33,9 +33,12 @@ journal_counters() {
 }
 per_request() { awk -v a="$1" -v n="$2" -v m="${3:-1}" 'BEGIN { printf "%.4f", a * m / n }'; }
 for round in $(seq 1 "${ROUNDS:-2}"); do
-    for setting in $(for b in ${BURSTS:-0 4 1}; do for w in ${WRITE_BURSTS:-default}; do echo "$b/$w"; done; done); do
-        burst=${setting%/*}
-        write_burst=${setting#*/}
+    for setting in $(for k in ${KEEL:-target/release/keel}; do for b in ${BURSTS:-0 4 1}; do
+        for w in ${WRITE_BURSTS:-default}; do echo "$k/$b/$w"; done; done; done); do
+        keel=${setting%/*/*}
+        burst=${setting#"$keel"/}
+        write_burst=${burst#*/}
+        burst=${burst%/*}
         wb_flag=()
         [ "$write_burst" != default ] && wb_flag=(--set "device.submit_write_batch_max=$write_burst")
         "$keel" mkfs --force --data-dir "$work" --set device.size=1GiB >"$work/log" 2>&1
@@ -60,7 +63,7 @@ for round in $(seq 1 "${ROUNDS:-2}"); do
             cpu_ms=$(awk -F, '/task-clock/ {print $1}' "$work/stat")
             journal=$(paste -d' ' <(echo "$journal_before") <(journal_counters) |
                 awk '{printf "%.1f", ($4 - $2 > 0 ? ($3 - $1) / ($4 - $2) : 0)}')
-            echo "round $round submit_batch_max $burst write $write_burst $test P$pipeline" \
+            echo "round $round $keel submit_batch_max $burst write $write_burst $test P$pipeline" \
                 "load $(cut -d' ' -f1 /proc/loadavg):" \
                 "$rps req/s, io_uring_enter/req $(per_request "$enters" "$n")," \
                 "device requests/req $(per_request "$submits" "$n"), cpu us/req $(per_request "$cpu_ms" "$n" 1000)," \
