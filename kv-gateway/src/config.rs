@@ -38,7 +38,9 @@ pub struct KvConfig {
     pub decode: DecodeLimits,
     /// Bytes of unparsed input one connection may hold (a pipeline's worth).
     pub query_buffer_bytes_max: usize,
-    /// Bytes of replies one connection may hold before it is closed.
+    /// Largest reply one connection may be sent: a reply over it closes the
+    /// connection instead. A pipeline's replies together may exceed it; they
+    /// are written out as the pipeline runs.
     pub output_buffer_bytes_max: usize,
     /// Connections idle this long are closed; `None`: never.
     pub idle_timeout: Option<Duration>,

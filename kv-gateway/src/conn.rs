@@ -50,6 +50,10 @@ enum Planned {
 struct Output {
     bytes: Vec<u8>,
     lsn_needed: u64,
+    /// Largest single reply among `bytes`: the output buffer limit applies
+    /// to one reply. Replies together may pass it (a group run on another
+    /// reactor comes back whole); they are written out as the batch goes.
+    reply_bytes_max: usize,
 }
 
 pub(crate) async fn serve(
@@ -73,7 +77,7 @@ async fn serve_loop(stream: &TcpStream, session: &mut Session) -> std::io::Resul
     let config = &shared.config;
     let mut decoder = Decoder::new(config.decode);
     let mut input = InputBuffer::new(READ_CHUNK_BYTES);
-    let mut output = Output { bytes: Vec::with_capacity(READ_CHUNK_BYTES), lsn_needed: 0 };
+    let mut output = Output { bytes: Vec::with_capacity(READ_CHUNK_BYTES), lsn_needed: 0, reply_bytes_max: 0 };
     loop {
         if read_some(stream, &mut input, session).await? == 0 {
             return Ok(());
@@ -274,7 +278,9 @@ fn push_reply(session: &mut Session, output: &mut Output, reply: &Reply, lsn: Op
             output.lsn_needed = output.lsn_needed.max(lsn);
         }
     }
+    let before = output.bytes.len();
     reply.encode(session.protocol, &mut output.bytes);
+    output.reply_bytes_max = output.reply_bytes_max.max(output.bytes.len() - before);
 }
 
 /// Writes the pending replies once their writes are durable (in `always`
@@ -284,8 +290,8 @@ async fn flush(stream: &TcpStream, session: &Session, output: &mut Output) -> st
     if output.bytes.is_empty() {
         return Ok(());
     }
-    if output.bytes.len() > session.shared.config.output_buffer_bytes_max {
-        tracing::warn!(peer = %session.peer, bytes = output.bytes.len(), "closing client over its output buffer limit");
+    if output.reply_bytes_max > session.shared.config.output_buffer_bytes_max {
+        tracing::warn!(peer = %session.peer, bytes = output.reply_bytes_max, "closing client: a reply over its output buffer limit");
         return Err(std::io::Error::other("output buffer limit exceeded"));
     }
     if output.lsn_needed > 0 {
@@ -306,6 +312,7 @@ async fn flush(stream: &TcpStream, session: &Session, output: &mut Output) -> st
     }
     let result = stream.write_all(&output.bytes).await;
     output.bytes.clear();
+    output.reply_bytes_max = 0;
     if output.bytes.capacity() > 4 * OUTPUT_FLUSH_BYTES {
         output.bytes.shrink_to(OUTPUT_FLUSH_BYTES);
     }

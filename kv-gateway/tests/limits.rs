@@ -130,3 +130,24 @@ fn a_client_over_its_output_buffer_limit_is_closed_and_others_are_served() {
     assert!(closed(&mut s));
     assert_eq!(c.get::<_, String>("small").unwrap(), "fine", "other clients are unaffected");
 }
+
+#[test]
+fn a_pipeline_whose_replies_together_exceed_the_output_buffer_limit_gets_them_all() {
+    // Each reply is far under the limit; the pipeline's replies together are
+    // 20 times over it. The connection writes them out as it goes: a
+    // well-formed pipeline is never answered by a dropped connection.
+    let config = KvConfig { output_buffer_bytes_max: 16 << 10, ..KvConfig::default() };
+    let app = Appliance::start_with(config);
+    let mut c = app.client();
+    let value = vec![b'x'; 1000];
+    for i in 0..8 {
+        let _: () = c.set(format!("k{i}"), &value).unwrap();
+    }
+    let mut pipe = redis::pipe();
+    for i in 0..320 {
+        pipe.get(format!("k{}", i % 8));
+    }
+    let values: Vec<Vec<u8>> = pipe.query(&mut c).unwrap();
+    assert_eq!(values.len(), 320);
+    assert!(values.iter().all(|v| *v == value));
+}
