@@ -200,25 +200,32 @@ impl ChildBuffer {
         }
     }
 
-    /// Appends encoded point bytes to the arena, growing it by a quarter at
-    /// a time (not doubling: the slack would count against the cache).
-    fn push_arena(&mut self, parts: &[&[u8]]) -> Span {
-        let n: usize = parts.iter().map(|p| p.len()).sum();
+    /// Makes room for `n` more arena bytes, growing it by a quarter at a
+    /// time (not doubling: the slack would count against the cache).
+    fn reserve_arena(&mut self, n: usize) {
         if self.arena.capacity() - self.arena.len() < n {
             self.arena.reserve_exact(n.max(self.arena.len() / 4).max(ARENA_GROW_MIN));
         }
-        let start = self.arena.len() as u32;
-        for p in parts {
-            self.arena.extend_from_slice(p);
-        }
-        Span { start, len: n as u32 }
     }
 
+    /// Appends an encoded point to the arena.
+    fn push_arena(&mut self, raw: &[u8]) -> Span {
+        self.reserve_arena(raw.len());
+        let start = self.arena.len() as u32;
+        self.arena.extend_from_slice(raw);
+        Span { start, len: raw.len() as u32 }
+    }
+
+    /// Encodes a point straight into the arena: no temporary buffer per
+    /// message (one allocation and copy less on every buffered insert).
     fn push_pending(&mut self, key: &[u8], p: &Pending) -> Span {
-        let mut enc = Vec::with_capacity(2 + key.len() + p.encoded_bytes());
-        put_bytes16(&mut enc, key);
-        p.encode(&mut enc);
-        self.push_arena(&[&enc])
+        let n = 2 + key.len() + p.encoded_bytes();
+        self.reserve_arena(n);
+        let start = self.arena.len();
+        put_bytes16(&mut self.arena, key);
+        p.encode(&mut self.arena);
+        debug_assert_eq!(self.arena.len() - start, n);
+        Span { start: start as u32, len: (self.arena.len() - start) as u32 }
     }
 
     /// Adds a message newer than everything in the buffer.
@@ -254,7 +261,7 @@ impl ChildBuffer {
     ) {
         match self.find(key) {
             Err(i) if p.base != BaseRef::Below || !self.covers(key) => {
-                let span = self.push_arena(&[raw]);
+                let span = self.push_arena(raw);
                 self.encoded_bytes += span.len as usize;
                 self.spans.insert(i, span);
                 self.filter_add(key_hash(key));
@@ -362,7 +369,7 @@ impl ChildBuffer {
 
     /// Appends a point's encoding after every point here (keys in order).
     fn push_copy(&mut self, raw: &[u8]) {
-        let span = self.push_arena(&[raw]);
+        let span = self.push_arena(raw);
         self.spans.push(span);
         let hash = key_hash(self.key(self.point_count() - 1));
         self.filter_add(hash);
