@@ -63,8 +63,17 @@ impl Region {
             parts.push(self.read_chunk(address + page, n));
             page += n;
         }
+        let mut parts = join_all(parts).await;
+        if parts.len() == 1 {
+            if let Some(part) = parts.pop() {
+                // One chunk (every page read of a get): its copy is the result.
+                let mut out = part.map_err(|e| e.into_tree_error(what, address))?;
+                out.truncate(len_bytes);
+                return Ok(out);
+            }
+        }
         let mut out = Vec::with_capacity(len_bytes);
-        for part in join_all(parts).await {
+        for part in parts {
             let bytes = part.map_err(|e| e.into_tree_error(what, address))?;
             out.extend_from_slice(&bytes);
         }
