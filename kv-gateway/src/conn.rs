@@ -21,6 +21,7 @@ use keel_reactor::{call_on, time};
 
 use crate::cmd::{self, ExecLimits, Outcome, Route, Spec};
 use crate::config::Durability;
+use crate::duplex;
 use crate::input::InputBuffer;
 use crate::resp::{Decoder, Frame, Protocol, Reply};
 use crate::server::{ClientSlot, Shared, TaskGuard, STOP_POLL};
@@ -79,7 +80,8 @@ async fn serve_loop(stream: &TcpStream, session: &mut Session) -> std::io::Resul
     let mut input = InputBuffer::new(READ_CHUNK_BYTES);
     let mut output = Output { bytes: Vec::with_capacity(READ_CHUNK_BYTES), lsn_needed: 0, reply_bytes_max: 0 };
     loop {
-        if read_some(stream, &mut input, session).await? == 0 {
+        // Requests read while the last replies were written come first.
+        if !input.undecoded() && read_some(stream, &mut input, session).await? == 0 {
             return Ok(());
         }
         let (batch, fatal) = decode_batch(&mut decoder, &mut input);
@@ -88,14 +90,14 @@ async fn serve_loop(stream: &TcpStream, session: &mut Session) -> std::io::Resul
             write_error_and_close(stream, session, "ERR Protocol error: query buffer limit exceeded").await;
             return Ok(());
         }
-        run_batch(stream, session, batch, &mut output).await?;
+        run_batch(stream, session, batch, &mut output, &mut input).await?;
         if let Some(why) = fatal {
             Stats::add(&shared.stats.protocol_errors, 1);
-            flush(stream, session, &mut output).await?;
+            flush(stream, session, &mut output, &mut input).await?;
             write_error_and_close(stream, session, &format!("ERR {why}")).await;
             return Ok(());
         }
-        flush(stream, session, &mut output).await?;
+        flush(stream, session, &mut output, &mut input).await?;
         if session.closing {
             return Ok(());
         }
@@ -201,6 +203,7 @@ async fn run_batch(
     session: &mut Session,
     frames: Vec<Frame>,
     output: &mut Output,
+    input: &mut InputBuffer,
 ) -> std::io::Result<()> {
     let shared = Arc::clone(&session.shared);
     Stats::add(&shared.stats.commands_total, frames.len() as u64);
@@ -215,7 +218,7 @@ async fn run_batch(
             if (reactor != group_reactor || group.len() >= GROUP_COMMANDS_MAX) && !group.is_empty() {
                 run_group(session, group_reactor, std::mem::take(&mut group), output).await;
                 if output.bytes.len() >= OUTPUT_FLUSH_BYTES {
-                    flush(stream, session, output).await?;
+                    flush(stream, session, output, input).await?;
                 }
             }
             group_reactor = reactor;
@@ -234,7 +237,7 @@ async fn run_batch(
             Planned::Data(..) => unreachable!("data commands are grouped above"),
         }
         if output.bytes.len() >= OUTPUT_FLUSH_BYTES {
-            flush(stream, session, output).await?;
+            flush(stream, session, output, input).await?;
         }
     }
     if !group.is_empty() {
@@ -286,7 +289,14 @@ fn push_reply(session: &mut Session, output: &mut Output, reply: &Reply, lsn: Op
 /// Writes the pending replies once their writes are durable (in `always`
 /// mode). A failed durability wait turns every pending reply into nothing:
 /// the client must not be told a write succeeded, so the connection closes.
-async fn flush(stream: &TcpStream, session: &Session, output: &mut Output) -> std::io::Result<()> {
+/// While the write waits for the socket, requests are read into `input`
+/// (`duplex.rs`).
+async fn flush(
+    stream: &TcpStream,
+    session: &Session,
+    output: &mut Output,
+    input: &mut InputBuffer,
+) -> std::io::Result<()> {
     if output.bytes.is_empty() {
         return Ok(());
     }
@@ -310,7 +320,8 @@ async fn flush(stream: &TcpStream, session: &Session, output: &mut Output) -> st
         }
         output.lsn_needed = 0;
     }
-    let result = stream.write_all(&output.bytes).await;
+    let input_bytes_max = session.shared.config.query_buffer_bytes_max;
+    let result = duplex::write_all_reading(stream, &output.bytes, input, input_bytes_max).await;
     output.bytes.clear();
     output.reply_bytes_max = 0;
     if output.bytes.capacity() > 4 * OUTPUT_FLUSH_BYTES {

@@ -15,11 +15,14 @@ pub(crate) struct InputBuffer {
     end: usize,
     /// Bytes offered to each read, at least.
     chunk_bytes: usize,
+    /// Bytes arrived since the decoder last looked (read while replies were
+    /// being written): decode them before waiting for more.
+    undecoded: bool,
 }
 
 impl InputBuffer {
     pub(crate) fn new(chunk_bytes: usize) -> InputBuffer {
-        InputBuffer { buf: vec![0; chunk_bytes], start: 0, end: 0, chunk_bytes }
+        InputBuffer { buf: vec![0; chunk_bytes], start: 0, end: 0, chunk_bytes, undecoded: false }
     }
 
     /// The bytes waiting to be decoded.
@@ -33,6 +36,7 @@ impl InputBuffer {
 
     /// Drops the first `n` pending bytes (decoded).
     pub(crate) fn consume(&mut self, n: usize) {
+        self.undecoded = false;
         self.start = (self.start + n).min(self.end);
         if self.start == self.end {
             self.start = 0;
@@ -62,6 +66,12 @@ impl InputBuffer {
     /// Marks `n` bytes of [`InputBuffer::spare`] as read.
     pub(crate) fn filled(&mut self, n: usize) {
         self.end = (self.end + n).min(self.buf.len());
+        self.undecoded |= n > 0;
+    }
+
+    /// Whether bytes arrived since the last [`InputBuffer::consume`].
+    pub(crate) fn undecoded(&self) -> bool {
+        self.undecoded
     }
 }
 

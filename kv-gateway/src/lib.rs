@@ -11,6 +11,7 @@ pub mod cmd;
 pub mod config;
 mod conn;
 pub mod db;
+mod duplex;
 pub mod expiry;
 pub mod glob;
 mod input;

@@ -151,3 +151,23 @@ fn a_pipeline_whose_replies_together_exceed_the_output_buffer_limit_gets_them_al
     assert_eq!(values.len(), 320);
     assert!(values.iter().all(|v| *v == value));
 }
+
+#[test]
+fn a_client_that_writes_its_whole_pipeline_before_reading_gets_every_reply() {
+    // 48 MiB of ECHOs, written before any reply is read: more than the
+    // socket buffers of both directions hold, so the appliance must keep
+    // reading while its replies wait for the client (a deadlock before).
+    let app = Appliance::start();
+    let mut s = app.raw();
+    s.set_write_timeout(Some(Duration::from_secs(20))).unwrap();
+    let arg = vec![b'e'; 256 << 10];
+    let count = 192;
+    let mut one = format!("*2\r\n$4\r\nECHO\r\n${}\r\n", arg.len()).into_bytes();
+    one.extend_from_slice(&arg);
+    one.extend_from_slice(b"\r\n");
+    let pipeline: Vec<u8> = one.iter().copied().cycle().take(one.len() * count).collect();
+    std::io::Write::write_all(&mut s, &pipeline).expect("the appliance reads while it writes");
+    let reply_bytes = count * (arg.len() + format!("${}\r\n\r\n", arg.len()).len());
+    let got = read_at_least(&mut s, reply_bytes);
+    assert_eq!(got.len(), reply_bytes);
+}
