@@ -34,6 +34,12 @@ const READ_CHUNK_BYTES: usize = 64 << 10;
 /// has accumulated, so one large pipeline does not hold them all.
 const OUTPUT_FLUSH_BYTES: usize = 64 << 10;
 
+/// Framing the input may hold beside a request's argument bytes: the decoder
+/// keeps only the argument being received, with its `$N` line and CRLF. A
+/// request of exactly the query buffer limit (keel serve sets the request
+/// limit to it) fits with these.
+const QUERY_FRAMING_BYTES: usize = 64;
+
 /// Most commands sent to another reactor in one message: bounds the replies
 /// one message brings back before the connection can flush them.
 const GROUP_COMMANDS_MAX: usize = 128;
@@ -85,7 +91,7 @@ async fn serve_loop(stream: &TcpStream, session: &mut Session) -> std::io::Resul
             return Ok(());
         }
         let (batch, fatal) = decode_batch(&mut decoder, &mut input);
-        if input.pending_len() > config.query_buffer_bytes_max {
+        if input.pending_len() > config.query_buffer_bytes_max.saturating_add(QUERY_FRAMING_BYTES) {
             Stats::add(&shared.stats.protocol_errors, 1);
             write_error_and_close(stream, session, "ERR Protocol error: query buffer limit exceeded").await;
             return Ok(());

@@ -171,3 +171,25 @@ fn a_client_that_writes_its_whole_pipeline_before_reading_gets_every_reply() {
     let got = read_at_least(&mut s, reply_bytes);
     assert_eq!(got.len(), reply_bytes);
 }
+
+#[test]
+fn a_request_of_exactly_the_query_buffer_limit_is_served() {
+    // keel serve sets the request limit and the query buffer limit both to
+    // kv.max_query_buffer, which may equal kv.max_bulk_size. A request of
+    // exactly that size, its last byte late, is held whole with its framing.
+    let limit_bytes = 100_000;
+    let decode =
+        DecodeLimits { bulk_bytes_max: limit_bytes, request_bytes_max: limit_bytes, ..DecodeLimits::default() };
+    let config = KvConfig { decode, query_buffer_bytes_max: limit_bytes, ..KvConfig::default() };
+    let app = Appliance::start_with(config);
+    let mut s = app.raw();
+    let value = vec![b'v'; limit_bytes - "SET".len() - "k".len()];
+    let mut req = format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\n", value.len()).into_bytes();
+    req.extend_from_slice(&value);
+    req.extend_from_slice(b"\r\n");
+    let (head, last) = req.split_at(req.len() - 1);
+    std::io::Write::write_all(&mut s, head).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let got = exchange(&mut s, last, 5);
+    assert_eq!(String::from_utf8_lossy(&got), "+OK\r\n");
+}
