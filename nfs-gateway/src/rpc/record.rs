@@ -20,6 +20,11 @@ const LAST_FRAGMENT: u32 = 0x8000_0000;
 /// Fragments one record may have: real clients send one; a few is plenty.
 pub const FRAGMENTS_PER_RECORD_MAX: usize = 1024;
 const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// After a record whose payload was split off, reads ask for this much
+/// only: enough for the next call's header, so that a following WRITE's
+/// data is read into its payload buffer rather than copied there from
+/// the read buffer (one more read per WRITE instead of a 64 KiB copy).
+const HEAD_READ_BYTES: usize = 1024;
 /// A single-fragment record at least this long whose body has not all
 /// arrived is read straight into its own buffer (a 64 KiB WRITE is then
 /// not copied out of the read buffer once more).
@@ -104,6 +109,10 @@ pub struct Deframer {
     /// (its length), or a read chunk at the end of `buf` (`None`).
     spare_direct: Option<usize>,
     splitter: Option<Splitter>,
+    /// The last record handed out had its payload split off.
+    after_split: bool,
+    /// Length of the read chunk the last [`Deframer::spare`] offered.
+    spare_chunk: usize,
 }
 
 impl std::fmt::Debug for Deframer {
@@ -125,6 +134,8 @@ impl Deframer {
             direct: None,
             spare_direct: None,
             splitter: None,
+            after_split: false,
+            spare_chunk: 0,
         }
     }
 
@@ -150,7 +161,8 @@ impl Deframer {
             self.start = 0;
         }
         let len = self.buf.len();
-        self.buf.resize(len + READ_CHUNK_BYTES, 0);
+        self.spare_chunk = if self.after_split { HEAD_READ_BYTES } else { READ_CHUNK_BYTES };
+        self.buf.resize(len + self.spare_chunk, 0);
         &mut self.buf[len..]
     }
 
@@ -163,8 +175,8 @@ impl Deframer {
             }
             return;
         }
-        assert!(n <= READ_CHUNK_BYTES);
-        let keep = self.buf.len() - READ_CHUNK_BYTES + n;
+        assert!(n <= self.spare_chunk);
+        let keep = self.buf.len() - self.spare_chunk + n;
         self.buf.truncate(keep);
     }
 
@@ -185,6 +197,14 @@ impl Deframer {
     /// The next complete record, its payload apart if the splitter
     /// separated one.
     pub fn next_split_record(&mut self) -> Result<Option<Record>, RecordError> {
+        let record = self.next_record_parts()?;
+        if let Some(r) = &record {
+            self.after_split = r.payload.is_some();
+        }
+        Ok(record)
+    }
+
+    fn next_record_parts(&mut self) -> Result<Option<Record>, RecordError> {
         if let Some(mut direct) = self.direct.take() {
             if direct.received < direct.body.bytes_mut().len() {
                 self.direct = Some(direct);
