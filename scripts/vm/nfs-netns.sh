@@ -7,7 +7,7 @@
 # In the namespace: a tap device at 10.0.2.2/24, `keel serve` (uring on a
 # data file) listening there, and the guest with a virtio-net device on the
 # tap at 10.0.2.15 (the only client the export allows). While the guest
-# runs, this script answers its one request: /host/ctl/kill-request makes it
+# runs, this script answers its one request: /host/ctl/kill-request (once) makes it
 # kill -9 `keel serve` and start it again on the same data file. After the
 # guest: a clean stop and `keel fsck`. Host checks go to ctl/host-results.
 #
@@ -92,8 +92,12 @@ vm_run "$SHARE/console.log" --timeout 1500 --mem 512 --share "$SHARE" \
   --qemu-arg -device --qemu-arg virtio-net-pci,netdev=n0,romfile= \
   "$SHARE/guest.sh" &
 guest=$!
+# The request file is left in place and answered once: removing it raced
+# with the guest's 9p create (the guest's shell saw ENOENT after the host's
+# rm and the run failed; CI, 2026-12-04).
+killed=0
 while kill -0 $guest 2>/dev/null; do
-  if [ -e "$CTL/kill-request" ]; then rm -f "$CTL/kill-request"; restart_keel; fi
+  if [ $killed = 0 ] && [ -e "$CTL/kill-request" ]; then killed=1; restart_keel; fi
   sleep 0.1
 done
 guest_rc=0
