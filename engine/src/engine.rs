@@ -235,7 +235,7 @@ impl Engine {
                 continue;
             }
             let lsn = commit_record(reservation, &payload, op.extent().is_some())?;
-            shard.apply_ops(lsn, ops);
+            shard.apply_op(lsn, op);
             return Ok(lsn);
         }
     }

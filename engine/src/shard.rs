@@ -50,12 +50,28 @@ impl Shard {
                 Op::Write { key, message, .. } => self.tree.apply(lsn, key, message.clone()),
                 Op::DeleteRange { start, end, .. } => self.tree.apply_delete_range(lsn, start, end.as_deref()),
             };
-            // Every op was checked against the tree's limits before its record
-            // was written, so this cannot fail; if it did, the journal still
-            // holds the change and recovery would apply it.
-            if let Err(e) = applied {
-                tracing::error!(shard = self.id, lsn, error = %e, "a journaled op was refused by the tree");
-            }
+            self.check_applied(lsn, applied);
+        }
+    }
+
+    /// [`Shard::apply_ops`] for one op of this shard, taken: a caller that
+    /// owns its ops hands their values to the tree without a copy (the tree
+    /// encodes them into its buffers and drops them).
+    pub fn apply_op(&self, lsn: u64, op: Op) {
+        debug_assert_eq!(op.shard(), self.id, "an op applied on another shard");
+        let applied = match op {
+            Op::Write { key, message, .. } => self.tree.apply(lsn, &key, message),
+            Op::DeleteRange { start, end, .. } => self.tree.apply_delete_range(lsn, &start, end.as_deref()),
+        };
+        self.check_applied(lsn, applied);
+    }
+
+    /// Every op was checked against the tree's limits before its record was
+    /// written, so applying cannot fail; if it did, the journal still holds
+    /// the change and recovery would apply it.
+    fn check_applied(&self, lsn: u64, applied: keel_tree::Result<()>) {
+        if let Err(e) = applied {
+            tracing::error!(shard = self.id, lsn, error = %e, "a journaled op was refused by the tree");
         }
     }
 

@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
+use std::rc::Rc;
 
 use keel_drivers::DmaBuf;
 use keel_tree::merge::apply_merge;
@@ -28,7 +29,7 @@ use crate::error::EngineError;
 use crate::locks::TxnId;
 use crate::record::{self, Op};
 use crate::route;
-use crate::shard;
+use crate::shard::{self, Shard};
 
 /// An open transaction. Dropping it without committing releases its locks.
 pub struct Transaction {
@@ -92,11 +93,29 @@ impl Transaction {
             by_shard.entry(s).or_default().push(k);
         }
         let id = self.id;
+        let here = keel_reactor::reactor_id();
         for (s, keys) in by_shard {
+            if route::reactor_of(s, self.engine.shared.reactor_count) == here {
+                self.lock_local(s, keys).await?;
+                continue;
+            }
             // Record before waiting, so that a drop mid-wait releases them.
             self.locked.entry(s).or_default().extend(keys.iter().cloned());
             self.engine.on_shard(s, move |shard| async move { shard.lock_all(&keys, id).await }).await?;
         }
+        Ok(())
+    }
+
+    /// Locks `keys` of shard `s`, which lives on this reactor: the keys are
+    /// recorded (a drop mid-wait releases them) and locked from the record,
+    /// with no copy for the call.
+    async fn lock_local(&mut self, s: u32, keys: Vec<Vec<u8>>) -> Result<(), EngineError> {
+        let shard = shard::local(self.engine.shared.uid, s)
+            .ok_or_else(|| EngineError::Invalid(format!("shard {s} is not registered on its reactor")))?;
+        let held = self.locked.entry(s).or_default();
+        let from = held.len();
+        held.extend(keys);
+        shard.lock_all(&held[from..], self.id).await;
         Ok(())
     }
 
@@ -279,9 +298,15 @@ impl Transaction {
 
     /// Keys this transaction writes on `shard`.
     fn write_keys(ops: &[Op], shard: u32) -> Vec<Vec<u8>> {
+        Self::write_key_refs(ops, shard).into_iter().map(<[u8]>::to_vec).collect()
+    }
+
+    /// [`Transaction::write_keys`], borrowed from `ops` (no copy of each key
+    /// for a commit that stays on this reactor).
+    fn write_key_refs(ops: &[Op], shard: u32) -> Vec<&[u8]> {
         ops.iter()
             .filter_map(|op| match op {
-                Op::Write { shard: s, key, .. } if *s == shard => Some(key.clone()),
+                Op::Write { shard: s, key, .. } if *s == shard => Some(key.as_slice()),
                 _ => None,
             })
             .collect()
@@ -304,7 +329,7 @@ impl Transaction {
         let mut shards = Vec::with_capacity(shard_ids.len());
         for &id in shard_ids {
             let shard = shard::local(uid, id).expect("local shard registered");
-            shards.push((Self::write_keys(&self.ops, id), shard));
+            shards.push((Self::write_key_refs(&self.ops, id), shard));
         }
         let reservation = self.engine.shared.journal.reserve(payload.len()).await?;
         loop {
@@ -326,8 +351,15 @@ impl Transaction {
                 continue;
             }
             let lsn = commit_record(reservation, payload, after_data)?;
-            for (_, shard) in &shards {
-                shard.apply_ops(lsn, &self.ops);
+            let shards: Vec<Rc<Shard>> = shards.into_iter().map(|(_, shard)| shard).collect();
+            // The record is written: the ops go to the trees, taken, in order.
+            for op in std::mem::take(&mut self.ops) {
+                let id = op.shard();
+                if let Some(shard) = shards.iter().find(|s| s.id == id) {
+                    shard.apply_op(lsn, op);
+                }
+            }
+            for shard in &shards {
                 if let Some(keys) = self.locked.remove(&shard.id) {
                     shard.unlock_all(&keys, self.id);
                 }
