@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use keel_engine::route;
 use keel_reactor::net::TcpStream;
-use keel_reactor::{call_on, time};
+use keel_reactor::{call_on, time, CallError};
 
 use crate::cmd::{self, ExecLimits, Outcome, Route, Spec};
 use crate::config::Durability;
@@ -267,10 +267,28 @@ async fn run_group(session: &mut Session, reactor: usize, group: Vec<Vec<Vec<u8>
             }
         }
         Err(e) => {
-            let reply = Reply::error(format!("ERR the appliance is shutting down ({e})"));
+            let reply = call_failed_reply(e);
             for _ in 0..count {
                 push_reply(session, output, &reply, None);
             }
+        }
+    }
+}
+
+/// The reply to each command of a group whose call to its reactor failed:
+/// the reactor is stopping, or (a bug) the commands panicked there; the
+/// commands' outcome is then unknown, and the reply says so.
+fn call_failed_reply(e: CallError) -> Reply {
+    match e {
+        CallError::Panicked(reactor) => {
+            tracing::error!(reactor, "a command group panicked; its commands are answered with an error");
+            Reply::error(format!(
+                "ERR internal error: the command failed on reactor {reactor} and may or may not have been applied \
+                 (a bug; it is logged)"
+            ))
+        }
+        CallError::Stopped(_) | CallError::Cancelled | CallError::NoSuchReactor(_) => {
+            Reply::error(format!("ERR the appliance is shutting down ({e})"))
         }
     }
 }
@@ -340,4 +358,26 @@ async fn write_error_and_close(stream: &TcpStream, session: &Session, text: &str
     let mut bytes = Vec::new();
     Reply::error(text.to_string()).encode(session.protocol, &mut bytes);
     let _ = time::timeout(Duration::from_secs(1), stream.write_all(&bytes)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(reply: Reply) -> String {
+        let mut out = Vec::new();
+        reply.encode(Protocol::Resp2, &mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn a_failed_call_says_whether_the_reactor_stopped_or_the_commands_panicked() {
+        let panicked = text(call_failed_reply(CallError::Panicked(1)));
+        assert!(panicked.starts_with("-ERR internal error"), "{panicked}");
+        assert!(!panicked.contains("shutting down"), "{panicked}");
+        for e in [CallError::Cancelled, CallError::Stopped(1)] {
+            let stopping = text(call_failed_reply(e));
+            assert!(stopping.contains("shutting down") && !stopping.contains("panicked"), "{stopping}");
+        }
+    }
 }

@@ -99,14 +99,46 @@ impl Future for CatchPanic {
         match std::panic::catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
             Ok(poll) => poll,
             Err(payload) => {
-                let what = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".to_owned());
+                let what = panic_message(payload.as_ref());
                 tracing::error!(panic = %what, "a task panicked; it was dropped and the reactor goes on");
                 Poll::Ready(())
             }
         }
     }
+}
+
+/// A future whose panic is caught, logged and turned into `Err`, so that
+/// whoever waits for its output learns that it panicked (a caller across
+/// reactors would otherwise see only a dropped reply).
+pub(crate) struct CatchUnwind<T> {
+    inner: Pin<Box<dyn Future<Output = T>>>,
+}
+
+impl<T> CatchUnwind<T> {
+    pub(crate) fn new(future: impl Future<Output = T> + 'static) -> CatchUnwind<T> {
+        CatchUnwind { inner: Box::pin(future) }
+    }
+}
+
+impl<T> Future for CatchUnwind<T> {
+    type Output = Result<T, ()>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T, ()>> {
+        let inner = &mut self.inner;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
+            Ok(poll) => poll.map(Ok),
+            Err(payload) => {
+                let what = panic_message(payload.as_ref());
+                tracing::error!(panic = %what, "a call from another reactor panicked; its caller gets an error");
+                Poll::Ready(Err(()))
+            }
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
 }

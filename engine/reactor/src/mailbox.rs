@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::core::{with_core, Message, Shared};
-use crate::executor::{spawn, spawn_detached_logged, yield_now};
+use crate::executor::{spawn, yield_now, CatchUnwind};
 use crate::oneshot::oneshot;
 
 /// Why a message could not be delivered or answered.
@@ -16,8 +16,10 @@ pub enum CallError {
     NoSuchReactor(usize),
     #[error("reactor {0} has stopped")]
     Stopped(usize),
-    #[error("the call was dropped before it replied (the target is shutting down or the task panicked)")]
+    #[error("the call was dropped before it replied: its reactor is stopping")]
     Cancelled,
+    #[error("the call panicked on reactor {0} (a bug; the panic is logged)")]
+    Panicked(usize),
 }
 
 /// Pushes `message` into `target`'s mailbox, waiting (yielding to other tasks)
@@ -71,10 +73,12 @@ where
     }
     let (tx, rx) = oneshot();
     let message: Message = Box::new(move || {
-        spawn_detached_logged(async move {
-            tx.send(f().await);
-        });
+        spawn(async move {
+            let outcome = CatchUnwind::new(async move { f().await }).await;
+            tx.send(outcome.map_err(|()| CallError::Panicked(target)));
+        })
+        .detach();
     });
     push(&peer, message).await?;
-    rx.await.map_err(|_| CallError::Cancelled)
+    rx.await.map_err(|_| CallError::Cancelled)?
 }

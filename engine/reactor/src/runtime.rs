@@ -11,7 +11,7 @@ use std::time::Duration;
 use keel_drivers::{BlockDevice, DeviceError};
 
 use crate::core::{enter, Core, Counters, Message, Shared};
-use crate::executor::{spawn, spawn_detached_logged};
+use crate::executor::{spawn, spawn_detached_logged, CatchUnwind};
 use crate::io::Devices;
 use crate::mailbox::CallError;
 use crate::net::Net;
@@ -294,8 +294,17 @@ impl RuntimeHandle {
         T: Send + 'static,
     {
         let (tx, rx) = oneshot();
-        self.push_blocking(target, Box::new(move || spawn_detached_logged(async move { tx.send(f().await) })))?;
-        rx.recv_blocking().map_err(|_| CallError::Cancelled)
+        self.push_blocking(
+            target,
+            Box::new(move || {
+                spawn(async move {
+                    let outcome = CatchUnwind::new(async move { f().await }).await;
+                    tx.send(outcome.map_err(|()| CallError::Panicked(target)));
+                })
+                .detach();
+            }),
+        )?;
+        rx.recv_blocking().map_err(|_| CallError::Cancelled)?
     }
 
     /// Asks every reactor to stop without waiting.

@@ -9,7 +9,7 @@ use keel_drivers::memory::{MemoryDevice, MemoryDeviceConfig};
 use keel_drivers::{BlockDevice, DmaPool, Op};
 use keel_reactor::io::{self, DeviceId};
 use keel_reactor::net::{TcpListener, TcpStream};
-use keel_reactor::{block_on, call_on, spawn, time, IdlePolicy, Runtime, RuntimeConfig};
+use keel_reactor::{block_on, call_on, spawn, time, CallError, IdlePolicy, Runtime, RuntimeConfig};
 
 fn memory_device(reorder_seed: Option<u64>, queue_depth_max: u32) -> Arc<dyn BlockDevice> {
     let pool = Arc::new(DmaPool::for_tests(16 << 20));
@@ -146,6 +146,25 @@ fn reactors_call_each_other_and_replies_come_back() {
         })
         .unwrap();
     assert_eq!(sum, (0..1000).map(|i| 1000 + i).sum::<usize>());
+    runtime.stop();
+}
+
+#[test]
+fn a_call_that_panics_on_another_reactor_is_reported_as_a_panic_not_a_shutdown() {
+    let config = RuntimeConfig { reactors: 2, ..RuntimeConfig::default() };
+    let runtime = Runtime::start(&config, &[]).unwrap();
+    let outcome = runtime
+        .call_blocking(0, || async {
+            let panicked = call_on(1, || async { panic!("deliberate test panic") }).await;
+            // The target goes on serving after the panic.
+            let after = call_on(1, || async { 7 }).await;
+            (panicked.map(|()| 0), after)
+        })
+        .unwrap();
+    assert_eq!(outcome, (Err(CallError::Panicked(1)), Ok(7)));
+    let blocking: Result<(), CallError> = runtime.call_blocking(1, || async { panic!("deliberate test panic") });
+    assert_eq!(blocking, Err(CallError::Panicked(1)));
+    assert!(CallError::Panicked(1).to_string().contains("panicked on reactor 1"));
     runtime.stop();
 }
 
