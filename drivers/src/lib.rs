@@ -8,6 +8,8 @@
 //!   any order; a completed write is durable only after a later flush completes,
 //!   unless the device has no volatile write cache or the write carried FUA.
 //! - [`conformance`]: the suite every backend must pass, callable as a library.
+//! - [`checksum`]: CRC-32C of long buffers by carry-less multiplication (it
+//!   needs `unsafe` intrinsics, so it lives here; see the module).
 //! - [`dma`]: the bounded pool of DMA-able buffers every request carries.
 //! - [`aggregate`]: a striped set of member devices (any backend), itself a
 //!   device, with on-disk member labels.
@@ -17,12 +19,13 @@
 //! - [`test_devices`]: wrappers for crash and fault tests (crash recorder,
 //!   fault injector).
 //!
-//! `unsafe` is allowed in this crate only, and only in the DMA pool and the
-//! io_uring and VFIO backends; every block carries a `// SAFETY:` comment.
+//! `unsafe` is allowed in this crate only, and only in the DMA pool, the checksum
+//! module and the io_uring and VFIO backends; every block carries a `// SAFETY:` comment.
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used))]
 
 pub mod aggregate;
+pub mod checksum;
 pub mod conformance;
 pub mod device;
 pub mod dma;

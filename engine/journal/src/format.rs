@@ -14,6 +14,8 @@
 //! | 37 | 1 | flags (0) |
 //! | 38 | 2 | reserved (0) |
 
+use keel_drivers::checksum;
+
 use crate::Lsn;
 
 /// The unit of the on-disk format and of every journal write.
@@ -133,7 +135,7 @@ fn header_crc(seed: u32, record: &[u8]) -> u32 {
 pub fn record_crc(seed: u32, record: &[u8], kind: RecordKind, payload_bytes: usize) -> u32 {
     let crc = header_crc(seed, record);
     match kind {
-        RecordKind::Data => crc32c::crc32c_append(crc, &record[HEADER_BYTES..HEADER_BYTES + payload_bytes]),
+        RecordKind::Data => checksum::crc32c_append(crc, &record[HEADER_BYTES..HEADER_BYTES + payload_bytes]),
         RecordKind::Pad => crc,
     }
 }
