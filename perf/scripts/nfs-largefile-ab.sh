@@ -14,6 +14,9 @@
 # Usage: perf/scripts/nfs-largefile-ab.sh KEEL_A KEEL_B [ROUNDS] [MIB]
 #   PERF=path: the keel-perf binary (default target/release/keel-perf).
 #   WORK_DIR=/path (default /tmp): where the data files live.
+#   DEVICE_A, DEVICE_B: extra `[device]` lines for A's or B's configuration
+#   (e.g. DEVICE_B='submit_write_batch_max = 0'), so one binary can be
+#   compared with itself under two settings.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -43,7 +46,7 @@ wait_port() {
     exit 1
 }
 
-# start NAME BINARY NFS_PORT MOUNT_PORT: prints the server's pid.
+# start NAME BINARY NFS_PORT MOUNT_PORT DEVICE_LINES: prints the server's pid.
 start() {
     local dir="$WORK/$1"
     mkdir -p "$dir/data"
@@ -51,6 +54,7 @@ start() {
 [device]
 backend = "uring"
 size = "${DEVICE_MIB}MiB"
+$5
 
 [kv]
 enabled = false
@@ -73,9 +77,9 @@ EOF
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-PID_A=$(start a "$A" 23049 23048)
+PID_A=$(start a "$A" 23049 23048 "${DEVICE_A:-}")
 PIDS+=("$PID_A")
-PID_B=$(start b "$B" 24049 24048)
+PID_B=$(start b "$B" 24049 24048 "${DEVICE_B:-}")
 PIDS+=("$PID_B")
 wait_port 23049
 wait_port 24049
@@ -105,6 +109,6 @@ done
 median_spread() {
     printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {m = (NR % 2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2; printf "%.3f (%.3f..%.3f)", m, v[1], v[NR]}'
 }
-echo "largefile ${MIB} MiB, ${ROUNDS} rounds alternating; A = $A, B = $B"
+echo "largefile ${MIB} MiB, ${ROUNDS} rounds alternating; A = $A ${DEVICE_A:-}, B = $B ${DEVICE_B:-}"
 echo "A: MB/s $(median_spread "${RA_MBS[@]}"); Keel CPU core-s/GB $(median_spread "${RA_CPU[@]}")"
 echo "B: MB/s $(median_spread "${RB_MBS[@]}"); Keel CPU core-s/GB $(median_spread "${RB_CPU[@]}")"
