@@ -39,6 +39,13 @@ pub(crate) struct Shared {
     pub mailbox: ArrayQueue<Message>,
     pub waker: mio::Waker,
     sleeping: AtomicBool,
+    /// Set by the thread that writes the waker while the reactor sleeps and
+    /// cleared by the reactor before each sleep: the senders of a burst (a
+    /// turn's replies, a client's puts) then cost one eventfd write per sleep,
+    /// not one each while the sleeper has not yet run.
+    wake_sent: AtomicBool,
+    /// Eventfd writes made to wake this reactor (any thread), for profiles.
+    wakes_written: AtomicU64,
     stop: AtomicBool,
     exited: AtomicBool,
 }
@@ -52,6 +59,8 @@ impl Shared {
             mailbox: ArrayQueue::new(mailbox_capacity.max(1)),
             waker,
             sleeping: AtomicBool::new(false),
+            wake_sent: AtomicBool::new(false),
+            wakes_written: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             exited: AtomicBool::new(false),
         }
@@ -59,14 +68,22 @@ impl Shared {
 
     /// Wakes the reactor if it is (about to be) asleep. Pairs with the fence in
     /// `Core::sleep`: either the reactor sees our push when it re-checks its
-    /// queues, or we see its `sleeping` flag and wake it.
+    /// queues, or we see its `sleeping` flag and wake it. Only the first
+    /// notifier of a sleep writes the waker: that write ends the sleep, and
+    /// every later push of it is seen by the turn that follows.
     pub fn notify(&self) {
         fence(Ordering::SeqCst);
-        if self.sleeping.load(Ordering::SeqCst) {
+        if self.sleeping.load(Ordering::SeqCst) && !self.wake_sent.swap(true, Ordering::SeqCst) {
+            self.wakes_written.fetch_add(1, Ordering::Relaxed);
             if let Err(e) = self.waker.wake() {
                 tracing::error!(reactor = self.id, error = %e, "cannot wake reactor");
             }
         }
+    }
+
+    /// How many times another thread wrote the waker to end this reactor's sleep.
+    pub fn wakes_written(&self) -> u64 {
+        self.wakes_written.load(Ordering::Relaxed)
     }
 
     pub fn request_stop(&self) {
@@ -122,6 +139,7 @@ impl Counters {
             io_completed: self.io_completed.get(),
             busy_ns: self.busy_ns.get(),
             idle_ns: self.idle_ns.get(),
+            wakes_written: 0,
         }
     }
 }
@@ -236,6 +254,12 @@ impl Core {
         if !self.devices.prepare_to_sleep() {
             return;
         }
+        // Cleared before `sleeping` is raised, and nothing reaps the poller
+        // between here and the sleep: a notifier that sets `wake_sent` from
+        // now on writes the waker after this point, so that write ends this
+        // sleep (or finds it already over). A stale `wake_sent` from a notifier
+        // that saw an earlier sleep can never suppress a wake-up of this one.
+        self.shared.wake_sent.store(false, Ordering::SeqCst);
         self.shared.sleeping.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         if self.has_queued_work() || self.shared.stop_requested() {

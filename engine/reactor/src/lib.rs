@@ -66,5 +66,5 @@ pub fn stopping() -> bool {
 
 /// A snapshot of the calling reactor's counters.
 pub fn stats() -> ReactorStats {
-    core::with_core(|core| core.stats.snapshot())
+    core::with_core(|core| ReactorStats { wakes_written: core.shared.wakes_written(), ..core.stats.snapshot() })
 }

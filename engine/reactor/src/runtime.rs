@@ -88,6 +88,8 @@ pub struct ReactorStats {
     pub io_completed: u64,
     pub busy_ns: u64,
     pub idle_ns: u64,
+    /// Eventfd writes other threads made to end this reactor's sleeps.
+    pub wakes_written: u64,
 }
 
 /// Running reactors. Dropping it stops them.

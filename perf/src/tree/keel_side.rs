@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use keel_engine::{Engine, EngineStats};
-use keel_reactor::Runtime;
+use keel_reactor::{ReactorStats, Runtime};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -19,6 +19,12 @@ use crate::device_engine::{self, process_write_bytes, DeviceEngineSpec};
 #[derive(Debug, Clone)]
 pub struct KeelSample {
     pub fill_ops_per_sec: f64,
+    /// CPU of the whole process (all threads) per insert over the fill
+    /// (without the closing checkpoint).
+    pub fill_cpu_us_per_op: f64,
+    /// The reactors' counters summed at the end of the fill (they start
+    /// with the runtime, just before it).
+    pub fill_reactors: ReactorStats,
     /// Bytes written to the device from the first insert to the end of the
     /// final checkpoint (journal, nodes, metadata).
     pub fill_device_write_bytes: u64,
@@ -68,6 +74,21 @@ impl KeelSample {
             mib(self.fill_stats.shards.iter().map(|s| s.cache_leaf_mem_bytes as u64).sum()),
             mib(self.fill_stats.shards.iter().map(|s| s.cache_internal_mem_bytes as u64).sum()),
             self.fill_stats.shards.iter().map(|s| s.height).max().unwrap_or(0),
+        )
+    }
+
+    /// One line: the fill's CPU and the reactors' cross-thread traffic per insert.
+    pub fn fill_cpu_line(&self, inserts: u64) -> String {
+        let r = &self.fill_reactors;
+        let per = |n: u64| n as f64 / inserts.max(1) as f64;
+        format!(
+            "{:.2} us CPU per insert (all threads); per insert: {:.3} mailbox messages, {:.3} reactor sleeps, \
+             {:.3} waker writes, {:.3} device requests",
+            self.fill_cpu_us_per_op,
+            per(r.messages),
+            per(r.sleeps),
+            per(r.wakes_written),
+            per(r.io_submitted),
         )
     }
 
@@ -132,6 +153,7 @@ pub fn run(args: &TreeArgs, run_index: u64) -> Result<KeelSample, String> {
     let (runtime, engine) = device_engine::start(&spec(args), true)?;
     let written_before = process_write_bytes()?;
     let started = Instant::now();
+    let cpu_before = CpuTimes::now();
     let filled = on_clients(
         &runtime,
         &engine,
@@ -143,6 +165,8 @@ pub fn run(args: &TreeArgs, run_index: u64) -> Result<KeelSample, String> {
         args.records,
     );
     let fill_elapsed = started.elapsed();
+    let fill_cpu_s = CpuTimes::now().own_s - cpu_before.own_s;
+    let fill_reactors = reactor_stats(&runtime)?;
     let fill_stats = stats_of(&runtime, &engine)?;
     engine.close(&runtime).map_err(|e| format!("close after the fill: {e}"))?;
     runtime.stop();
@@ -167,6 +191,8 @@ pub fn run(args: &TreeArgs, run_index: u64) -> Result<KeelSample, String> {
     runtime.stop();
     Ok(KeelSample {
         fill_ops_per_sec: per_sec(args.records, fill_elapsed),
+        fill_cpu_us_per_op: us_per_op(fill_cpu_s, args.records),
+        fill_reactors,
         fill_device_write_bytes,
         read_ops_per_sec: per_sec(args.reads, read_elapsed),
         read_cpu_us_per_op: us_per_op(read_cpu_s, args.reads),
@@ -185,6 +211,20 @@ fn stats_of(runtime: &Runtime, engine: &Engine) -> Result<EngineStats, String> {
         })
         .map_err(|e| e.to_string())?;
     rx.recv().map_err(|_| "the stats task died".to_string())?
+}
+
+/// Every reactor's counters, summed.
+fn reactor_stats(runtime: &Runtime) -> Result<ReactorStats, String> {
+    let mut sum = ReactorStats::default();
+    for r in 0..runtime.reactor_count() {
+        let s = runtime.call_blocking(r, || async { keel_reactor::stats() }).map_err(|e| e.to_string())?;
+        sum.turns += s.turns;
+        sum.sleeps += s.sleeps;
+        sum.messages += s.messages;
+        sum.wakes_written += s.wakes_written;
+        sum.io_submitted += s.io_submitted;
+    }
+    Ok(sum)
 }
 
 fn per_sec(ops: u64, elapsed: Duration) -> f64 {

@@ -145,6 +145,7 @@ pub fn main(args: &TreeArgs) -> Result<(), String> {
             100.0 * k.reads_found as f64 / args.reads as f64
         );
         println!("run {run} keel read CPU: {:.1} us per get (all threads, the read phase)", k.read_cpu_us_per_op);
+        println!("run {run} keel fill CPU: {}", k.fill_cpu_line(args.records));
         println!("run {run} keel fill bytes: {}", k.breakdown());
         println!("run {run} keel reads: {}", k.read_breakdown());
         keel.push(k);
