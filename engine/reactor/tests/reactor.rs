@@ -265,6 +265,40 @@ fn an_idle_adaptive_reactor_sleeps_and_wakes_for_messages() {
     assert!(started.elapsed() < Duration::from_secs(1));
 }
 
+/// Two reactors that fall asleep between almost every message (no spinning):
+/// bursts of calls and their replies, each burst sent while the other side
+/// sleeps, must all arrive. Only the first notifier of a sleep writes the
+/// waker; a lost wake-up would hang a round here.
+#[test]
+fn bursts_of_calls_to_a_sleeping_reactor_all_complete() {
+    let config = RuntimeConfig { reactors: 2, idle: IdlePolicy::Adaptive { spin_us: 0 }, ..RuntimeConfig::default() };
+    let runtime = Runtime::start(&config, &[]).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    runtime
+        .spawn_on(0, move || async move {
+            let mut sum = 0u64;
+            for round in 0..200u64 {
+                // Let reactor 1 fall asleep, then send it a burst.
+                time::sleep(Duration::from_micros(200)).await;
+                let calls: Vec<_> = (0..32u64)
+                    .map(|i| spawn(async move { call_on(1, move || async move { round * 32 + i }).await.unwrap() }))
+                    .collect();
+                for call in calls {
+                    sum += call.await;
+                }
+            }
+            let _ = tx.send(sum);
+        })
+        .unwrap();
+    let sum = rx.recv_timeout(Duration::from_secs(60)).expect("every call answered");
+    assert_eq!(sum, (0..200 * 32).sum::<u64>());
+    let woken = runtime.call_blocking(1, || async { keel_reactor::stats() }).unwrap();
+    assert!(woken.sleeps >= 1, "reactor 1 never slept: {woken:?}");
+    // A burst is pushed within one turn of reactor 0, far faster than reactor
+    // 1 wakes, so it costs about one waker write, not one per call.
+    assert!(woken.wakes_written <= 200 * 32 / 2, "a waker write per call: {woken:?}");
+}
+
 #[test]
 fn stop_waits_for_io_in_flight() {
     let device = memory_device(None, 32);

@@ -6,7 +6,7 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use keel_engine::{Engine, EngineStats};
+use keel_engine::{route, Engine, EngineStats};
 use keel_reactor::{ReactorStats, Runtime};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -151,6 +151,12 @@ fn spec(args: &TreeArgs) -> DeviceEngineSpec {
 
 pub fn run(args: &TreeArgs, run_index: u64) -> Result<KeelSample, String> {
     let (runtime, engine) = device_engine::start(&spec(args), true)?;
+    // Before the clock starts: counting each reactor's keys takes a while.
+    let fill_ops = if args.local_clients {
+        local_client_ops(args, runtime.reactor_count(), engine.shard_count())
+    } else {
+        even_client_ops(args, args.records)
+    };
     let written_before = process_write_bytes()?;
     let started = Instant::now();
     let cpu_before = CpuTimes::now();
@@ -158,11 +164,12 @@ pub fn run(args: &TreeArgs, run_index: u64) -> Result<KeelSample, String> {
         &runtime,
         &engine,
         args,
-        |engine, ops, seed, args| async move {
-            fill(&engine, ops, seed, args.records, args.key_bytes, args.value_bytes).await
+        |engine, client, args| async move {
+            let local = args.local_clients.then_some(client.reactor);
+            fill(&engine, client, local, &args).await
         },
         args.seed + run_index * 1000,
-        args.records,
+        fill_ops,
     );
     let fill_elapsed = started.elapsed();
     let fill_cpu_s = CpuTimes::now().own_s - cpu_before.own_s;
@@ -180,9 +187,9 @@ pub fn run(args: &TreeArgs, run_index: u64) -> Result<KeelSample, String> {
         &runtime,
         &engine,
         args,
-        |engine, ops, seed, args| async move { read(&engine, ops, seed, args.records, args.key_bytes).await },
+        |engine, client, args| async move { read(&engine, client.ops, client.seed, args.records, args.key_bytes).await },
         args.seed + run_index * 1000 + 500,
-        args.reads,
+        even_client_ops(args, args.reads),
     );
     let read_elapsed = started.elapsed();
     let read_cpu_s = CpuTimes::now().own_s - cpu_before.own_s;
@@ -231,29 +238,66 @@ fn per_sec(ops: u64, elapsed: Duration) -> f64 {
     ops as f64 / elapsed.as_secs_f64().max(1e-9)
 }
 
-/// Runs `args.clients` tasks spread over the reactors, `total_ops` split
-/// among them, and sums what they return.
+/// What one client task does: how many operations, from which seed, on
+/// which reactor.
+#[derive(Debug, Clone, Copy)]
+struct Client {
+    ops: u64,
+    seed: u64,
+    reactor: usize,
+}
+
+/// `total_ops` split evenly over `args.clients` tasks.
+fn even_client_ops(args: &TreeArgs, total_ops: u64) -> Vec<u64> {
+    let clients = args.clients.max(1) as u64;
+    (0..clients).map(|c| total_ops / clients + u64::from(c < total_ops % clients)).collect()
+}
+
+/// `args.records` inserts split so that each reactor's clients make as many
+/// as its shards own keys of 0..records: with every client drawing uniformly
+/// among its own reactor's keys, the inserts of all clients together stay
+/// uniform over 0..records, as without `--local-clients`.
+fn local_client_ops(args: &TreeArgs, reactors: usize, shards: u32) -> Vec<u64> {
+    let reactors = reactors.max(1);
+    let mut owned = vec![0u64; reactors];
+    for k in 0..args.records {
+        let shard = route::shard_of(&key(k, args.key_bytes), shards);
+        owned[route::reactor_of(shard, reactors)] += 1;
+    }
+    let clients = args.clients.max(1);
+    (0..clients)
+        .map(|c| {
+            let r = c % reactors;
+            // Clients c, c + reactors, ... share reactor r's inserts.
+            let mine = (clients - r).div_ceil(reactors) as u64;
+            let index = (c / reactors) as u64;
+            owned[r] / mine + u64::from(index < owned[r] % mine)
+        })
+        .collect()
+}
+
+/// Runs one task per entry of `ops_per_client`, client `c` on reactor
+/// `c % reactors`, and sums what they return.
 fn on_clients<F, Fut>(
     runtime: &Runtime,
     engine: &Engine,
     args: &TreeArgs,
     task: F,
     seed: u64,
-    total_ops: u64,
+    ops_per_client: Vec<u64>,
 ) -> Result<u64, String>
 where
-    F: Fn(Engine, u64, u64, TreeArgs) -> Fut + Clone + Send + 'static,
+    F: Fn(Engine, Client, TreeArgs) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Result<u64, String>> + 'static,
 {
-    let clients = args.clients.max(1) as u64;
     let mut results = Vec::new();
-    for c in 0..clients {
+    for (c, ops) in ops_per_client.into_iter().enumerate() {
         let (tx, rx) = mpsc::channel();
-        let ops = total_ops / clients + u64::from(c < total_ops % clients);
+        let client = Client { ops, seed: seed + c as u64, reactor: c % runtime.reactor_count() };
         let (engine, task, args) = (engine.clone(), task.clone(), args.clone());
         runtime
-            .spawn_on(c as usize % runtime.reactor_count(), move || async move {
-                let _ = tx.send(task(engine, ops, seed + c, args).await);
+            .spawn_on(client.reactor, move || async move {
+                let _ = tx.send(task(engine, client, args).await);
             })
             .map_err(|e| e.to_string())?;
         results.push(rx);
@@ -265,25 +309,27 @@ where
     Ok(sum)
 }
 
-async fn fill(
-    engine: &Engine,
-    ops: u64,
-    seed: u64,
-    records: u64,
-    key_bytes: usize,
-    value_bytes: usize,
-) -> Result<u64, String> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut value = vec![0u8; value_bytes];
+/// Random inserts; with `local`, only keys whose shard that reactor hosts
+/// (drawn uniformly among them, so each put runs where the client runs).
+async fn fill(engine: &Engine, client: Client, local: Option<usize>, args: &TreeArgs) -> Result<u64, String> {
+    let mut rng = ChaCha8Rng::seed_from_u64(client.seed);
+    let mut value = vec![0u8; args.value_bytes];
     rng.fill(&mut value[..]);
-    for i in 0..ops {
-        let k = rng.gen_range(0..records);
+    let reactors = args.reactors.max(1);
+    for i in 0..client.ops {
+        let k = loop {
+            let k = rng.gen_range(0..args.records);
+            let here = local.is_none_or(|r| route::reactor_of(engine.shard_of(&key(k, args.key_bytes)), reactors) == r);
+            if here {
+                break key(k, args.key_bytes);
+            }
+        };
         // Every value differs a little, as db_bench's do.
-        let n = value_bytes.min(8);
+        let n = args.value_bytes.min(8);
         value[..n].copy_from_slice(&i.to_le_bytes()[..n]);
-        engine.put(&key(k, key_bytes), value.clone()).await.map_err(|e| format!("put: {e}"))?;
+        engine.put(&k, value.clone()).await.map_err(|e| format!("put: {e}"))?;
     }
-    Ok(ops)
+    Ok(client.ops)
 }
 
 async fn read(engine: &Engine, ops: u64, seed: u64, records: u64, key_bytes: usize) -> Result<u64, String> {

@@ -70,6 +70,12 @@ pub struct TreeArgs {
     /// threads (its fill uses one thread, as RocksDB's fillrandom usually does).
     #[arg(long, default_value_t = 32)]
     pub clients: usize,
+    /// Shard-aware fill clients: each inserts only keys whose shard its own
+    /// reactor hosts (drawn uniformly among them, each reactor's clients
+    /// inserting as many as it owns keys), so no put crosses reactors; all
+    /// inserts together stay uniform over the keys.
+    #[arg(long)]
+    pub local_clients: bool,
     #[arg(long, default_value_t = 3)]
     pub runs: u64,
     #[arg(long, default_value_t = 1)]
@@ -120,10 +126,11 @@ pub fn main(args: &TreeArgs) -> Result<(), String> {
     );
     let tree = keel_side::engine_config(args).tree;
     println!(
-        "# keel: {} reactors, {} shards, {} client tasks, leaves {} KiB, internal nodes {} KiB, background maintenance {}, io_uring O_DIRECT on {}",
+        "# keel: {} reactors, {} shards, {} client tasks{}, leaves {} KiB, internal nodes {} KiB, background maintenance {}, io_uring O_DIRECT on {}",
         args.reactors,
         args.shards,
         args.clients,
+        if args.local_clients { " (shard-aware fill)" } else { "" },
         tree.leaf_bytes >> 10,
         tree.internal_bytes >> 10,
         if tree.background_maintenance { "on" } else { "off" },
