@@ -1,6 +1,7 @@
-//! Key filters of message buffers: a small Bloom filter per child buffer so
-//! that a point lookup skips, in one memory access, the buffers that cannot
-//! hold its key.
+//! Key filters: a small Bloom filter per child buffer so that a point
+//! lookup skips, in one memory access, the buffers that cannot hold its
+//! key; and one per leaf page map (`pages.rs`), so that a get of a key the
+//! leaf does not hold reads nothing from the device.
 //!
 //! Why: a get walks one buffer per internal node on its path, and most of
 //! those buffers do not hold its key (BENCHMARKS.md, "Tree against
@@ -47,9 +48,12 @@ pub(crate) fn key_hash(key: &[u8]) -> u64 {
     h ^ (h >> 29)
 }
 
-/// The word a hash falls in (of `words`, a power of two) and its three bits.
+/// The word a hash falls in (of `words`, any count below 2^32) and its
+/// three bits: the word from the low 32 bits by multiply and shift (no
+/// division, and no power of two needed, so a filter that never grows
+/// takes only the words its keys need), the bits from the high ones.
 fn slot(hash: u64, words: usize) -> (usize, u64) {
-    let word = (hash as usize) & (words - 1);
+    let word = (((hash & 0xFFFF_FFFF) * words as u64) >> 32) as usize;
     let bit = |shift: u32| 1u64 << ((hash >> shift) & 63);
     (word, bit(40) | bit(46) | bit(52))
 }
@@ -60,6 +64,17 @@ impl KeyFilter {
     pub fn with_hashes(count: usize, hashes: impl Iterator<Item = u64>) -> KeyFilter {
         let bits = (count.max(1) * 2 * BITS_PER_KEY).next_power_of_two();
         let mut filter = KeyFilter { words: vec![0; bits.div_ceil(64)] };
+        for h in hashes {
+            filter.add(h);
+        }
+        filter
+    }
+
+    /// A filter of a fixed set of `count` keys (`BITS_PER_KEY` bits each,
+    /// no room to grow).
+    pub fn exact(count: usize, hashes: impl Iterator<Item = u64>) -> KeyFilter {
+        let words = (count.max(1) * BITS_PER_KEY).div_ceil(64);
+        let mut filter = KeyFilter { words: vec![0; words] };
         for h in hashes {
             filter.add(h);
         }
@@ -110,5 +125,15 @@ mod tests {
         assert!(others.count() < 500, "false maybes above 5%");
         assert!(KeyFilter::default().may_hold(key_hash(b"x")), "an empty filter knows nothing");
         assert_ne!(key_hash(b"ab"), key_hash(b"ab\0"));
+    }
+
+    #[test]
+    fn an_exact_filter_holds_its_keys_in_ten_bits_each() {
+        let keys: Vec<Vec<u8>> = (0..110u32).map(|i| format!("{:016}", i * 7919).into_bytes()).collect();
+        let filter = KeyFilter::exact(keys.len(), keys.iter().map(|k| key_hash(k)));
+        assert_eq!(filter.mem_bytes(), 1100usize.div_ceil(64) * 8);
+        assert!(keys.iter().all(|k| filter.may_hold(key_hash(k))));
+        let others = (0..10_000u32).filter(|i| filter.may_hold(key_hash(format!("{:016}", i * 7919 + 1).as_bytes())));
+        assert!(others.count() < 500, "false maybes above 5%");
     }
 }

@@ -14,7 +14,17 @@
 //! flipped) fail the comparison, and the read falls back to reading the
 //! leaf whole, which reports the fault as before. Nothing of this is on
 //! the device: the format is unchanged.
+//!
+//! The map also keeps a Bloom filter of the leaf's keys (~10 bits per key,
+//! `filter.rs`): a get of a key the filter rules out reads nothing, where
+//! it would read a page only to find the key absent. Why: with keys drawn
+//! at random with replacement, about a third of the gets of a random-read
+//! benchmark ask for keys never written, and each of them cost a device
+//! read (BENCHMARKS.md, "Tree against RocksDB"). A filter never says "no"
+//! for a key the leaf holds, and it is used under the same rule as the
+//! map: only while the table entry it was taken from is still the leaf's.
 
+use crate::filter::{key_hash, KeyFilter};
 use crate::leaf::Leaf;
 use crate::limits::PAGE_BYTES;
 use crate::node::NODE_HEADER_BYTES;
@@ -43,6 +53,8 @@ pub(crate) struct LeafPages {
     pub at: Location,
     pages: Vec<PageInfo>,
     keys: Vec<u8>,
+    /// Every key of the leaf version `at` names.
+    filter: KeyFilter,
 }
 
 /// Which bytes of the image a read of `key` needs.
@@ -83,11 +95,20 @@ impl LeafPages {
                 pages[p].straddle = start as u32;
             }
         }
-        Some(LeafPages { at, pages, keys })
+        let filter = KeyFilter::exact(leaf.len(), (0..leaf.len()).map(|i| key_hash(leaf.key(i))));
+        Some(LeafPages { at, pages, keys, filter })
     }
 
     pub fn mem_bytes(&self) -> usize {
-        MAP_MEM_OVERHEAD + self.pages.capacity() * std::mem::size_of::<PageInfo>() + self.keys.capacity()
+        MAP_MEM_OVERHEAD
+            + self.pages.capacity() * std::mem::size_of::<PageInfo>()
+            + self.keys.capacity()
+            + self.filter.mem_bytes()
+    }
+
+    /// False only when the leaf version `at` names does not hold `key`.
+    pub fn may_hold(&self, key: &[u8]) -> bool {
+        self.filter.may_hold(key_hash(key))
     }
 
     /// Pages with entries starting in them, in order, with their first keys.
@@ -228,6 +249,15 @@ mod tests {
         assert!(one_page >= entries.len() - 4, "{one_page} of {} read one page", entries.len());
         assert_eq!(map.plan(b"a", false), Plan::Absent);
         assert_eq!(read(&map, &image, b"zzz").0, None);
+    }
+
+    #[test]
+    fn the_filter_holds_every_key_and_rules_out_most_others() {
+        let (entries, image, leaf, at) = sample();
+        let map = LeafPages::build(&image, &leaf, at).unwrap();
+        assert!(entries.iter().all(|(k, _)| map.may_hold(k)));
+        let absent = (0..entries.len() as u32).filter(|i| map.may_hold(format!("key{:06}", i * 2 + 1).as_bytes()));
+        assert!(absent.count() < entries.len() / 10, "false maybes above 10%");
     }
 
     #[test]

@@ -136,7 +136,8 @@ impl Tree {
     /// Reads the page of leaf `id` that holds `key` (and the next one when
     /// the key's entry runs on into it), when the cache keeps a page map of
     /// the leaf's current version: from the cache when it keeps those pages
-    /// (true), else from the device (false), keeping what was read. None
+    /// (true), else from the device (false), keeping what was read. A key
+    /// the map's filter rules out is absent without a read (true). None
     /// when it keeps no map, or when the bytes read are not that version's:
     /// the caller then reads the leaf whole, which verifies it against its
     /// table entry and reports what is wrong.
@@ -147,6 +148,11 @@ impl Tree {
                 let st = self.sh.st.borrow();
                 let at = st.table.get(id);
                 let Some(map) = st.cache.page_map(id, at) else { return Ok(None) };
+                if !map.may_hold(key) {
+                    drop(st);
+                    self.sh.st.borrow_mut().counters.leaf_filter_skips += 1;
+                    return Ok(Some((PagedRead { id, at, entry: None }, true)));
+                }
                 let plan = map.plan(key, whole);
                 let expected = match plan {
                     Plan::Read { first_page, pages, .. } => map.expected(first_page, pages),

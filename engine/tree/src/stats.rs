@@ -29,6 +29,9 @@ pub struct Counters {
     /// Gets whose leaf page was answered from pages cached by an earlier
     /// read (no device read).
     pub leaf_page_cache_hits: u64,
+    /// Gets of a key an uncached leaf's page-map filter ruled out (no
+    /// device read: the leaf does not hold the key).
+    pub leaf_filter_skips: u64,
     pub node_writes: u64,
     pub node_write_bytes: u64,
     /// Device bytes (whole pages) of node writes, by node kind and by who
@@ -89,6 +92,7 @@ impl Counters {
             leaf_page_read_bytes,
             leaf_page_mismatches,
             leaf_page_cache_hits,
+            leaf_filter_skips,
             node_writes,
             node_write_bytes,
             evict_leaf_write_bytes,

@@ -11,7 +11,9 @@
 //! (`--cache_index_and_filter_blocks`). During the fill half goes to two
 //! memtables of a quarter each and half to the block cache; the reads run
 //! on a reopened database whose memtables are empty, so the whole budget is
-//! block cache there. [`DbMemory::BlockCache`] is the earlier match (only
+//! block cache there. RocksDB keeps Bloom filters of `--db-bloom-bits` (10
+//! by default) per key, as Keel keeps a filter per leaf it read (its filter
+//! blocks count against the same budget). [`DbMemory::BlockCache`] is the earlier match (only
 //! the block cache sized; RocksDB's 64 MiB memtables and its index outside).
 
 use std::collections::HashMap;
@@ -117,7 +119,7 @@ impl ReadIo {
 }
 
 fn common(args: &TreeArgs) -> Vec<String> {
-    vec![
+    let mut a = vec![
         format!("--db={}", args.db_path.display()),
         format!("--num={}", args.records),
         format!("--key_size={}", args.key_bytes),
@@ -128,7 +130,11 @@ fn common(args: &TreeArgs) -> Vec<String> {
         "--sync=false".into(),
         "--disable_wal=false".into(),
         "--statistics".into(),
-    ]
+    ];
+    if args.db_bloom_bits > 0 {
+        a.push(format!("--bloom_bits={}", args.db_bloom_bits));
+    }
+    a
 }
 
 /// The exact commands, for the record.

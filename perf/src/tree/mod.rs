@@ -50,6 +50,14 @@ pub struct TreeArgs {
     /// (the block cache only, memtables and index outside).
     #[arg(long, value_enum, default_value_t = db_bench::DbMemory::Total)]
     pub db_memory: db_bench::DbMemory,
+    /// RocksDB's Bloom filter bits per key (db_bench `--bloom_bits`; 0
+    /// leaves db_bench's default, no filter). 10 by default because Keel
+    /// keeps a ~10-bit filter of every leaf a get read whole (inside its
+    /// cache), so a get of an absent key skips the device read on both
+    /// sides; RocksDB's filter blocks sit in its block cache, inside the
+    /// same budget (`--cache_index_and_filter_blocks`).
+    #[arg(long, default_value_t = 10)]
+    pub db_bloom_bits: u32,
     /// Keel's reactors.
     #[arg(long, default_value_t = 2)]
     pub reactors: usize,
