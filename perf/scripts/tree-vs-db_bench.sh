@@ -8,6 +8,10 @@
 #      memory and durability mode (no sync per write on either side):
 #      Keel's node cache = RocksDB's memtables + block cache + index and
 #      filter blocks (keel-perf tree --db-memory total, the default).
+#      Filters on both sides: Keel keeps a ~10-bit Bloom filter per leaf it
+#      read (inside its cache), RocksDB gets --bloom_bits=10, partitioned,
+#      its filter blocks in its block cache (--db-bloom-bits, default 10;
+#      DB_BLOOM_BITS=0 gives db_bench's default, no filter).
 #   2. keel-perf ycsb --device: YCSB A-F on the engine on a data file with a
 #      cache several times smaller than the data set.
 #
@@ -37,6 +41,7 @@ source perf/scripts/db_bench-setup.sh
 
 echo "== keel-perf tree (Keel against db_bench), $RUNS runs"
 nice "$PERF" tree --runs "$RUNS" --records "$RECORDS" --reads "$READS" --cache-mib "$CACHE_MIB" \
+    --db-bloom-bits "${DB_BLOOM_BITS:-10}" \
     --path "$WORK/keel-perf-tree.img" --db-path "$WORK/keel-perf-rocksdb"
 
 if [ "${TREE_ONLY:-0}" = 1 ]; then
