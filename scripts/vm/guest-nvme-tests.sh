@@ -47,7 +47,11 @@ serve() { # BOOT: starts keel serve on $CONF, waits for Ready and checks the boo
   if grep -q '^Ready' /tmp/serve$1.log && grep -q "boot $1," /tmp/serve$1.log; then
     ok "serve start $1 on $DEV: $(grep -E '^  (device|volume) ' /tmp/serve$1.log | tr -s ' ' | tr '\n' ';')"
   else
-    bad "serve start $1 on $DEV after $((i / 10)) s:"; tail -30 /tmp/serve$1.log | sed 's/^/     /'; kill -9 $pid 2>/dev/null; return 1
+    # The exit status says how a server that printed nothing ended (137: SIGKILL, e.g. the
+    # OOM killer; 132: SIGILL); the kernel's last lines say why.
+    kill -9 $pid 2>/dev/null; wait $pid; src=$?
+    bad "serve start $1 on $DEV after $((i / 10)) s (exit status $src):"; tail -30 /tmp/serve$1.log | sed 's/^/     /'
+    dmesg | tail -8 | sed 's/^/     dmesg: /'; return 1
   fi
 }
 stop() { # BOOT: Ctrl-C, a clean exit
