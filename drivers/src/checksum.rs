@@ -80,9 +80,8 @@ const fn fold_multipliers(distance_bits: u32) -> (u64, u64) {
 #[cfg(target_arch = "x86_64")]
 mod fold {
     use std::arch::x86_64::{
-        __m512i, _mm_cvtsi32_si128, _mm_set_epi64x, _mm512_broadcast_i32x4, _mm512_clmulepi64_epi128,
-        _mm512_loadu_si512, _mm512_storeu_si512, _mm512_ternarylogic_epi64, _mm512_xor_si512,
-        _mm512_zextsi128_si512,
+        __m512i, _mm512_broadcast_i32x4, _mm512_clmulepi64_epi128, _mm512_loadu_si512, _mm512_storeu_si512,
+        _mm512_ternarylogic_epi64, _mm512_xor_si512, _mm512_zextsi128_si512, _mm_cvtsi32_si128, _mm_set_epi64x,
     };
 
     use super::fold_multipliers;
