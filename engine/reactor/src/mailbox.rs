@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::core::{with_core, Message, Shared};
 use crate::executor::{spawn, yield_now, CatchUnwind};
-use crate::oneshot::oneshot;
+use crate::oneshot::{oneshot, OneshotSender};
 
 /// Why a message could not be delivered or answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -72,13 +72,23 @@ where
         return Ok(f().await);
     }
     let (tx, rx) = oneshot();
-    let message: Message = Box::new(move || {
+    push(&peer, answered_call(target, f, tx)).await?;
+    rx.await.map_err(|_| CallError::Cancelled)?
+}
+
+/// The message of a call to reactor `target`: it runs the future made by `f`
+/// there and sends its output, or `Panicked` if it panicked, through `tx`.
+pub(crate) fn answered_call<F, Fut, T>(target: usize, f: F, tx: OneshotSender<Result<T, CallError>>) -> Message
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    Box::new(move || {
         spawn(async move {
             let outcome = CatchUnwind::new(async move { f().await }).await;
             tx.send(outcome.map_err(|()| CallError::Panicked(target)));
         })
         .detach();
-    });
-    push(&peer, message).await?;
-    rx.await.map_err(|_| CallError::Cancelled)?
+    })
 }

@@ -11,9 +11,9 @@ use std::time::Duration;
 use keel_drivers::{BlockDevice, DeviceError};
 
 use crate::core::{enter, Core, Counters, Message, Shared};
-use crate::executor::{spawn, spawn_detached_logged, CatchUnwind};
+use crate::executor::{spawn, spawn_detached_logged};
 use crate::io::Devices;
-use crate::mailbox::CallError;
+use crate::mailbox::{answered_call, CallError};
 use crate::net::Net;
 use crate::oneshot::oneshot;
 use crate::time::Timers;
@@ -296,16 +296,7 @@ impl RuntimeHandle {
         T: Send + 'static,
     {
         let (tx, rx) = oneshot();
-        self.push_blocking(
-            target,
-            Box::new(move || {
-                spawn(async move {
-                    let outcome = CatchUnwind::new(async move { f().await }).await;
-                    tx.send(outcome.map_err(|()| CallError::Panicked(target)));
-                })
-                .detach();
-            }),
-        )?;
+        self.push_blocking(target, answered_call(target, f, tx))?;
         rx.recv_blocking().map_err(|_| CallError::Cancelled)?
     }
 
