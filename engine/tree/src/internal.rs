@@ -140,15 +140,20 @@ impl Internal {
             self.insert_tombstone(s, e, garbage);
         }
         // The points come in key order: walk the children along with them
-        // instead of searching the pivots for each key.
-        let mut i = 0;
+        // instead of searching the pivots for each key, and hand each child
+        // its run of points at once.
+        let (mut i, mut run_start) = (0, 0);
         for p in 0..incoming.point_count() {
-            let (key, raw, pending) = incoming.point(p);
-            while i < self.pivots.len() && self.pivots[i].as_slice() <= key {
-                i += 1;
+            let key = incoming.key(p);
+            if i < self.pivots.len() && self.pivots[i].as_slice() <= key {
+                self.buffers[i].absorb_run(&incoming, run_start..p, inline_max, garbage);
+                run_start = p;
+                while i < self.pivots.len() && self.pivots[i].as_slice() <= key {
+                    i += 1;
+                }
             }
-            self.buffers[i].insert_encoded(key, raw, pending, inline_max, garbage);
         }
+        self.buffers[i].absorb_run(&incoming, run_start..incoming.point_count(), inline_max, garbage);
     }
 
     /// Child `i` became `pieces` (the first keeps its id) separated by
