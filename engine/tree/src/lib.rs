@@ -61,6 +61,7 @@ mod stats;
 mod sync;
 mod table;
 mod tree;
+mod write_runs;
 
 pub use checkpoint::Frozen;
 pub use codec::Malformed;

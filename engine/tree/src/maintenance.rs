@@ -20,6 +20,7 @@ use crate::shape::{flush_step, underflow_step, Pick};
 use crate::sync::join_all;
 use crate::table::Location;
 use crate::tree::{PinGuard, State, Tree};
+use crate::write_runs::{contiguous_runs, run_bytes};
 
 /// The most buffers one flush of an over-full node empties (and children
 /// it reads at once).
@@ -386,16 +387,10 @@ impl Tree {
         if jobs.is_empty() {
             return Ok(dropped);
         }
-        let depth = self.sh.config.write_depth;
-        let mut results = Vec::with_capacity(jobs.len());
-        for batch in jobs.chunks(depth) {
-            let writes = batch.iter().map(|j| self.sh.region.write(j.kind, j.at.address, &j.bytes)).collect();
-            results.extend(join_all(writes).await);
-        }
-        let mut first_err = None;
+        let (written, first_err) = self.write_jobs(&jobs).await;
         let mut st = self.sh.st.borrow_mut();
         let pins = self.sh.pins.borrow();
-        for (job, result) in jobs.iter().zip(results) {
+        for (job, written) in jobs.iter().zip(written) {
             let flags = st.cache.slot_mut(job.id).map(|slot| {
                 slot.evicting = false;
                 (slot.version, slot.dirty, slot.frozen || slot.ckpt_writing)
@@ -405,11 +400,7 @@ impl Tree {
                 continue;
             };
             let stays = held || pins.contains_key(&job.id) || job.id == st.root;
-            let failed = result.is_err();
-            if let Err(e) = result {
-                first_err.get_or_insert(e);
-            }
-            if version != job.version || !dirty || failed {
+            if version != job.version || !dirty || !written {
                 st.space.abort(job.at.address);
                 continue;
             }
@@ -431,6 +422,37 @@ impl Tree {
             Some(e) => Err(e),
             None => Ok(true),
         }
+    }
+
+    /// Writes the jobs' nodes, each run of adjacent places as one write
+    /// (`write_runs.rs`), `write_depth` writes at a time. Says which jobs
+    /// were written, and the first error.
+    async fn write_jobs(&self, jobs: &[WriteJob]) -> (Vec<bool>, Option<TreeError>) {
+        let places: Vec<(u64, usize)> = jobs.iter().map(|j| (j.at.address, j.bytes.len())).collect();
+        let runs = contiguous_runs(&places);
+        let mut written = vec![false; jobs.len()];
+        let mut first_err = None;
+        for batch in runs.chunks(self.sh.config.write_depth) {
+            let writes = batch.iter().map(|run| self.write_run(&jobs[run.clone()])).collect();
+            for (run, result) in batch.iter().zip(join_all(writes).await) {
+                match result {
+                    Ok(()) => written[run.clone()].fill(true),
+                    Err(e) => {
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        (written, first_err)
+    }
+
+    async fn write_run(&self, run: &[WriteJob]) -> Result<()> {
+        let first = &run[0];
+        if run.len() == 1 {
+            return self.sh.region.write(first.kind, first.at.address, &first.bytes).await;
+        }
+        let bytes = run_bytes(run.iter().map(|j| j.bytes.as_slice()));
+        self.sh.region.write(first.kind, first.at.address, &bytes).await
     }
 
     /// Chooses victims; drops the clean ones and serializes the dirty ones
