@@ -187,6 +187,10 @@ impl Cache {
         self.page_map_bytes
     }
 
+    pub fn page_map_count(&self) -> usize {
+        self.page_maps.len()
+    }
+
     /// The page map of leaf `id`, if one was kept for the version `id` has now.
     pub fn page_map(&self, id: NodeId, now: crate::table::Location) -> Option<&LeafPages> {
         self.page_maps.get(&id).filter(|m| m.at == now)

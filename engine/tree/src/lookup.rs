@@ -78,17 +78,22 @@ pub(crate) fn lookup(st: &mut State, key: &[u8], paged: &mut Option<PagedRead>) 
             Node::Internal(n) => {
                 let i = n.child_index(key);
                 let b = &n.buffers[i];
-                if let Some(p) = b.get_hashed(key, hash) {
-                    if p.has_merges() {
-                        levels.push(p.merges());
+                let base = match b.get_hashed(key, hash) {
+                    Some(p) => {
+                        if p.has_merges() {
+                            levels.push(p.merges());
+                        }
+                        match p.base {
+                            BaseRef::Put(v) => Some(Some(v.to_value())),
+                            BaseRef::Delete => Some(None),
+                            BaseRef::Below => None,
+                        }
                     }
-                    match p.base {
-                        BaseRef::Put(v) => return Step::Done(resolve(Some(v.to_value()), levels)),
-                        BaseRef::Delete => return Step::Done(resolve(None, levels)),
-                        BaseRef::Below => {}
-                    }
-                } else if b.covers(key) {
-                    return Step::Done(resolve(None, levels));
+                    None => b.covers(key).then_some(None),
+                };
+                if let Some(base) = base {
+                    st.counters.gets_from_buffers += 1;
+                    return Step::Done(resolve(base, levels));
                 }
                 id = n.children[i];
             }

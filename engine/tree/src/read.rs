@@ -194,6 +194,7 @@ impl Tree {
             st.counters.leaf_page_read_bytes += crate::limits::pages_for(len) * PAGE_BYTES as u64;
             match run.search(&bytes, key) {
                 RunOutcome::Found(read) => {
+                    st.counters.leaf_page_reads_absent += u64::from(read.entry.is_none());
                     // Unless the leaf moved or came whole into the cache meanwhile.
                     if st.table.get(id) == at && !st.cache.contains(id) {
                         self.keep_leaf_pages(&mut st, run, first_page, bytes);

@@ -32,6 +32,12 @@ pub struct Counters {
     /// Gets of a key an uncached leaf's page-map filter ruled out (no
     /// device read: the leaf does not hold the key).
     pub leaf_filter_skips: u64,
+    /// Leaf page reads (from the device) that found the key absent: the
+    /// page-map filter's false "maybe"s.
+    pub leaf_page_reads_absent: u64,
+    /// Gets answered by a message buffer of an internal node (a put,
+    /// delete or range delete newer than anything below).
+    pub gets_from_buffers: u64,
     pub node_writes: u64,
     pub node_write_bytes: u64,
     /// Device bytes (whole pages) of node writes, by node kind and by who
@@ -93,6 +99,8 @@ impl Counters {
             leaf_page_mismatches,
             leaf_page_cache_hits,
             leaf_filter_skips,
+            leaf_page_reads_absent,
+            gets_from_buffers,
             node_writes,
             node_write_bytes,
             evict_leaf_write_bytes,
@@ -143,6 +151,8 @@ pub struct TreeStats {
     pub cache_internal_mem_bytes: usize,
     /// Memory of the leaves' page maps (`pages.rs`).
     pub cache_page_map_bytes: usize,
+    /// Leaves with a page map in the cache.
+    pub page_maps: usize,
     /// Memory of leaf pages cached for gets.
     pub cache_leaf_page_bytes: usize,
     pub cache_bytes_budget: usize,
@@ -187,6 +197,7 @@ impl Tree {
             cache_leaf_mem_bytes: leaf_mem,
             cache_internal_mem_bytes: internal_mem,
             cache_page_map_bytes: st.cache.page_map_bytes(),
+            page_maps: st.cache.page_map_count(),
             cache_leaf_page_bytes: st.cache.leaf_page_bytes(),
             cache_bytes_budget: cfg.cache_bytes,
             region_pages: st.space.map.pages(),

@@ -103,8 +103,9 @@ impl KeelSample {
         format!(
             "gets {}, answered from the cache {:.1}%; device reads per get {:.3}, {:.0} B per get: whole leaves {:.3} \
              of {:.0} B each, leaf pages {:.3} of {:.0} B each ({} mismatched), internal nodes {:.4} of {:.0} B each; \
-             leaf pages from the cache {:.3} per get, absent by a leaf filter {:.3} per get; cache now: leaves {:.1} MiB, internal {:.1} MiB, page maps {:.2} MiB, \
-             leaf pages {:.1} MiB",
+             leaf pages from the cache {:.3} per get, absent by a leaf filter {:.3} per get, leaf page reads finding the key \
+             absent (filter false maybes) {:.4} per get, answered by a buffer {:.3} per get; cache now: leaves {:.1} MiB, internal {:.1} MiB, page maps {:.2} MiB \
+             ({} maps), leaf pages {:.1} MiB",
             t.gets,
             100.0 * per(t.gets_cached, t.gets),
             (t.node_reads + t.leaf_page_reads) as f64 / gets,
@@ -118,9 +119,12 @@ impl KeelSample {
             per(t.node_read_bytes.saturating_sub(t.leaf_read_bytes), internal_reads),
             per(t.leaf_page_cache_hits, t.gets),
             per(t.leaf_filter_skips, t.gets),
+            per(t.leaf_page_reads_absent, t.gets),
+            per(t.gets_from_buffers, t.gets),
             mib(shards.iter().map(|s| s.cache_leaf_mem_bytes as u64).sum()),
             mib(shards.iter().map(|s| s.cache_internal_mem_bytes as u64).sum()),
             mib(shards.iter().map(|s| s.cache_page_map_bytes as u64).sum()),
+            shards.iter().map(|s| s.page_maps).sum::<usize>(),
             mib(shards.iter().map(|s| s.cache_leaf_page_bytes as u64).sum()),
         )
     }
