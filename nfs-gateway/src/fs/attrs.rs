@@ -119,6 +119,8 @@ impl Fs {
         set: &SetAttrs,
         guard: Option<Time>,
     ) -> FsResult<Done<Wcc>> {
+        // A truncation must come after the writes the client was answered.
+        super::behind::settle(self.shared.uid, r.ino).await;
         let mut txn = self.shared.engine.transaction();
         txn.lock(&[&keys::attr(r.ino)]).await?;
         let before = txn_load_ref(&mut txn, r).await?;

@@ -10,9 +10,11 @@
 //! transaction: its chunks and the new size land together or not at all.
 
 use std::ops::Bound;
+use std::sync::atomic::Ordering;
 
 use keel_engine::{DmaBuf, Engine, MergeOp, Transaction};
 
+use crate::fs::behind;
 use crate::fs::error::{FsError, FsResult};
 use crate::fs::inode::{FileType, Inode, Time, FLAG_SPARSE};
 use crate::fs::keys::{self, CHUNK_BYTES};
@@ -82,6 +84,9 @@ pub struct WriteResult {
     pub verifier: [u8; 8],
 }
 
+/// The write failures counted in the verifier (its top 16 bits).
+const WRITE_FAILURES_MAX: u32 = 0xFFFF;
+
 fn round_up_4k(n: u64) -> u64 {
     n.div_ceil(4096) * 4096
 }
@@ -103,10 +108,14 @@ fn check_data_access(cred: &Cred, inode: &Inode, want: u32) -> FsResult<()> {
 }
 
 impl Fs {
-    /// The write verifier: changes exactly when the file system is reopened,
-    /// which is the only time unstable writes can be lost.
+    /// The write verifier: changes when the file system is reopened and
+    /// when a write answered before its commit fails (`behind.rs`), the only
+    /// times unstable writes can be lost. The failure count goes into the top
+    /// 16 bits, so it is the boot counter alone until a failure, and never a
+    /// value of another boot (boot counters stay far below 2^48).
     pub fn write_verifier(&self) -> [u8; 8] {
-        self.shared.boot_counter.to_be_bytes()
+        let failures = u64::from(self.shared.write_failures.load(Ordering::SeqCst));
+        (self.shared.boot_counter ^ (failures << 48)).to_be_bytes()
     }
 
     /// READ `count` bytes at `offset`.
@@ -168,11 +177,99 @@ impl Fs {
         cred: &Cred,
         r: InodeRef,
         offset: u64,
-        mut data: WriteData,
+        data: WriteData,
         stable: StableHow,
     ) -> FsResult<WriteResult> {
         let len = data.len();
         let end = offset.checked_add(len as u64).filter(|&e| e <= FILE_BYTES_MAX).ok_or(FsError::FBig)?;
+        if stable == StableHow::Unstable && self.may_write_behind(offset, len) {
+            return self.write_behind(cred, r, offset, data).await;
+        }
+        // Earlier WRITEs answered before their commit come first.
+        behind::settle(self.shared.uid, r.ino).await;
+        let (wcc, lsn) = self.write_committed(cred, r, offset, end, data).await?;
+        let committed = if stable == StableHow::Unstable {
+            self.note_unstable(r.ino, lsn);
+            StableHow::Unstable
+        } else {
+            self.wait_durable(lsn).await?;
+            StableHow::FileSync
+        };
+        Ok(WriteResult { wcc, count: len as u32, committed, verifier: self.write_verifier() })
+    }
+
+    fn note_unstable(&self, ino: u64, lsn: keel_engine::Lsn) {
+        let files_max = self.shared.options.unstable_files_max;
+        with_unstable(self.shared.uid, |u| u.note(ino, lsn, files_max));
+    }
+
+    /// Whether an UNSTABLE WRITE of `len` bytes at `offset` may be answered
+    /// before its commit (`behind.rs`): whole chunks only (they do not depend
+    /// on the file's bytes), no write behind has failed in this boot (so a
+    /// client sending its data again gets the error in the reply), and room
+    /// for it and every write behind that may be in flight (so NOSPC is
+    /// answered, not found after the reply).
+    fn may_write_behind(&self, offset: u64, len: usize) -> bool {
+        let writes_max = self.shared.options.writes_behind_max;
+        let whole = len > 0 && offset % CHUNK_BYTES == 0 && len as u64 % CHUNK_BYTES == 0;
+        let margin_bytes = (len as u64).saturating_mul(writes_max as u64 + 1);
+        whole
+            && writes_max > 0
+            && self.shared.write_failures.load(Ordering::SeqCst) == 0
+            && self.shared.check_space(margin_bytes).is_ok()
+    }
+
+    /// Answers an UNSTABLE WRITE of whole chunks once its data is held here
+    /// and registered; its device write and commit go on in a task of this
+    /// (the file's home) reactor. The reply carries no attributes: the ones
+    /// after the write do not exist yet.
+    async fn write_behind(&self, cred: &Cred, r: InodeRef, offset: u64, data: WriteData) -> FsResult<WriteResult> {
+        let len = data.len();
+        // The answers a WRITE can get before anything is written: checked
+        // here, so only what the reply cannot foresee fails behind it.
+        let inode = self.load_unsettled(r.ino).await?.filter(|i| i.generation == r.generation).ok_or(FsError::Stale)?;
+        check_data_access(cred, &inode, perm::MAY_WRITE)?;
+        let (first, end) = (offset / CHUNK_BYTES, (offset + len as u64) / CHUNK_BYTES);
+        let writes_max = self.shared.options.writes_behind_max;
+        let ticket = behind::register(self.shared.uid, r.ino, first, end, writes_max).await;
+        // Read after registering: a failure from now on changes it.
+        let verifier = self.write_verifier();
+        let fs = self.clone();
+        let cred = cred.clone();
+        keel_reactor::spawn(async move {
+            let written = fs.write_committed(&cred, r, offset, offset + len as u64, data).await;
+            match written {
+                Ok((_, lsn)) => fs.note_unstable(r.ino, lsn),
+                // Removed or replaced meanwhile: nobody can read the data.
+                Err(FsError::Stale) => {}
+                Err(e) => fs.write_behind_failed(r.ino, offset, &e),
+            }
+            drop(ticket);
+        })
+        .detach();
+        Ok(WriteResult { wcc: Wcc::default(), count: len as u32, committed: StableHow::Unstable, verifier })
+    }
+
+    /// A write behind failed after its reply: the client must send its data
+    /// again, which a new write verifier tells it at COMMIT; later WRITEs
+    /// wait for their commit, so they get their errors in their replies.
+    fn write_behind_failed(&self, ino: u64, offset: u64, e: &FsError) {
+        let failures = &self.shared.write_failures;
+        let _ = failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| Some((n + 1).min(WRITE_FAILURES_MAX)));
+        tracing::warn!(ino, offset, error = %e, "a WRITE answered before its commit failed; the write verifier changes");
+    }
+
+    /// Writes `data` at `offset` (ending at `end`) as one transaction and
+    /// commits it; returns the attributes around it and its LSN.
+    async fn write_committed(
+        &self,
+        cred: &Cred,
+        r: InodeRef,
+        offset: u64,
+        end: u64,
+        mut data: WriteData,
+    ) -> FsResult<(Wcc, keel_engine::Lsn)> {
+        let len = data.len();
         let mut txn = self.shared.engine.transaction();
         let whole = whole_chunks(offset, len);
         if !whole.is_empty() {
@@ -182,7 +279,8 @@ impl Fs {
             // queue on the lock only for the metadata. A refused or failed
             // write gives the space back when `txn` drops. (Checked first so
             // that a client without permission costs no device write.)
-            check_data_access(cred, &self.load_ref(r).await?, perm::MAY_WRITE)?;
+            let inode = self.load_unsettled(r.ino).await?.filter(|i| i.generation == r.generation);
+            check_data_access(cred, &inode.ok_or(FsError::Stale)?, perm::MAY_WRITE)?;
             if whole.len() == 1 && len as u64 == CHUNK_BYTES {
                 // Exactly one chunk (the usual 64 KiB WRITE): its buffer
                 // becomes the value, no copy. Nothing below reads the bytes
@@ -225,16 +323,7 @@ impl Fs {
         self.record_space(&mut txn, self.shard_of(r.ino), delta)?;
         let lsn = txn.commit().await?;
         self.applied_space(delta);
-        let files_max = self.shared.options.unstable_files_max;
-        let committed = if stable == StableHow::Unstable {
-            with_unstable(self.shared.uid, |u| u.note(r.ino, lsn, files_max));
-            StableHow::Unstable
-        } else {
-            self.wait_durable(lsn).await?;
-            StableHow::FileSync
-        };
-        let count = len as u32;
-        Ok(WriteResult { wcc: Wcc::around(&before, &after), count, committed, verifier: self.write_verifier() })
+        Ok((Wcc::around(&before, &after), lsn))
     }
 
     /// COMMIT: waits until every write to `r` so far is durable.

@@ -18,6 +18,7 @@
 
 mod alloc;
 mod attrs;
+mod behind;
 mod data;
 pub mod dirent;
 mod error;
@@ -116,11 +117,15 @@ pub struct FsOptions {
     /// Files whose unstable writes are tracked per reactor for COMMIT;
     /// beyond it COMMIT waits for everything written so far.
     pub unstable_files_max: usize,
+    /// UNSTABLE whole-chunk WRITEs answered before their data is written
+    /// (`behind.rs`), at most this many per reactor; 0 answers every WRITE
+    /// after its commit.
+    pub writes_behind_max: usize,
 }
 
 impl Default for FsOptions {
     fn default() -> Self {
-        FsOptions { capacity_bytes: 1 << 40, unstable_files_max: 65_536 }
+        FsOptions { capacity_bytes: 1 << 40, unstable_files_max: 65_536, writes_behind_max: 32 }
     }
 }
 
@@ -138,6 +143,9 @@ pub(crate) struct FsShared {
     pub space: space::Space,
     /// Round-robin choice of the shard for new directories.
     pub next_dir_shard: AtomicU32,
+    /// Writes behind that failed after their reply (saturating at
+    /// `WRITE_FAILURES_MAX`); part of the write verifier.
+    pub write_failures: AtomicU32,
 }
 
 /// A handle to a mounted file system; cheap to clone, usable on any reactor.
@@ -171,6 +179,7 @@ impl Fs {
             options,
             space,
             next_dir_shard: AtomicU32::new(0),
+            write_failures: AtomicU32::new(0),
         });
         let fs = Fs { shared };
         freer::start(&fs).await?;
@@ -233,8 +242,17 @@ impl Fs {
         Ok(self.shared.engine.wait_durable(lsn).await?)
     }
 
-    /// The inode `ino`, if it exists.
+    /// The inode `ino`, if it exists, once the writes behind of it that
+    /// were answered before this call have committed (on its home reactor;
+    /// see `behind.rs`).
     pub(crate) async fn load(&self, ino: u64) -> FsResult<Option<Inode>> {
+        behind::settle(self.shared.uid, ino).await;
+        self.load_unsettled(ino).await
+    }
+
+    /// [`Fs::load`] without waiting for writes behind: for a WRITE's access
+    /// check, which must not wait for the writes before it.
+    pub(crate) async fn load_unsettled(&self, ino: u64) -> FsResult<Option<Inode>> {
         let bytes = self.shared.engine.get(&keys::attr(ino)).await?;
         bytes.map(|b| Inode::decode(ino, &b).map_err(FsError::Io)).transpose()
     }
