@@ -375,6 +375,20 @@ fn values_put_from_dma_buffers_read_back_whole_from_any_pool() {
             assert_eq!(engine.get(b"own").await.unwrap(), Some(pattern(1, big)));
             assert_eq!(engine.get(b"foreign").await.unwrap(), Some(pattern(2, big)));
             assert_eq!(engine.get(b"small").await.unwrap(), Some(pattern(3, 10)));
+            // Several at once, their writes in flight together.
+            let mut txn = engine.transaction();
+            let mut values = Vec::new();
+            for i in 0..5u8 {
+                let mut buf = engine.value_buf(big).expect("a free DMA buffer");
+                buf.copy_from_slice(&pattern(10 + i, big));
+                values.push((vec![b'm', i], buf));
+            }
+            txn.put_bufs(values).await.unwrap();
+            let lsn = txn.commit().await.unwrap();
+            engine.wait_durable(lsn).await.unwrap();
+            for i in 0..5u8 {
+                assert_eq!(engine.get(&[b'm', i]).await.unwrap(), Some(pattern(10 + i, big)));
+            }
             // Written, then dropped: given back, nothing appears.
             let mut txn = engine.transaction();
             txn.put_buf(b"dropped", engine.value_buf(big).unwrap()).await.unwrap();

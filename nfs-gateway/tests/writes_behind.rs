@@ -12,7 +12,7 @@ use keel_drivers::test_devices::{Fault, FaultInjector, FaultRule};
 use keel_drivers::BlockDevice;
 use keel_engine::testing::{memory_device, start_on, TestEngineSpec};
 use keel_nfs::fs::perm::Cred;
-use keel_nfs::fs::{CreateMode, FileType, InodeRef, NodeSpec, SetAttrs, StableHow};
+use keel_nfs::fs::{CreateMode, FileType, InodeRef, NodeSpec, SetAttrs, StableHow, WriteData};
 use keel_nfs::{Fs, FsOptions};
 
 const CHUNK: usize = 65_536;
@@ -49,6 +49,15 @@ fn a_client_reads_back_what_it_was_answered_and_a_later_truncation_wins() {
             assert_eq!(fs.getattr(f).await.unwrap().size, 8 * CHUNK as u64);
             let got = fs.read(Cred::root(), f, 3 * CHUNK as u64, CHUNK as u32).await.unwrap().data;
             assert!(got.iter().all(|&b| b == 0xAA));
+            // 1 MiB from DMA memory (the Linux client's WRITE): cut per
+            // chunk, written together, read back whole.
+            let mut big = fs.engine().value_buf(16 * CHUNK).unwrap();
+            big.iter_mut().enumerate().for_each(|(i, b)| *b = (i / CHUNK) as u8 + 0x30);
+            let at = 16 * CHUNK as u64;
+            let w = fs.write(Cred::root(), f, at, WriteData::Dma(big), StableHow::Unstable).await.unwrap();
+            assert!(w.wcc.after.is_none());
+            let got = fs.read(Cred::root(), f, at, 16 * CHUNK as u32).await.unwrap().data;
+            assert!(got.iter().enumerate().all(|(i, &b)| b == (i / CHUNK) as u8 + 0x30));
             write(&fs, f, 9, 9).await.unwrap();
             let set = SetAttrs { size: Some(CHUNK as u64), ..SetAttrs::default() };
             fs.setattr(Cred::root(), f, set, None).await.unwrap();

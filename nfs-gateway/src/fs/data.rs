@@ -281,20 +281,25 @@ impl Fs {
             // that a client without permission costs no device write.)
             let inode = self.load_unsettled(r.ino).await?.filter(|i| i.generation == r.generation);
             check_data_access(cred, &inode.ok_or(FsError::Stale)?, perm::MAY_WRITE)?;
-            if whole.len() == 1 && len as u64 == CHUNK_BYTES {
-                // Exactly one chunk (the usual 64 KiB WRITE): its buffer
-                // becomes the value, no copy. Nothing below reads the bytes
-                // of whole chunks again.
-                let key = keys::chunk(r.ino, whole[0]);
-                match std::mem::replace(&mut data, WriteData::Bytes(Vec::new())) {
-                    WriteData::Dma(buf) => txn.put_buf(&key, buf).await?,
-                    WriteData::Bytes(v) => txn.put(&key, v)?,
+            let exactly_whole = offset % CHUNK_BYTES == 0 && len as u64 == whole.len() as u64 * CHUNK_BYTES;
+            // Nothing below reads the bytes of whole chunks again.
+            match std::mem::replace(&mut data, WriteData::Bytes(Vec::new())) {
+                // Whole chunks in DMA memory (64 KiB and 1 MiB WRITEs): the
+                // buffer is cut per chunk, each piece becomes its value
+                // without a copy, and the chunks' device writes go out
+                // together.
+                WriteData::Dma(buf) if exactly_whole => txn.put_bufs(chunk_values(r.ino, whole[0], buf)?).await?,
+                // Exactly one chunk in memory: it becomes the value as it is.
+                WriteData::Bytes(v) if exactly_whole && whole.len() == 1 => {
+                    txn.put(&keys::chunk(r.ino, whole[0]), v)?
                 }
-            } else {
-                for &index in &whole {
-                    let at = (index * CHUNK_BYTES - offset) as usize;
-                    let bytes = data.as_slice()[at..at + CHUNK_BYTES as usize].to_vec();
-                    txn.put(&keys::chunk(r.ino, index), bytes)?;
+                other => {
+                    data = other;
+                    for &index in &whole {
+                        let at = (index * CHUNK_BYTES - offset) as usize;
+                        let bytes = data.as_slice()[at..at + CHUNK_BYTES as usize].to_vec();
+                        txn.put(&keys::chunk(r.ino, index), bytes)?;
+                    }
                 }
             }
             txn.write_values_now().await?;
@@ -352,6 +357,21 @@ async fn chunk_len(engine: &Engine, txn: &mut Transaction, inode: &Inode, index:
     let key = keys::chunk(inode.ino, index);
     let stored = if written { engine.get(&key).await? } else { txn.get(&key).await? };
     Ok(stored.map_or(0, |v| v.len() as u64))
+}
+
+/// `buf`, whole chunks from chunk `first` of `ino`, cut per chunk (no copy)
+/// with the key of each.
+fn chunk_values(ino: u64, first: u64, mut buf: DmaBuf) -> FsResult<Vec<(Vec<u8>, DmaBuf)>> {
+    let mut out = Vec::with_capacity(buf.len() / CHUNK_BYTES as usize);
+    let mut index = first;
+    while buf.len() > CHUNK_BYTES as usize {
+        let (head, tail) =
+            buf.split_at(CHUNK_BYTES as usize).map_err(|_| FsError::Io("a DMA buffer cut off its pages".into()))?;
+        out.push((keys::chunk(ino, index), head));
+        (buf, index) = (tail, index + 1);
+    }
+    out.push((keys::chunk(ino, index), buf));
+    Ok(out)
 }
 
 /// Indices of the chunks a write of `len` bytes at `offset` covers whole.

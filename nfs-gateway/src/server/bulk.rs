@@ -1,8 +1,9 @@
 //! WRITE data that goes to the device from where it is read: the
 //! connection's deframer asks [`splitter`] about each large record, and for
-//! a WRITE of one whole, aligned chunk the data is read into a DMA buffer
-//! of the engine's device, which becomes the chunk's out-of-line value
-//! as it is (no copy out of the record, none into DMA memory).
+//! a WRITE of whole, aligned chunks the data is read into a DMA buffer of
+//! the engine's device, which becomes the chunks' out-of-line values as it
+//! is (cut per chunk without a copy; no copy out of the record, none into
+//! DMA memory).
 
 use keel_engine::Engine;
 
@@ -13,8 +14,8 @@ use crate::rpc::record::Splitter;
 use crate::rpc::CallHeader;
 
 /// Where the data of the WRITE call whose body starts with `prefix` (and is
-/// `body_len` bytes long) begins, if it is one whole chunk at a chunk
-/// boundary and ends the record.
+/// `body_len` bytes long) begins, if it is whole chunks from a chunk
+/// boundary (64 KiB, or the Linux client's 1 MiB) and ends the record.
 pub(crate) fn write_payload_start(prefix: &[u8], body_len: usize) -> Option<usize> {
     let (header, mut r) = CallHeader::decode(prefix).ok()?;
     if (header.prog, header.vers, header.proc_num) != (NFS_PROGRAM, NFS_V3, PROC_WRITE) {
@@ -26,7 +27,8 @@ pub(crate) fn write_payload_start(prefix: &[u8], body_len: usize) -> Option<usiz
     let _stable = r.u32().ok()?;
     let data_len = r.u32().ok()?;
     let from = r.position();
-    let whole_chunk = offset % CHUNK_BYTES == 0 && u64::from(count) == CHUNK_BYTES;
+    let count_bytes = u64::from(count);
+    let whole_chunk = offset % CHUNK_BYTES == 0 && count_bytes > 0 && count_bytes % CHUNK_BYTES == 0;
     (whole_chunk && data_len == count && from.checked_add(data_len as usize) == Some(body_len)).then_some(from)
 }
 
@@ -54,7 +56,7 @@ mod tests {
     }
 
     #[test]
-    fn only_a_write_of_one_aligned_whole_chunk_that_ends_the_record_is_split() {
+    fn only_a_write_of_aligned_whole_chunks_that_ends_the_record_is_split() {
         let c = CHUNK_BYTES as u32;
         let head = write_call(PROC_WRITE, 3 * CHUNK_BYTES, c, c);
         let body_len = head.len() + c as usize;
@@ -69,6 +71,10 @@ mod tests {
         assert_eq!(write_payload_start(&unaligned, unaligned.len() + c as usize), None);
         let short = write_call(PROC_WRITE, 0, c - 4, c - 4);
         assert_eq!(write_payload_start(&short, short.len() + c as usize - 4), None);
+        let sixteen = write_call(PROC_WRITE, 2 * CHUNK_BYTES, 16 * c, 16 * c);
+        assert_eq!(write_payload_start(&sixteen, sixteen.len() + 16 * c as usize), Some(sixteen.len()));
+        let and_a_half = write_call(PROC_WRITE, 0, c + c / 2, c + c / 2);
+        assert_eq!(write_payload_start(&and_a_half, and_a_half.len() + (c + c / 2) as usize), None);
         let other = write_call(PROC_WRITE + 1, 0, c, c);
         assert_eq!(write_payload_start(&other, other.len() + c as usize), None);
     }
