@@ -14,6 +14,8 @@
 # Usage: perf/scripts/nfs-largefile-ab.sh KEEL_A KEEL_B [ROUNDS] [MIB]
 #   PERF=path: the keel-perf binary (default target/release/keel-perf).
 #   WORK_DIR=/path (default /tmp): where the data files live.
+#   LARGEFILE_ARGS: extra `keel-perf nfs largefile` arguments for both
+#   (e.g. '--write-kib 1024', the Linux client's WRITE size).
 #   DEVICE_A, DEVICE_B: extra `[device]` lines for A's or B's configuration
 #   (e.g. DEVICE_B='submit_write_batch_max = 0'), so one binary can be
 #   compared with itself under two settings.
@@ -89,7 +91,8 @@ TICKS=$(getconf CLK_TCK)
 measure() {
     local before after mbs
     before=$(cpu_ticks "$1")
-    mbs=$("$PERF" nfs largefile --size-mib "$MIB" --nfs-port "$2" --mount-port "$3" --export /export |
+    # shellcheck disable=SC2086 # LARGEFILE_ARGS is a list of arguments
+    mbs=$("$PERF" nfs largefile --size-mib "$MIB" --nfs-port "$2" --mount-port "$3" --export /export ${LARGEFILE_ARGS:-} |
         awk '/^run 1:/ {print $3}')
     after=$(cpu_ticks "$1")
     awk -v mbs="$mbs" -v t=$((after - before)) -v hz="$TICKS" -v mib="$MIB" \
@@ -109,6 +112,6 @@ done
 median_spread() {
     printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {m = (NR % 2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2; printf "%.3f (%.3f..%.3f)", m, v[1], v[NR]}'
 }
-echo "largefile ${MIB} MiB, ${ROUNDS} rounds alternating; A = $A ${DEVICE_A:-}, B = $B ${DEVICE_B:-}"
+echo "largefile ${MIB} MiB ${LARGEFILE_ARGS:-}, ${ROUNDS} rounds alternating; A = $A ${DEVICE_A:-}, B = $B ${DEVICE_B:-}"
 echo "A: MB/s $(median_spread "${RA_MBS[@]}"); Keel CPU core-s/GB $(median_spread "${RA_CPU[@]}")"
 echo "B: MB/s $(median_spread "${RB_MBS[@]}"); Keel CPU core-s/GB $(median_spread "${RB_CPU[@]}")"
