@@ -32,10 +32,12 @@ impl Default for EngineConfig {
             // the journal keeps `writes_in_flight_max + pieces per batch + 1`
             // DMA buffers for good, and with 8 MiB batches that is 18 MiB of
             // a pool that may be as small as 32 MiB (`dma.pool_size`), which
-            // checkpoint and eviction writes need too.
+            // checkpoint and eviction writes need too. For the same reason 4
+            // writes in flight, not the journal's 8 (each is a 2 MiB buffer).
             journal: JournalConfig {
                 record_payload_bytes_max: 512 << 10,
                 batch_bytes_max: 2 << 20,
+                writes_in_flight_max: 4,
                 ..JournalConfig::default()
             },
             checkpoint_interval: Duration::from_secs(30),

@@ -93,6 +93,15 @@ pub struct JournalConfig {
     /// flight, records that durability waiters need accumulate into the next
     /// batch.
     pub writes_in_flight_max: usize,
+    /// A batch is sealed for a durability waiter (or the batch delay) only
+    /// when its pieces and the writes already busy (in flight or sealed) fit
+    /// in this many slots, or nothing is busy; clamped to
+    /// `writes_in_flight_max`. The slots above it take only batches sealed
+    /// full: a deeper queue then keeps more bytes of full batches at the
+    /// device without sealing smaller batches for every waiter (with 8 slots
+    /// for both, 64 small-record committers got half as many records per
+    /// batch and fewer commits/s; BENCHMARKS.md, "Journal").
+    pub waiter_seal_writes_max: usize,
     /// A batch nobody waits for is written at most this long after its first
     /// record.
     pub batch_delay_us: u64,
@@ -104,7 +113,8 @@ impl Default for JournalConfig {
         JournalConfig {
             record_payload_bytes_max: 1 << 20,
             batch_bytes_max: 8 << 20,
-            writes_in_flight_max: 4,
+            writes_in_flight_max: 8,
+            waiter_seal_writes_max: 4,
             batch_delay_us: 500,
             durability: DurabilityMode::Auto,
         }
@@ -156,6 +166,8 @@ pub(crate) struct Limits {
     pub piece_bytes: usize,
     pub payload_bytes_max: usize,
     pub writes_in_flight_max: usize,
+    /// `JournalConfig::waiter_seal_writes_max`, at most `writes_in_flight_max`.
+    pub waiter_seal_writes_max: usize,
     pub batch_buffers: usize,
     pub block_bytes: u64,
     pub durable: Durable,
@@ -196,6 +208,9 @@ impl Limits {
         if config.writes_in_flight_max == 0 || config.writes_in_flight_max > 64 {
             return err(format!("writes_in_flight_max {} is outside 1..=64", config.writes_in_flight_max));
         }
+        if config.waiter_seal_writes_max == 0 {
+            return err("waiter_seal_writes_max must be at least 1".into());
+        }
         let durable = match config.durability {
             _ if !device.volatile_write_cache => Durable::AtCompletion,
             DurabilityMode::Fua if !device.fua => return err("the device does not support FUA".into()),
@@ -210,6 +225,7 @@ impl Limits {
             piece_bytes,
             payload_bytes_max: config.record_payload_bytes_max,
             writes_in_flight_max: config.writes_in_flight_max,
+            waiter_seal_writes_max: config.waiter_seal_writes_max.min(config.writes_in_flight_max),
             // Pieces in flight, an open batch's worth, and one more so that
             // the next batch can start while a full one waits for write slots.
             batch_buffers: config.writes_in_flight_max + batch_bytes.div_ceil(piece_bytes) + 1,

@@ -335,13 +335,14 @@ impl State {
         let needed = batch.used_bytes > 0 && (batch.delay_expired || self.durability_needs(batch.first_lsn));
         let batch = self.open.as_mut().expect("checked above");
         // Sealed for a waiter (or the delay) only when every piece it would
-        // write gets a slot now: pieces that would wait for a slot anyway are
-        // better left open to fill up, so that the device gets whole pieces
-        // and not a partial one per batch. With nothing in flight it is
-        // sealed whatever its size, so a waiter never waits for a write that
-        // is not coming.
+        // write gets one of the waiters' slots now: pieces that would wait
+        // for a slot anyway are better left open to fill up, so that the
+        // device gets whole pieces and not a partial one per batch; the slots
+        // above `waiter_seal_writes_max` are for batches sealed full. With
+        // nothing in flight it is sealed whatever its size, so a waiter never
+        // waits for a write that is not coming.
         let pieces = batch.used_bytes.div_ceil(batch.piece_bytes);
-        if needed && (writes_busy == 0 || writes_busy + pieces <= self.limits.writes_in_flight_max) {
+        if needed && (writes_busy == 0 || writes_busy + pieces <= self.limits.waiter_seal_writes_max) {
             batch.closing = true;
         }
         if !batch.closing || batch.claimed_bytes > 0 {
@@ -462,7 +463,8 @@ impl State {
     }
 
     fn flush_if_needed(&mut self, actions: &mut Vec<Action>) {
-        if self.flushes_in_flight >= self.limits.writes_in_flight_max || self.failed.is_some() {
+        // Flushes are for waiters: as many in flight as waiters' batch writes.
+        if self.flushes_in_flight >= self.limits.waiter_seal_writes_max || self.failed.is_some() {
             return;
         }
         let needed = match self.limits.durable {

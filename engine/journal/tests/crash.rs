@@ -47,17 +47,31 @@ struct Workload {
     /// and every other wait, so that the batch is sealed while nobody waits
     /// (written without FUA in FUA mode) and the wait needs a flush.
     pause_before_wait_us: u64,
+    /// The journal's (`writes_in_flight_max`, `waiter_seal_writes_max`).
+    write_slots: (usize, usize),
+    /// Held-back write completions (0: none), so that writes pile up.
+    write_delay_us: u64,
 }
+
+/// The slots of `small_config`: the waiters may use all of them.
+const SLOTS_ALL_FOR_WAITERS: (usize, usize) = (4, 4);
 
 /// The memory device's default largest transfer (pieces hold a whole batch).
 const WHOLE_BATCH: u32 = 1 << 20;
 
-fn crash_config(durability: DurabilityMode) -> JournalConfig {
-    JournalConfig { durability, batch_delay_us: 100, ..small_config() }
+fn crash_config(w: &Workload) -> JournalConfig {
+    let (writes_in_flight_max, waiter_seal_writes_max) = w.write_slots;
+    JournalConfig {
+        durability: w.durability,
+        batch_delay_us: 100,
+        writes_in_flight_max,
+        waiter_seal_writes_max,
+        ..small_config()
+    }
 }
 
 fn recorder(w: &Workload) -> Arc<CrashRecorder> {
-    let (seed, flush_delay_us) = (w.seed, w.flush_delay_us);
+    let (seed, flush_delay_us, write_delay_us) = (w.seed, w.flush_delay_us, w.write_delay_us);
     let pool = Arc::new(DmaPool::for_tests(8 << 20));
     let config = MemoryDeviceConfig {
         capacity_bytes: 1 << 20,
@@ -66,16 +80,22 @@ fn recorder(w: &Workload) -> Arc<CrashRecorder> {
         ..Default::default()
     };
     let inner = Arc::new(MemoryDevice::with_store(&config, pool, Arc::new(MemoryStore::new())));
-    if flush_delay_us == 0 {
+    if flush_delay_us == 0 && write_delay_us == 0 {
         return Arc::new(CrashRecorder::over_memory(inner));
     }
     let initial = Arc::new(inner.store().deep_clone());
     let injector = FaultInjector::new(inner);
-    // Every flush is held back; some far longer, so a later flush can
-    // complete while an earlier one is still in flight.
-    injector.add(FaultRule::flushes(Fault::Delay(Duration::from_micros(flush_delay_us)))).unwrap();
-    let long = FaultRule::flushes(Fault::Delay(Duration::from_micros(8 * flush_delay_us))).probability(0.3).seed(seed);
-    injector.add(long).unwrap();
+    if flush_delay_us > 0 {
+        // Every flush is held back; some far longer, so a later flush can
+        // complete while an earlier one is still in flight.
+        injector.add(FaultRule::flushes(Fault::Delay(Duration::from_micros(flush_delay_us)))).unwrap();
+        let long =
+            FaultRule::flushes(Fault::Delay(Duration::from_micros(8 * flush_delay_us))).probability(0.3).seed(seed);
+        injector.add(long).unwrap();
+    }
+    if write_delay_us > 0 {
+        injector.add(FaultRule::writes(0..u64::MAX, Fault::Delay(Duration::from_micros(write_delay_us)))).unwrap();
+    }
     Arc::new(CrashRecorder::new(Arc::new(injector), initial))
 }
 
@@ -149,7 +169,7 @@ async fn run_committers(
 fn record_one_reactor(w: &Workload) -> (CrashLog, BTreeMap<Lsn, Vec<u8>>) {
     let rec = recorder(w);
     let committed: Committed = Arc::default();
-    let config = crash_config(w.durability);
+    let config = crash_config(w);
     let (marker, c) = (rec.marker(), committed.clone());
     let device: Arc<dyn BlockDevice> = rec.clone();
     let w2 = *w;
@@ -168,7 +188,7 @@ fn record_one_reactor(w: &Workload) -> (CrashLog, BTreeMap<Lsn, Vec<u8>>) {
 fn record_two_reactors(w: &Workload) -> (CrashLog, BTreeMap<Lsn, Vec<u8>>) {
     let rec = recorder(w);
     let committed: Committed = Arc::default();
-    let config = crash_config(w.durability);
+    let config = crash_config(w);
     let device: Arc<dyn BlockDevice> = rec.clone();
     let runtime = Runtime::start(&RuntimeConfig { reactors: 2, ..RuntimeConfig::default() }, &[device]).unwrap();
     let journal = runtime
@@ -244,7 +264,7 @@ fn known_at(log: &CrashLog, point: CrashPoint) -> ((Lsn, u64), Lsn) {
 /// the number of post-crash images checked.
 fn check_crash_states(log: &CrashLog, committed: &BTreeMap<Lsn, Vec<u8>>, w: &Workload, per_point: u64) -> u64 {
     assert!(!log.overflowed());
-    let config = crash_config(w.durability);
+    let config = crash_config(w);
     let pool = Arc::new(DmaPool::for_tests(4 << 20));
     let points = crash_points(log);
     let mut checked = 0u64;
@@ -294,6 +314,8 @@ fn one_reactor_write_then_flush_recovers_a_prefix_with_every_acknowledged_transa
         flush_delay_us: 0,
         transfer_bytes: WHOLE_BATCH,
         pause_before_wait_us: 0,
+        write_slots: SLOTS_ALL_FOR_WAITERS,
+        write_delay_us: 0,
     };
     let (log, committed) = record_one_reactor(&w);
     let checked = check_crash_states(&log, &committed, &w, 40);
@@ -311,6 +333,8 @@ fn two_reactors_write_then_flush_recover_a_prefix_with_every_acknowledged_transa
         flush_delay_us: 0,
         transfer_bytes: WHOLE_BATCH,
         pause_before_wait_us: 0,
+        write_slots: SLOTS_ALL_FOR_WAITERS,
+        write_delay_us: 0,
     };
     let (log, committed) = record_two_reactors(&w);
     let checked = check_crash_states(&log, &committed, &w, 40);
@@ -328,6 +352,8 @@ fn fua_writes_recover_a_prefix_with_every_acknowledged_transaction() {
         flush_delay_us: 0,
         transfer_bytes: WHOLE_BATCH,
         pause_before_wait_us: 0,
+        write_slots: SLOTS_ALL_FOR_WAITERS,
+        write_delay_us: 0,
     };
     let (log, committed) = record_one_reactor(&w);
     let checked = check_crash_states(&log, &committed, &w, 40);
@@ -348,6 +374,8 @@ fn fua_batches_nobody_waited_for_recover_a_prefix_with_every_acknowledged_transa
         flush_delay_us: 0,
         transfer_bytes: WHOLE_BATCH,
         pause_before_wait_us: 400,
+        write_slots: SLOTS_ALL_FOR_WAITERS,
+        write_delay_us: 0,
     };
     let (log, committed) = record_one_reactor(&w);
     let checked = check_crash_states(&log, &committed, &w, 40);
@@ -371,6 +399,8 @@ fn overlapping_flushes_recover_a_prefix_with_every_acknowledged_transaction() {
         flush_delay_us: 300,
         transfer_bytes: WHOLE_BATCH,
         pause_before_wait_us: 0,
+        write_slots: SLOTS_ALL_FOR_WAITERS,
+        write_delay_us: 0,
     };
     let (log, committed) = record_one_reactor(&w);
     let overlapping =
@@ -396,10 +426,55 @@ fn batches_in_pieces_recover_a_prefix_with_every_acknowledged_transaction() {
             flush_delay_us: 0,
             transfer_bytes: 4096,
             pause_before_wait_us: 0,
+            write_slots: SLOTS_ALL_FOR_WAITERS,
+            write_delay_us: 0,
         };
         let (log, committed) = record_one_reactor(&w);
         let checked = check_crash_states(&log, &committed, &w, 20);
         report(&format!("one reactor, {name}, batches in one-page pieces"), &log, committed.len(), checked);
         assert!(checked >= 1500, "{checked} states");
     }
+}
+
+#[test]
+fn full_batches_past_the_waiters_slots_recover_a_prefix_with_every_acknowledged_transaction() {
+    // Eight write slots of which waiters may use two, in one-page pieces,
+    // writes held back so that batches fill: full batches put up to eight
+    // pieces of two or more batches in flight at once, completing in any
+    // order, while waiters' batches wait for the first two slots.
+    for (durability, seed, name) in
+        [(DurabilityMode::WriteThenFlush, 61, "write+flush"), (DurabilityMode::Fua, 67, "FUA")]
+    {
+        let w = Workload {
+            tasks: 9,
+            txns_per_task: 30,
+            durability,
+            seed,
+            flush_delay_us: 0,
+            transfer_bytes: 4096,
+            pause_before_wait_us: 0,
+            write_slots: (8, 2),
+            write_delay_us: 300,
+        };
+        let (log, committed) = record_one_reactor(&w);
+        let depth_max = writes_in_flight_max(&log);
+        let checked = check_crash_states(&log, &committed, &w, 20);
+        report(&format!("one reactor, {name}, 8 slots, 2 for waiters"), &log, committed.len(), checked);
+        // The slots past the waiters' were used.
+        assert!(depth_max > 2 && checked >= 1500, "{depth_max} writes in flight at most, {checked} states");
+    }
+}
+
+/// The most writes the log shows in flight at once.
+fn writes_in_flight_max(log: &CrashLog) -> usize {
+    let (mut depth, mut depth_max) = (0usize, 0usize);
+    for event in log.events() {
+        match event {
+            Event::WriteSubmitted { .. } => depth += 1,
+            Event::WriteCompleted { .. } => depth -= 1,
+            _ => {}
+        }
+        depth_max = depth_max.max(depth);
+    }
+    depth_max
 }
