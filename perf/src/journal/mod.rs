@@ -92,8 +92,13 @@ pub struct JournalArgs {
     pub durability: String,
     /// Device writes (batch pieces) in flight at once (the journal's
     /// `writes_in_flight_max`; fio's `--iodepth`).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = JournalConfig::default().writes_in_flight_max)]
     pub writes_in_flight: usize,
+    /// The journal's `waiter_seal_writes_max`: a batch is sealed for a
+    /// durability waiter only when its pieces and the busy writes fit in this
+    /// many slots (the rest take full batches).
+    #[arg(long, default_value_t = JournalConfig::default().waiter_seal_writes_max)]
+    pub waiter_seal_writes: usize,
     /// The journal's `batch_bytes_max` in KiB. A batch is written in pieces
     /// of one DMA region (2 MiB, fio's `--bs`); 2048 is one piece per batch.
     #[arg(long, default_value_t = JournalConfig::default().batch_bytes_max >> 10)]
@@ -310,6 +315,7 @@ fn measure(
     let journal_config = JournalConfig {
         durability: mode,
         writes_in_flight_max: args.writes_in_flight,
+        waiter_seal_writes_max: args.waiter_seal_writes,
         batch_bytes_max: args.batch_kib << 10,
         batch_delay_us: args.batch_delay_us,
         ..JournalConfig::default()
