@@ -29,6 +29,13 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command};
 
+/// mimalloc instead of glibc's malloc: the request paths allocate many small
+/// short-lived blocks (decoded arguments, keys, values, journal and tree
+/// messages), and glibc's slow paths (`_int_malloc`, `malloc_consolidate`)
+/// were about a fifth of a pipelined SET's CPU (BENCHMARKS.md, issue 5).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
