@@ -95,6 +95,14 @@ impl Engine {
         Some(buf)
     }
 
+    /// Bytes of the DMA pool every device request of the engine draws on
+    /// (`[dma] pool_size`): callers that hold buffers for long (answered
+    /// writes not yet written) size their share of it from this. Call on a
+    /// reactor.
+    pub fn dma_pool_bytes(&self) -> usize {
+        io::dma_pool(self.shared.device).size_bytes()
+    }
+
     /// The superblock now in force.
     pub fn superblock(&self) -> Superblock {
         self.superblock_lock().clone()

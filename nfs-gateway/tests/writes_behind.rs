@@ -107,3 +107,108 @@ fn a_write_behind_that_fails_changes_the_verifier_and_its_resend_gets_the_error(
         .unwrap();
     runtime.stop();
 }
+
+/// Runs `f` on a fresh file system over an engine with `pool_bytes` of DMA
+/// pool and one reactor.
+fn with_fs<F, Fut>(pool_bytes: usize, options: FsOptions, f: F)
+where
+    F: FnOnce(Fs) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let spec = TestEngineSpec { dma_pool_bytes: pool_bytes, ..spec() };
+    let device = memory_device(&spec);
+    let (runtime, engine) = start_on(device as Arc<dyn BlockDevice>, &spec, true).unwrap();
+    runtime
+        .call_blocking(0, move || async move {
+            let fs = Fs::open(engine, options).await.unwrap();
+            f(fs).await
+        })
+        .unwrap();
+    runtime.stop();
+}
+
+#[test]
+fn writes_past_the_byte_budget_are_written_before_their_reply_instead_of_waiting() {
+    // 8 MiB of pool, one reactor: writes behind may hold 2 MiB.
+    let options = FsOptions { writes_behind_max: 1_000, ..FsOptions::default() };
+    with_fs(8 << 20, options, |fs| async move {
+        let f = new_file(&fs, "f").await;
+        let mib = 16 * CHUNK;
+        let mut behind = Vec::new();
+        for i in 0..4u64 {
+            let data = vec![i as u8 + 1; mib];
+            let w = fs.write(Cred::root(), f, i * mib as u64, data, StableHow::Unstable).await.unwrap();
+            behind.push(w.wcc.after.is_none());
+        }
+        assert_eq!(behind[..3], [true, true, false], "the third 1 MiB is over the 2 MiB budget");
+        let (_, verifier) = fs.commit(f).await.unwrap();
+        assert_eq!(verifier, fs.write_verifier());
+        for i in 0..4u64 {
+            let got = fs.read(Cred::root(), f, i * mib as u64, mib as u32).await.unwrap().data;
+            assert!(got.iter().all(|&b| b == i as u8 + 1), "MiB {i} reads back");
+        }
+    });
+}
+
+#[test]
+fn nospc_is_answered_by_a_write_and_never_found_after_its_reply() {
+    let options = FsOptions { capacity_bytes: 2 << 20, writes_behind_max: 1_000, ..FsOptions::default() };
+    with_fs(64 << 20, options, |fs| async move {
+        let f = new_file(&fs, "f").await;
+        let first = fs.write_verifier();
+        let mut answered = 0u64;
+        let refused = loop {
+            assert!(answered < 64, "2 MiB cannot hold {answered} chunks");
+            match write(&fs, f, answered, 0x40 + answered as u8).await {
+                Ok(w) => assert_eq!(w.verifier, first),
+                Err(e) => break e,
+            }
+            answered += 1;
+        };
+        assert!(matches!(refused, keel_nfs::fs::FsError::NoSpace), "{refused:?}");
+        let (_, verifier) = fs.commit(f).await.unwrap();
+        assert_eq!(verifier, first, "no write failed after its reply");
+        for chunk in 0..answered {
+            let got = fs.read(Cred::root(), f, chunk * CHUNK as u64, CHUNK as u32).await.unwrap().data;
+            assert!(got.iter().all(|&b| b == 0x40 + chunk as u8), "chunk {chunk} of {answered} reads back");
+        }
+    });
+}
+
+#[test]
+fn a_file_removed_during_its_writes_behind_leaves_a_clean_file_system_and_its_space() {
+    with_fs(64 << 20, FsOptions::default(), |fs| async move {
+        let (free_before, verifier) = (fs.space().free_bytes, fs.write_verifier());
+        for round in 0..4u64 {
+            let name = format!("f{round}");
+            let f = new_file(&fs, &name).await;
+            for chunk in 0..8 {
+                let mut buf = fs.engine().value_buf(2 * CHUNK).unwrap();
+                buf.fill(0x70 + chunk as u8);
+                let w = fs.write(Cred::root(), f, chunk * 2 * CHUNK as u64, WriteData::Dma(buf), StableHow::Unstable);
+                assert!(w.await.unwrap().wcc.after.is_none(), "answered before its commit");
+            }
+            // Each round removes at a later point of the tasks' progress.
+            for _ in 0..round {
+                keel_reactor::time::sleep(std::time::Duration::from_micros(200)).await;
+            }
+            fs.remove(Cred::root(), fs.root(), name.into_bytes(), false).await.unwrap();
+            assert!(fs.getattr(f).await.is_err(), "gone");
+        }
+        // Let the tasks end (STALE, or committed and then freed).
+        let f = new_file(&fs, "settled").await;
+        fs.commit(f).await.unwrap();
+        fs.remove(Cred::root(), fs.root(), b"settled".to_vec(), false).await.unwrap();
+        for _ in 0..5_000 {
+            if fs.orphans_pending().await.unwrap() == 0 && fs.space().free_bytes == free_before {
+                break;
+            }
+            keel_reactor::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        assert_eq!(fs.orphans_pending().await.unwrap(), 0);
+        let report = fs.fsck().await.unwrap();
+        assert!(report.problems.is_empty(), "{:#?}", report.problems);
+        assert_eq!(fs.space().free_bytes, free_before, "the removed files' space came back");
+        assert_eq!(fs.write_verifier(), verifier, "a write behind of a removed file is no failure");
+    });
+}

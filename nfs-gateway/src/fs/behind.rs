@@ -16,6 +16,14 @@
 //!
 //! Entries live on the file's home reactor (every operation on an inode
 //! runs there), so the table is thread-local and needs no lock.
+//!
+//! Limits: an answered write holds its data (a DMA buffer of the engine's
+//! pool when the connection could get one) until its commit, so the writes
+//! behind of a reactor are bounded in count and in bytes ([`Limits`]), the
+//! bytes to a share of the DMA pool that leaves the rest to reads, tree I/O
+//! and checkpoints. Registering never waits for room: a WRITE that finds
+//! none is written before its reply instead, so no WRITE holds its data
+//! while waiting for others to release theirs.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -41,9 +49,15 @@ struct File {
 struct Table {
     files: HashMap<u64, File>,
     writes: usize,
+    bytes: u64,
     next_seq: u64,
-    /// Tasks waiting for the count of writes to drop under the bound.
-    slot_waiters: Vec<Waker>,
+}
+
+/// Bounds on one reactor's writes behind of one file system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    pub writes_max: usize,
+    pub bytes_max: u64,
 }
 
 thread_local! {
@@ -61,6 +75,7 @@ pub(crate) struct Ticket {
     fs_uid: u64,
     ino: u64,
     seq: u64,
+    bytes: u64,
 }
 
 impl Drop for Ticket {
@@ -70,7 +85,7 @@ impl Drop for Ticket {
             let mut tables = t.borrow_mut();
             let Some(table) = tables.get_mut(&self.fs_uid) else { return };
             table.writes = table.writes.saturating_sub(1);
-            std::mem::take(&mut table.slot_waiters).into_iter().for_each(Waker::wake);
+            table.bytes = table.bytes.saturating_sub(self.bytes);
             if let Some(file) = table.files.get_mut(&self.ino) {
                 file.entries.retain(|e| e.seq != self.seq);
                 std::mem::take(&mut file.waiters).into_iter().for_each(Waker::wake);
@@ -90,8 +105,10 @@ fn now_seq(fs_uid: u64) -> u64 {
 
 /// Waits until `ino` has no write behind registered before the call whose
 /// chunks meet `[chunk_first, chunk_end)`; later writes are not waited for,
-/// so a stream of new writes cannot starve the caller.
-async fn wait_file(fs_uid: u64, ino: u64, chunk_first: u64, chunk_end: u64) {
+/// so a stream of new writes cannot starve the caller. (A WRITE waits here
+/// before [`try_register`], as one written before its reply waits in
+/// [`settle`]: for writes that need nothing it holds.)
+pub(crate) async fn wait_file(fs_uid: u64, ino: u64, chunk_first: u64, chunk_end: u64) {
     let before = now_seq(fs_uid);
     poll_fn(|cx| {
         with_table(fs_uid, |t| {
@@ -117,41 +134,27 @@ pub(crate) async fn settle(fs_uid: u64, ino: u64) {
     }
 }
 
-/// Registers a write behind of chunks `[chunk_first, chunk_end)` of `ino`:
-/// first waits for earlier writes behind of the same chunks (a later write
-/// must commit after them), then for the count on this reactor to be under
-/// `writes_max`.
-pub(crate) async fn register(fs_uid: u64, ino: u64, chunk_first: u64, chunk_end: u64, writes_max: usize) -> Ticket {
-    loop {
-        wait_file(fs_uid, ino, chunk_first, chunk_end).await;
-        poll_fn(|cx| {
-            with_table(fs_uid, |t| {
-                if t.writes < writes_max {
-                    return Poll::Ready(());
-                }
-                t.slot_waiters.push(cx.waker().clone());
-                Poll::Pending
-            })
-        })
-        .await;
-        // Both waits may have let others in: register only if both still
-        // hold, in this same synchronous step.
-        let ticket = with_table(fs_uid, |t| {
-            let file = t.files.get(&ino);
-            let meets = |e: &Entry| e.chunk_first < chunk_end && chunk_first < e.chunk_end;
-            if t.writes >= writes_max || file.is_some_and(|f| f.entries.iter().any(meets)) {
-                return None;
-            }
-            let seq = t.next_seq;
-            t.next_seq += 1;
-            t.writes += 1;
-            t.files.entry(ino).or_default().entries.push(Entry { seq, chunk_first, chunk_end });
-            Some(Ticket { fs_uid, ino, seq })
-        });
-        if let Some(ticket) = ticket {
-            return ticket;
+/// Registers a write behind of `bytes` bytes covering chunks
+/// `[chunk_first, chunk_end)` of `ino`, if it may go behind now: no earlier
+/// write behind of the same chunks is in flight (a later write must commit
+/// after them) and the reactor's writes behind stay within `limits`.
+/// `None` means: write it before the reply (never waits, see the module doc).
+pub(crate) fn try_register(fs_uid: u64, ino: u64, chunks: (u64, u64), bytes: u64, limits: Limits) -> Option<Ticket> {
+    let (chunk_first, chunk_end) = chunks;
+    with_table(fs_uid, |t| {
+        let meets = |e: &Entry| e.chunk_first < chunk_end && chunk_first < e.chunk_end;
+        let overlaps = t.files.get(&ino).is_some_and(|f| f.entries.iter().any(meets));
+        let room = t.writes < limits.writes_max && t.bytes.saturating_add(bytes) <= limits.bytes_max;
+        if overlaps || !room {
+            return None;
         }
-    }
+        let seq = t.next_seq;
+        t.next_seq += 1;
+        t.writes += 1;
+        t.bytes += bytes;
+        t.files.entry(ino).or_default().entries.push(Entry { seq, chunk_first, chunk_end });
+        Some(Ticket { fs_uid, ino, seq, bytes })
+    })
 }
 
 /// Writes behind of this file system on this reactor.
@@ -178,20 +181,16 @@ mod tests {
         f.poll(&mut Context::from_waker(&waker))
     }
 
+    const ROOMY: Limits = Limits { writes_max: 4, bytes_max: 1 << 20 };
+
     #[test]
     fn settle_waits_only_for_writes_registered_before_it() {
         let uid = 9_001;
-        let first = match poll_once(pin!(register(uid, 5, 0, 1, 4))) {
-            Poll::Ready(t) => t,
-            Poll::Pending => panic!("an empty table admits at once"),
-        };
+        let first = try_register(uid, 5, (0, 1), 10, ROOMY).expect("an empty table admits");
         let mut settling = pin!(settle(uid, 5));
         assert!(poll_once(settling.as_mut()).is_pending());
         // A later write of other chunks does not hold the settle back.
-        let later = match poll_once(pin!(register(uid, 5, 1, 2, 4))) {
-            Poll::Ready(t) => t,
-            Poll::Pending => panic!("other chunks are admitted"),
-        };
+        let later = try_register(uid, 5, (1, 2), 10, ROOMY).expect("other chunks are admitted");
         drop(first);
         assert!(poll_once(settling.as_mut()).is_ready());
         assert_eq!(writes_pending(uid), 1);
@@ -200,26 +199,19 @@ mod tests {
     }
 
     #[test]
-    fn a_write_of_the_same_chunks_or_over_the_bound_waits() {
+    fn a_write_of_the_same_chunks_or_over_either_bound_is_refused_not_queued() {
         let uid = 9_002;
-        let first = match poll_once(pin!(register(uid, 7, 2, 4, 2))) {
-            Poll::Ready(t) => t,
-            Poll::Pending => panic!("an empty table admits at once"),
-        };
-        let mut same = pin!(register(uid, 7, 3, 5, 2));
-        assert!(poll_once(same.as_mut()).is_pending());
-        let other = match poll_once(pin!(register(uid, 8, 0, 1, 2))) {
-            Poll::Ready(t) => t,
-            Poll::Pending => panic!("another file is admitted"),
-        };
-        assert!(poll_once(pin!(register(uid, 9, 0, 1, 2))).is_pending(), "over the bound");
+        let limits = Limits { writes_max: 2, bytes_max: 100 };
+        let first = try_register(uid, 7, (2, 4), 40, limits).expect("an empty table admits");
+        assert!(try_register(uid, 7, (3, 5), 10, limits).is_none(), "same chunks in flight");
+        assert!(try_register(uid, 8, (0, 1), 61, limits).is_none(), "over the byte bound");
+        let other = try_register(uid, 8, (0, 1), 60, limits).expect("another file, within both bounds");
+        assert!(try_register(uid, 9, (0, 1), 0, limits).is_none(), "over the count bound");
         drop(first);
-        // Overlap gone but the bound is still reached (other + none): admitted.
-        let second = match poll_once(same.as_mut()) {
-            Poll::Ready(t) => t,
-            Poll::Pending => panic!("admitted once the overlapping write is done"),
-        };
+        let second = try_register(uid, 7, (3, 5), 40, limits).expect("admitted once the overlapping write is done");
+        assert!(try_register(uid, 9, (0, 1), 1, limits).is_none(), "bytes are back at the bound");
         drop((other, second));
         assert_eq!(writes_pending(uid), 0);
+        assert!(try_register(uid, 9, (0, 1), 100, limits).is_some(), "all bytes free again");
     }
 }

@@ -14,13 +14,13 @@ use std::sync::atomic::Ordering;
 
 use keel_engine::{DmaBuf, Engine, MergeOp, Transaction};
 
-use crate::fs::behind;
 use crate::fs::error::{FsError, FsResult};
 use crate::fs::inode::{FileType, Inode, Time, FLAG_SPARSE};
 use crate::fs::keys::{self, CHUNK_BYTES};
 use crate::fs::local::with_unstable;
 use crate::fs::perm::{self, Cred};
 use crate::fs::space::SpaceDelta;
+use crate::fs::{behind, write_behind};
 use crate::fs::{txn_load_ref, txn_store, Fs, InodeRef, Wcc, FILE_BYTES_MAX};
 
 /// How durable a WRITE must be before its reply (NFS `stable_how`).
@@ -84,8 +84,32 @@ pub struct WriteResult {
     pub verifier: [u8; 8],
 }
 
-/// The write failures counted in the verifier (its top 16 bits).
-const WRITE_FAILURES_MAX: u32 = 0xFFFF;
+/// Who writes a WRITE's data: the WRITE before its reply, or a write
+/// behind (`write_behind.rs`), whose access was checked when it was
+/// answered (a permission change since then is ordered after it) and whose
+/// space is reserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Writer {
+    Reply,
+    Behind { reserved_bytes: u64 },
+}
+
+impl Writer {
+    fn check_access(self, cred: &Cred, inode: &Inode) -> FsResult<()> {
+        match self {
+            Writer::Reply => check_data_access(cred, inode, perm::MAY_WRITE),
+            Writer::Behind { .. } if inode.ftype == FileType::Regular => Ok(()),
+            Writer::Behind { .. } => Err(FsError::Inval),
+        }
+    }
+
+    fn reserved_bytes(self) -> u64 {
+        match self {
+            Writer::Reply => 0,
+            Writer::Behind { reserved_bytes } => reserved_bytes,
+        }
+    }
+}
 
 fn round_up_4k(n: u64) -> u64 {
     n.div_ceil(4096) * 4096
@@ -95,7 +119,7 @@ fn chunks_for(size: u64) -> u64 {
     size.div_ceil(CHUNK_BYTES)
 }
 
-fn check_data_access(cred: &Cred, inode: &Inode, want: u32) -> FsResult<()> {
+pub(crate) fn check_data_access(cred: &Cred, inode: &Inode, want: u32) -> FsResult<()> {
     match inode.ftype {
         FileType::Regular => {}
         FileType::Directory => return Err(FsError::IsDir),
@@ -109,13 +133,17 @@ fn check_data_access(cred: &Cred, inode: &Inode, want: u32) -> FsResult<()> {
 
 impl Fs {
     /// The write verifier: changes when the file system is reopened and
-    /// when a write answered before its commit fails (`behind.rs`), the only
-    /// times unstable writes can be lost. The failure count goes into the top
-    /// 16 bits, so it is the boot counter alone until a failure, and never a
-    /// value of another boot (boot counters stay far below 2^48).
+    /// when a write answered before its commit fails (`write_behind.rs`),
+    /// the only times unstable writes can be lost. The failure count goes
+    /// into the top 16 bits, so it is the boot counter alone until a
+    /// failure, and never a value of another boot (boot counters stay far
+    /// below 2^48); a boot has fewer than 2^16 failures
+    /// (`write_behind::WRITE_FAILURES_BITS`), so each one changes it.
     pub fn write_verifier(&self) -> [u8; 8] {
-        let failures = u64::from(self.shared.write_failures.load(Ordering::SeqCst));
-        (self.shared.boot_counter ^ (failures << 48)).to_be_bytes()
+        let failures = self.shared.write_failures.load(Ordering::SeqCst);
+        let bits = write_behind::WRITE_FAILURES_BITS;
+        let counted = failures & ((1 << bits) - 1);
+        (self.shared.boot_counter ^ (counted << (64 - bits))).to_be_bytes()
     }
 
     /// READ `count` bytes at `offset`.
@@ -182,12 +210,17 @@ impl Fs {
     ) -> FsResult<WriteResult> {
         let len = data.len();
         let end = offset.checked_add(len as u64).filter(|&e| e <= FILE_BYTES_MAX).ok_or(FsError::FBig)?;
-        if stable == StableHow::Unstable && self.may_write_behind(offset, len) {
-            return self.write_behind(cred, r, offset, data).await;
-        }
+        let data = if stable == StableHow::Unstable && self.may_write_behind(offset, len) {
+            match self.write_behind(cred, r, offset, data).await? {
+                Ok(answered) => return Ok(answered),
+                Err(data) => data,
+            }
+        } else {
+            data
+        };
         // Earlier WRITEs answered before their commit come first.
         behind::settle(self.shared.uid, r.ino).await;
-        let (wcc, lsn) = self.write_committed(cred, r, offset, end, data).await?;
+        let (wcc, lsn) = self.write_committed(cred, r, offset, end, data, Writer::Reply).await?;
         let committed = if stable == StableHow::Unstable {
             self.note_unstable(r.ino, lsn);
             StableHow::Unstable
@@ -198,76 +231,21 @@ impl Fs {
         Ok(WriteResult { wcc, count: len as u32, committed, verifier: self.write_verifier() })
     }
 
-    fn note_unstable(&self, ino: u64, lsn: keel_engine::Lsn) {
+    pub(crate) fn note_unstable(&self, ino: u64, lsn: keel_engine::Lsn) {
         let files_max = self.shared.options.unstable_files_max;
         with_unstable(self.shared.uid, |u| u.note(ino, lsn, files_max));
     }
 
-    /// Whether an UNSTABLE WRITE of `len` bytes at `offset` may be answered
-    /// before its commit (`behind.rs`): whole chunks only (they do not depend
-    /// on the file's bytes), no write behind has failed in this boot (so a
-    /// client sending its data again gets the error in the reply), and room
-    /// for it and every write behind that may be in flight (so NOSPC is
-    /// answered, not found after the reply).
-    fn may_write_behind(&self, offset: u64, len: usize) -> bool {
-        let writes_max = self.shared.options.writes_behind_max;
-        let whole = len > 0 && offset % CHUNK_BYTES == 0 && len as u64 % CHUNK_BYTES == 0;
-        let margin_bytes = (len as u64).saturating_mul(writes_max as u64 + 1);
-        whole
-            && writes_max > 0
-            && self.shared.write_failures.load(Ordering::SeqCst) == 0
-            && self.shared.check_space(margin_bytes).is_ok()
-    }
-
-    /// Answers an UNSTABLE WRITE of whole chunks once its data is held here
-    /// and registered; its device write and commit go on in a task of this
-    /// (the file's home) reactor. The reply carries no attributes: the ones
-    /// after the write do not exist yet.
-    async fn write_behind(&self, cred: &Cred, r: InodeRef, offset: u64, data: WriteData) -> FsResult<WriteResult> {
-        let len = data.len();
-        // The answers a WRITE can get before anything is written: checked
-        // here, so only what the reply cannot foresee fails behind it.
-        let inode = self.load_unsettled(r.ino).await?.filter(|i| i.generation == r.generation).ok_or(FsError::Stale)?;
-        check_data_access(cred, &inode, perm::MAY_WRITE)?;
-        let (first, end) = (offset / CHUNK_BYTES, (offset + len as u64) / CHUNK_BYTES);
-        let writes_max = self.shared.options.writes_behind_max;
-        let ticket = behind::register(self.shared.uid, r.ino, first, end, writes_max).await;
-        // Read after registering: a failure from now on changes it.
-        let verifier = self.write_verifier();
-        let fs = self.clone();
-        let cred = cred.clone();
-        keel_reactor::spawn(async move {
-            let written = fs.write_committed(&cred, r, offset, offset + len as u64, data).await;
-            match written {
-                Ok((_, lsn)) => fs.note_unstable(r.ino, lsn),
-                // Removed or replaced meanwhile: nobody can read the data.
-                Err(FsError::Stale) => {}
-                Err(e) => fs.write_behind_failed(r.ino, offset, &e),
-            }
-            drop(ticket);
-        })
-        .detach();
-        Ok(WriteResult { wcc: Wcc::default(), count: len as u32, committed: StableHow::Unstable, verifier })
-    }
-
-    /// A write behind failed after its reply: the client must send its data
-    /// again, which a new write verifier tells it at COMMIT; later WRITEs
-    /// wait for their commit, so they get their errors in their replies.
-    fn write_behind_failed(&self, ino: u64, offset: u64, e: &FsError) {
-        let failures = &self.shared.write_failures;
-        let _ = failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| Some((n + 1).min(WRITE_FAILURES_MAX)));
-        tracing::warn!(ino, offset, error = %e, "a WRITE answered before its commit failed; the write verifier changes");
-    }
-
     /// Writes `data` at `offset` (ending at `end`) as one transaction and
     /// commits it; returns the attributes around it and its LSN.
-    async fn write_committed(
+    pub(crate) async fn write_committed(
         &self,
         cred: &Cred,
         r: InodeRef,
         offset: u64,
         end: u64,
         mut data: WriteData,
+        writer: Writer,
     ) -> FsResult<(Wcc, keel_engine::Lsn)> {
         let len = data.len();
         let mut txn = self.shared.engine.transaction();
@@ -280,7 +258,7 @@ impl Fs {
             // write gives the space back when `txn` drops. (Checked first so
             // that a client without permission costs no device write.)
             let inode = self.load_unsettled(r.ino).await?.filter(|i| i.generation == r.generation);
-            check_data_access(cred, &inode.ok_or(FsError::Stale)?, perm::MAY_WRITE)?;
+            writer.check_access(cred, &inode.ok_or(FsError::Stale)?)?;
             let exactly_whole = offset % CHUNK_BYTES == 0 && len as u64 == whole.len() as u64 * CHUNK_BYTES;
             // Nothing below reads the bytes of whole chunks again.
             match std::mem::replace(&mut data, WriteData::Bytes(Vec::new())) {
@@ -306,11 +284,11 @@ impl Fs {
         }
         txn.lock(&[&keys::attr(r.ino)]).await?;
         let before = txn_load_ref(&mut txn, r).await?;
-        check_data_access(cred, &before, perm::MAY_WRITE)?;
+        writer.check_access(cred, &before)?;
         let mut after = before.clone();
         let used_delta = write_chunks(&self.shared.engine, &mut txn, &before, offset, len, data.as_slice()).await?;
         if used_delta > 0 {
-            self.shared.check_space(used_delta as u64)?;
+            self.shared.check_space_reserved(used_delta as u64, writer.reserved_bytes())?;
         }
         if offset > before.size && offset / CHUNK_BYTES > before.size / CHUNK_BYTES {
             after.flags |= FLAG_SPARSE;

@@ -34,6 +34,7 @@ mod remove;
 mod rename;
 mod space;
 mod superblock;
+mod write_behind;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -118,8 +119,9 @@ pub struct FsOptions {
     /// beyond it COMMIT waits for everything written so far.
     pub unstable_files_max: usize,
     /// UNSTABLE whole-chunk WRITEs answered before their data is written
-    /// (`behind.rs`), at most this many per reactor; 0 answers every WRITE
-    /// after its commit.
+    /// (`behind.rs`), at most this many per reactor, and at most a quarter
+    /// of the DMA pool's bytes over all reactors (`write_behind::limits`);
+    /// 0 answers every WRITE after its commit.
     pub writes_behind_max: usize,
 }
 
@@ -143,9 +145,12 @@ pub(crate) struct FsShared {
     pub space: space::Space,
     /// Round-robin choice of the shard for new directories.
     pub next_dir_shard: AtomicU32,
-    /// Writes behind that failed after their reply (saturating at
-    /// `WRITE_FAILURES_MAX`); part of the write verifier.
-    pub write_failures: AtomicU32,
+    /// Writes behind that failed after their reply in this boot (fewer
+    /// than 2^16, see `write_behind.rs`); part of the write verifier.
+    pub write_failures: AtomicU64,
+    /// Bounds on each reactor's writes behind (from `options`, the DMA
+    /// pool's size and the reactor count).
+    pub behind_limits: behind::Limits,
 }
 
 /// A handle to a mounted file system; cheap to clone, usable on any reactor.
@@ -169,6 +174,8 @@ impl Fs {
         let anchors = keys::anchors(shard_count);
         let sb = superblock::open(&engine, &anchors).await?;
         let space = space::Space::load(&engine, &anchors).await?;
+        let reactors = keel_reactor::reactor_count();
+        let behind_limits = write_behind::limits(options.writes_behind_max, engine.dma_pool_bytes(), reactors);
         let shared = Arc::new(FsShared {
             uid: NEXT_FS_UID.fetch_add(1, Ordering::Relaxed),
             engine,
@@ -179,7 +186,8 @@ impl Fs {
             options,
             space,
             next_dir_shard: AtomicU32::new(0),
-            write_failures: AtomicU32::new(0),
+            write_failures: AtomicU64::new(0),
+            behind_limits,
         });
         let fs = Fs { shared };
         freer::start(&fs).await?;

@@ -3,7 +3,8 @@
 //! merge: no read, no lock, no contention), mirrored in memory for FSSTAT
 //! and the NOSPC check.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use keel_engine::{Engine, MergeOp, Transaction};
 
@@ -19,7 +20,16 @@ pub const INODE_BYTES_ESTIMATE: u64 = 512;
 pub(crate) struct Space {
     used_bytes: AtomicI64,
     inodes: AtomicI64,
+    /// Bytes held for writes behind answered but not yet committed (on
+    /// every reactor), counted as in use so that NOSPC is answered by a
+    /// WRITE's reply and never found after it.
+    reserved_bytes: AtomicU64,
 }
+
+/// Free space a write behind must leave beyond itself: the capacity counts
+/// file data only, so near full the tree's own use could still run out
+/// first; the last 1/32 is written before the reply, where NOSPC is answered.
+const BEHIND_HEADROOM_DIVISOR: u64 = 32;
 
 /// What FSSTAT reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,13 +62,48 @@ impl Space {
 }
 
 impl FsShared {
-    /// NOSPC unless `more_bytes` more fit in the capacity.
+    /// NOSPC unless `more_bytes` more fit in the capacity beside what is
+    /// in use and reserved.
     pub fn check_space(&self, more_bytes: u64) -> FsResult<()> {
-        if self.space.in_use_bytes().saturating_add(more_bytes) > self.options.capacity_bytes {
+        self.check_space_reserved(more_bytes, 0)
+    }
+
+    /// [`FsShared::check_space`] for a write that holds a reservation of
+    /// `own_reserved_bytes` (not counted against it).
+    pub fn check_space_reserved(&self, more_bytes: u64, own_reserved_bytes: u64) -> FsResult<()> {
+        let reserved = self.space.reserved_bytes.load(Ordering::SeqCst).saturating_sub(own_reserved_bytes);
+        let in_use = self.space.in_use_bytes().saturating_add(reserved);
+        if in_use.saturating_add(more_bytes) > self.options.capacity_bytes {
             return Err(FsError::NoSpace);
         }
         Ok(())
     }
+}
+
+/// Space held for one write behind until it is dropped (after its commit
+/// counted the bytes as used, or after it failed).
+pub(crate) struct Reservation {
+    shared: Arc<FsShared>,
+    pub bytes: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.shared.space.reserved_bytes.fetch_sub(self.bytes, Ordering::SeqCst);
+    }
+}
+
+/// Reserves `bytes` for a write behind if they fit with the headroom;
+/// `None` sends the WRITE down the path that answers NOSPC itself.
+pub(crate) fn reserve(shared: &Arc<FsShared>, bytes: u64) -> Option<Reservation> {
+    let capacity = shared.options.capacity_bytes;
+    let limit = capacity - capacity / BEHIND_HEADROOM_DIVISOR;
+    let fits = |reserved: u64| {
+        let after = shared.space.in_use_bytes().saturating_add(reserved).saturating_add(bytes);
+        (after <= limit).then_some(reserved + bytes)
+    };
+    shared.space.reserved_bytes.fetch_update(Ordering::SeqCst, Ordering::SeqCst, fits).ok()?;
+    Some(Reservation { shared: Arc::clone(shared), bytes })
 }
 
 /// A change in space use that a transaction records on one shard.
