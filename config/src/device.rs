@@ -153,7 +153,7 @@ impl DeviceConfig {
             }
         }
         check_range("device.size", self.size, DEVICE_SIZE_MIN, DEVICE_SIZE_MAX)?;
-        if self.size.bytes() % 4096 != 0 {
+        if !self.size.bytes().is_multiple_of(4096) {
             return Err(Problem::new("device.size", format!("{} is not a multiple of 4KiB", self.size)));
         }
         if self.pci_addresses.len() > PCI_ADDRESSES_MAX {

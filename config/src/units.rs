@@ -73,7 +73,7 @@ impl fmt::Display for ByteSize {
     /// parses back to the same number.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (name, scale) in [("TiB", 1u64 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-            if self.0 != 0 && self.0 % scale == 0 {
+            if self.0 != 0 && self.0.is_multiple_of(scale) {
                 return write!(f, "{}{name}", self.0 / scale);
             }
         }
@@ -163,7 +163,7 @@ impl fmt::Display for HumanDuration {
         for (name, scale) in
             [("h", 3_600_000_000_000u128), ("m", 60_000_000_000), ("s", 1_000_000_000), ("ms", 1_000_000)]
         {
-            if nanos != 0 && nanos % scale == 0 {
+            if nanos != 0 && nanos.is_multiple_of(scale) {
                 return write!(f, "{}{name}", nanos / scale);
             }
         }

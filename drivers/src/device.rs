@@ -62,7 +62,7 @@ impl DeviceInfo {
     /// lie on the device.
     pub fn check_transfer(&self, lba: u64, len_bytes: usize) -> Result<(), crate::IoErrorKind> {
         let block = self.block_size_bytes as usize;
-        if len_bytes == 0 || len_bytes % block != 0 || len_bytes > self.max_transfer_bytes as usize {
+        if len_bytes == 0 || !len_bytes.is_multiple_of(block) || len_bytes > self.max_transfer_bytes as usize {
             return Err(crate::IoErrorKind::BadLength);
         }
         let blocks = (len_bytes / block) as u64;

@@ -363,7 +363,7 @@ fn check_image(image: &CrashImage, pool: &Arc<DmaPool>, history: &History, acked
     // Mostly one reactor (cheaper); every eighth image on two, so shards
     // recover on reactors other than the one that wrote them.
     let reactors = if job % 8 == 7 { 2 } else { 1 };
-    recover_and_check(device, &image.id().to_string(), history, acked, reactors, job % POINT_READS_EVERY == 0)
+    recover_and_check(device, &image.id().to_string(), history, acked, reactors, job.is_multiple_of(POINT_READS_EVERY))
 }
 
 /// Recovers the volume on `device` and checks it; `id` names the image in

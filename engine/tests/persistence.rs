@@ -15,7 +15,7 @@ fn spec() -> TestEngineSpec {
 
 fn value_for(i: u32) -> Vec<u8> {
     // Every seventh value is large enough to go out of line.
-    let len = if i % 7 == 0 { 10_000 + i as usize } else { 20 + (i % 50) as usize };
+    let len = if i.is_multiple_of(7) { 10_000 + i as usize } else { 20 + (i % 50) as usize };
     (0..len).map(|b| (b as u32 ^ i) as u8).collect()
 }
 

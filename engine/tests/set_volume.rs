@@ -29,7 +29,7 @@ fn key(i: u32) -> Vec<u8> {
 /// Some values out of line (larger than a tree's inline limit), so extents
 /// cross stripes too.
 fn value(i: u32) -> Vec<u8> {
-    let len = if i % 20 == 0 { 300_000 } else { 100 };
+    let len = if i.is_multiple_of(20) { 300_000 } else { 100 };
     (0..len).map(|j| (i as usize * 31 + j) as u8).collect()
 }
 

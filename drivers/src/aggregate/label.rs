@@ -106,10 +106,13 @@ impl Label {
         if self.member_count == 0 || self.member_index >= self.member_count {
             return Some(format!("member {} of {}", self.member_index, self.member_count));
         }
-        if self.data_offset_bytes % block != 0 || self.data_offset_bytes < LABEL_BYTES as u64 {
+        if !self.data_offset_bytes.is_multiple_of(block) || self.data_offset_bytes < LABEL_BYTES as u64 {
             return Some(format!("data offset {} is not a whole number of blocks", self.data_offset_bytes));
         }
-        if self.member_data_bytes == 0 || self.member_data_bytes % stripe != 0 || self.member_data_bytes > 1 << 56 {
+        if self.member_data_bytes == 0
+            || !self.member_data_bytes.is_multiple_of(stripe)
+            || self.member_data_bytes > 1 << 56
+        {
             return Some(format!("{} data bytes per member is not a whole number of stripes", self.member_data_bytes));
         }
         None

@@ -34,7 +34,7 @@ impl DmaBuf {
     /// `at_bytes` must be a multiple of 4 KiB strictly inside the buffer;
     /// otherwise the buffer comes back unchanged as the error.
     pub fn split_at(self, at_bytes: usize) -> Result<(DmaBuf, DmaBuf), DmaBuf> {
-        if at_bytes == 0 || at_bytes >= self.len_bytes || at_bytes % PAGE_BYTES != 0 {
+        if at_bytes == 0 || at_bytes >= self.len_bytes || !at_bytes.is_multiple_of(PAGE_BYTES) {
             return Err(self);
         }
         let parts = self.take_parts();

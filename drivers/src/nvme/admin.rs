@@ -87,7 +87,7 @@ impl AdminQueue {
                 return if status.is_success() { Ok(cqe) } else { Err(AdminError::Status(status)) };
             }
             spins = spins.wrapping_add(1);
-            if spins % 64 == 0 {
+            if spins.is_multiple_of(64) {
                 let status = bar.read32(reg::CSTS);
                 if status == csts::GONE || status & csts::CFS != 0 {
                     return Err(AdminError::ControllerDown(status));

@@ -129,7 +129,7 @@ impl Bar {
     }
 
     fn check(&self, offset: usize) {
-        assert!(offset % 4 == 0 && offset + 4 <= self.len_bytes, "register {offset:#x} outside BAR0");
+        assert!(offset.is_multiple_of(4) && offset + 4 <= self.len_bytes, "register {offset:#x} outside BAR0");
     }
 
     pub fn read32(&self, offset: usize) -> u32 {

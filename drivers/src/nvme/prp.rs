@@ -32,7 +32,7 @@ pub enum Prp2 {
 /// `Prp2::List`, the entries are written to `list` (the tracker's list page,
 /// as 64-bit little-endian IOVAs).
 pub fn layout(data_iova: u64, len_bytes: usize, list: &mut [u8]) -> Prp2 {
-    assert!(data_iova % MEMORY_PAGE_BYTES as u64 == 0, "DMA buffers are page aligned");
+    assert!(data_iova.is_multiple_of(MEMORY_PAGE_BYTES as u64), "DMA buffers are page aligned");
     assert!(len_bytes > 0 && len_bytes <= REGION_BYTES, "transfer of {len_bytes} bytes");
     let pages = len_bytes.div_ceil(MEMORY_PAGE_BYTES);
     match pages {

@@ -91,7 +91,7 @@ impl CrashRecorder {
 
     pub fn with_config(inner: Arc<dyn BlockDevice>, initial_image: Arc<MemoryStore>, config: RecorderConfig) -> Self {
         let block_bytes = inner.info().block_size_bytes as usize;
-        assert!(block_bytes % SECTOR_BYTES == 0, "block size {block_bytes} is not a multiple of a sector");
+        assert!(block_bytes.is_multiple_of(SECTOR_BYTES), "block size {block_bytes} is not a multiple of a sector");
         let shared = Arc::new(Shared { config, recording: Mutex::new(Recording::default()) });
         CrashRecorder { inner, initial: initial_image, shared }
     }

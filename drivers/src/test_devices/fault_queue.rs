@@ -193,7 +193,7 @@ impl FaultQueuePair {
     fn tear(&mut self, op: Op, keep_bytes: usize, caller_tag: u64) -> Result<(Op, After), SubmitError> {
         let Op::Write { lba, mut buf, fua } = op else { unreachable!("tears are validated to be writes") };
         let block_bytes = self.block_bytes();
-        if keep_bytes % block_bytes == 0 {
+        if keep_bytes.is_multiple_of(block_bytes) {
             let len_bytes = buf.len();
             buf.set_len(keep_bytes);
             return Ok((Op::Write { lba, buf, fua }, After::RestoreLen(len_bytes)));

@@ -319,7 +319,7 @@ fn check_position(position: &JournalPosition, ring_bytes: u64) -> Result<(), Jou
     let ok = position.next_lsn >= 1
         && position.head_lsn <= position.next_lsn
         && position.head_offset <= position.next_offset
-        && position.next_offset % page == 0
+        && position.next_offset.is_multiple_of(page)
         && position.next_offset - position.head_offset / page * page <= ring_bytes;
     if ok {
         Ok(())

@@ -155,7 +155,7 @@ impl Scanner<'_> {
                 return Ok(Err(format!("payload length {payload_bytes} is beyond the limit")));
             }
             RecordKind::Data => record_bytes(payload_bytes) as u64,
-            RecordKind::Pad if payload_bytes % 8 != 0 => return Ok(Err("misaligned pad length".to_owned())),
+            RecordKind::Pad if !payload_bytes.is_multiple_of(8) => return Ok(Err("misaligned pad length".to_owned())),
             RecordKind::Pad => (HEADER_BYTES + payload_bytes) as u64,
         };
         if at % self.ring_bytes + span > self.ring_bytes {

@@ -211,8 +211,11 @@ mod tests {
     use crate::message::Value;
     use crate::node::Node;
 
-    fn sample() -> (Vec<(Vec<u8>, Vec<u8>)>, Vec<u8>, Leaf, Location) {
-        let entries: Vec<(Vec<u8>, Vec<u8>)> =
+    /// A sample's (key, value) pairs.
+    type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+    fn sample() -> (Entries, Vec<u8>, Leaf, Location) {
+        let entries: Entries =
             (0..150u32).map(|i| (format!("key{:06}", i * 2).into_bytes(), vec![b'a' + (i % 26) as u8; 90])).collect();
         let refs: Vec<(&[u8], Value)> = entries.iter().map(|(k, v)| (k.as_slice(), Value::Inline(v.clone()))).collect();
         let leaf = leaf_from(&refs);

@@ -25,7 +25,7 @@ impl Region {
     pub fn new(device: DeviceId, first_page: u64, pages: u64) -> Result<Region, TreeError> {
         let info = io::device_info(device);
         let block = u64::from(info.block_size_bytes);
-        if block == 0 || PAGE_BYTES as u64 % block != 0 {
+        if block == 0 || !(PAGE_BYTES as u64).is_multiple_of(block) {
             return Err(TreeError::Config(format!("device block size {block} does not divide the page size")));
         }
         let blocks_per_page = PAGE_BYTES as u64 / block;

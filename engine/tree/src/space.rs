@@ -134,7 +134,7 @@ impl SpaceMap {
         let (mut run_start, mut run_len) = (from, 0u64);
         let mut p = from;
         while p < to {
-            if p % 64 == 0 && p + 64 <= to {
+            if p.is_multiple_of(64) && p + 64 <= to {
                 let (c, w, _) = Self::word_of(p);
                 let word = self.chunks[c][w];
                 if word == u64::MAX {

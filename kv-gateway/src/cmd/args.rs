@@ -46,7 +46,7 @@ pub fn is(arg: &[u8], word: &str) -> bool {
 
 /// The number of elements a pairs-taking command got (`HSET k f v f v`).
 pub fn pairs(args: &[Vec<u8>], name: &str) -> Res<usize> {
-    if args.is_empty() || args.len() % 2 != 0 {
+    if args.is_empty() || !args.len().is_multiple_of(2) {
         return Err(wrong_arity(name));
     }
     Ok(args.len() / 2)

@@ -60,7 +60,7 @@ fn parse_zadd_flags(args: &[Vec<u8>]) -> Res<(ZaddFlags, usize)> {
         return Err(Reply::error("ERR GT, LT, and/or NX options at the same time are not compatible"));
     }
     let rest = args.len() - i;
-    if rest == 0 || rest % 2 != 0 {
+    if rest == 0 || !rest.is_multiple_of(2) {
         return Err(syntax());
     }
     if f.incr && rest != 2 {

@@ -259,7 +259,7 @@ impl Fs {
             // that a client without permission costs no device write.)
             let inode = self.load_unsettled(r.ino).await?.filter(|i| i.generation == r.generation);
             writer.check_access(cred, &inode.ok_or(FsError::Stale)?)?;
-            let exactly_whole = offset % CHUNK_BYTES == 0 && len as u64 == whole.len() as u64 * CHUNK_BYTES;
+            let exactly_whole = offset.is_multiple_of(CHUNK_BYTES) && len as u64 == whole.len() as u64 * CHUNK_BYTES;
             // Nothing below reads the bytes of whole chunks again.
             match std::mem::replace(&mut data, WriteData::Bytes(Vec::new())) {
                 // Whole chunks in DMA memory (64 KiB and 1 MiB WRITEs): the

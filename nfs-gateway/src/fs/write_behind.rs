@@ -77,7 +77,7 @@ impl Fs {
     /// and no write behind failed in this boot (so a client sending its
     /// data again gets the error in the reply).
     pub(crate) fn may_write_behind(&self, offset: u64, len: usize) -> bool {
-        let whole = len > 0 && offset % CHUNK_BYTES == 0 && len as u64 % CHUNK_BYTES == 0;
+        let whole = len > 0 && offset.is_multiple_of(CHUNK_BYTES) && (len as u64).is_multiple_of(CHUNK_BYTES);
         whole && self.shared.behind_limits.writes_max > 0 && self.shared.write_failures.load(Ordering::SeqCst) == 0
     }
 

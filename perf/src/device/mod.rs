@@ -118,7 +118,7 @@ fn one_run(
 
 fn validate(args: &DeviceArgs) -> Result<(), PerfError> {
     let fail = |why: String| Err(PerfError::Config(why));
-    if args.bs == 0 || args.bs % 512 != 0 || args.bs > keel_drivers::dma::REGION_BYTES as u64 {
+    if args.bs == 0 || !args.bs.is_multiple_of(512) || args.bs > keel_drivers::dma::REGION_BYTES as u64 {
         return fail(format!("--bs {} must be a non-zero multiple of 512 of at most 2 MiB", args.bs));
     }
     if args.set_members > 1 && args.backend != Backend::Memory {
@@ -177,7 +177,7 @@ fn open(args: &DeviceArgs) -> Result<(Arc<dyn BlockDevice>, DeviceFacts), PerfEr
         }
     };
     let block = u64::from(facts.block_size_bytes);
-    if args.bs % block != 0 || args.bs > u64::from(device.info().max_transfer_bytes) {
+    if !args.bs.is_multiple_of(block) || args.bs > u64::from(device.info().max_transfer_bytes) {
         return Err(PerfError::Config(format!(
             "--bs {} must be a multiple of the device's {block}-byte block and at most its {}-byte maximum transfer",
             args.bs,

@@ -32,7 +32,7 @@ impl Workload {
         reactor: u32,
         reactors: u32,
     ) -> Result<Self, String> {
-        assert!(io_bytes % block_bytes == 0 && io_bytes > 0);
+        assert!(io_bytes.is_multiple_of(block_bytes) && io_bytes > 0);
         let blocks_per_io = io_bytes / block_bytes;
         let units_total = capacity_blocks / blocks_per_io;
         let (first_unit, units) = if pattern.is_random() {

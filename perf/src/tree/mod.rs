@@ -123,7 +123,7 @@ pub fn main(args: &TreeArgs) -> Result<(), String> {
         args.records,
         args.key_bytes,
         args.value_bytes,
-        user_bytes as f64 / (1 << 20) as f64,
+        user_bytes as f64 / f64::from(1u32 << 20),
         args.reads,
         args.cache_mib,
         user_bytes as f64 / (args.cache_mib << 20) as f64,
@@ -155,7 +155,7 @@ pub fn main(args: &TreeArgs) -> Result<(), String> {
         println!(
             "run {run} keel: fill {:.0} ops/s, device writes {:.1} MiB; read {:.0} ops/s ({:.1}% found)",
             k.fill_ops_per_sec,
-            k.fill_device_write_bytes as f64 / (1 << 20) as f64,
+            k.fill_device_write_bytes as f64 / f64::from(1u32 << 20),
             k.read_ops_per_sec,
             100.0 * k.reads_found as f64 / args.reads as f64
         );
@@ -169,7 +169,7 @@ pub fn main(args: &TreeArgs) -> Result<(), String> {
             println!(
                 "run {run} rocksdb: fill {:.0} ops/s, device writes {:.1} MiB; read {:.0} ops/s ({:.1}% found)",
                 r.fill_ops_per_sec,
-                r.fill_device_write_bytes as f64 / (1 << 20) as f64,
+                r.fill_device_write_bytes as f64 / f64::from(1u32 << 20),
                 r.read_ops_per_sec,
                 100.0 * r.reads_found_fraction
             );
