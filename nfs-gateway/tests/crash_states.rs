@@ -17,6 +17,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
@@ -25,7 +27,7 @@ use std::time::Instant;
 
 use keel_drivers::test_devices::{CrashMarker, CrashRecorder};
 use keel_drivers::{BlockDevice, DmaPool};
-use keel_engine::testing::{memory_device, start_on, TestEngineSpec};
+use keel_engine::testing::{start_on, TestEngineSpec};
 use keel_engine::{EngineConfig, TreeConfig};
 use keel_nfs::fs::perm::Cred;
 use keel_nfs::fs::{CreateMode, FileType, InodeRef, NodeSpec, SetAttrs, StableHow};
@@ -358,16 +360,7 @@ fn after_a_crash_anywhere_the_file_system_is_a_durable_prefix_and_fsck_clean() {
     let started = Instant::now();
     let (mut images_checked, mut points_checked) = (0u64, 0u64);
     for seed in 0..SEEDS {
-        // Format and create the file system before recording, so every
-        // crash point has one.
-        let memory = memory_device(&spec());
-        let (runtime, engine) = start_on(Arc::clone(&memory) as Arc<dyn BlockDevice>, &spec(), true).unwrap();
-        let e = engine.clone();
-        runtime
-            .call_blocking(0, move || async move { drop(Fs::open(e, FsOptions::default()).await.unwrap()) })
-            .unwrap();
-        engine.close(&runtime).unwrap();
-        runtime.stop();
+        let memory = common::formatted_memory(&spec());
 
         let rec = Arc::new(CrashRecorder::over_memory(memory));
         let marker = rec.marker();

@@ -16,12 +16,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use keel_drivers::test_devices::{CrashMarker, CrashRecorder};
 use keel_drivers::{BlockDevice, DmaPool};
-use keel_engine::testing::{memory_device, start_on, TestEngineSpec};
+use keel_engine::testing::{start_on, TestEngineSpec};
 use keel_engine::{route, EngineConfig, TreeConfig};
 use keel_nfs::fs::perm::Cred;
 use keel_nfs::fs::{CreateMode, FileType, InodeRef, NodeSpec, SetAttrs, StableHow, WriteData};
@@ -191,14 +193,7 @@ fn mib_writes_behind_with_file_sync_and_checkpoints_in_flight_lose_nothing_ackno
     let per_point: u64 = std::env::var("KEEL_NFS_CRASH_IMAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
     let mut images_checked = 0u64;
     for seed in 0..SEEDS {
-        let memory = memory_device(&spec());
-        let (runtime, engine) = start_on(Arc::clone(&memory) as Arc<dyn BlockDevice>, &spec(), true).unwrap();
-        let e = engine.clone();
-        runtime
-            .call_blocking(0, move || async move { drop(Fs::open(e, FsOptions::default()).await.unwrap()) })
-            .unwrap();
-        engine.close(&runtime).unwrap();
-        runtime.stop();
+        let memory = common::formatted_memory(&spec());
 
         let rec = Arc::new(CrashRecorder::over_memory(memory));
         let marker = rec.marker();

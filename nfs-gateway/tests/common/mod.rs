@@ -2,10 +2,14 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use keel_engine::testing::{memory_engine, TestEngineSpec};
+use keel_drivers::memory::MemoryDevice;
+use keel_drivers::BlockDevice;
+use keel_engine::testing::{memory_device, memory_engine, start_on, TestEngineSpec};
 use keel_engine::Engine;
 use keel_nfs::client::{Auth, Nfs3Client};
+use keel_nfs::{Fs, FsOptions};
 use keel_nfs::{Gateway, GatewayConfig};
 use keel_reactor::Runtime;
 
@@ -78,4 +82,16 @@ pub fn status<T: std::fmt::Debug>(r: Result<T, keel_nfs::client::ClientError>) -
         Err(keel_nfs::client::ClientError::Nfs(s)) => s,
         other => panic!("expected an NFS error status, got {other:?}"),
     }
+}
+
+/// A memory device holding a formatted volume with a created file system and
+/// nothing else: crash tests record from here, so every crash point has one.
+pub fn formatted_memory(spec: &TestEngineSpec) -> Arc<MemoryDevice> {
+    let memory = memory_device(spec);
+    let (runtime, engine) = start_on(Arc::clone(&memory) as Arc<dyn BlockDevice>, spec, true).unwrap();
+    let e = engine.clone();
+    runtime.call_blocking(0, move || async move { drop(Fs::open(e, FsOptions::default()).await.unwrap()) }).unwrap();
+    engine.close(&runtime).unwrap();
+    runtime.stop();
+    memory
 }
