@@ -8,7 +8,9 @@
 use crate::layout::{Layout, PAGE_BYTES};
 
 pub const SUPERBLOCK_MAGIC: [u8; 8] = *b"KEELSUP1";
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: leaves with their keys' shared prefix once and varint lengths
+/// (FORMAT.md "Leaf payload").
+pub const FORMAT_VERSION: u32 = 2;
 /// Bytes of opaque checkpoint state each shard keeps in the superblock.
 pub const SHARD_STATE_BYTES: usize = 96;
 /// The most shards a volume can have (their states must fit in one page).

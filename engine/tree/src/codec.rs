@@ -45,6 +45,34 @@ pub fn put_bytes32(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+/// Bytes of `v` as a varint: 7 bits per byte, low bits first, the top bit
+/// of a byte set when another follows (1 byte below 128, at most 5).
+pub fn varint_len(v: u32) -> usize {
+    match v {
+        0..=0x7f => 1,
+        0x80..=0x3fff => 2,
+        0x4000..=0x1f_ffff => 3,
+        0x20_0000..=0xfff_ffff => 4,
+        _ => 5,
+    }
+}
+
+/// Writes `v` as a varint (see [`varint_len`]).
+pub fn put_varint(out: &mut Vec<u8>, mut v: u32) {
+    while v >= 0x80 {
+        out.push((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// A varint length followed by the bytes.
+pub fn put_bytes_varint(out: &mut Vec<u8>, bytes: &[u8]) {
+    debug_assert!(bytes.len() <= u32::MAX as usize);
+    put_varint(out, bytes.len() as u32);
+    out.extend_from_slice(bytes);
+}
+
 /// Writes `v` little-endian at `at` in an existing buffer.
 pub fn set_u32(buf: &mut [u8], at: usize, v: u32) {
     buf[at..at + 4].copy_from_slice(&v.to_le_bytes());
@@ -140,6 +168,36 @@ impl<'a> Reader<'a> {
         self.take(n, what)
     }
 
+    /// A varint (see [`varint_len`]) in its shortest form: a longer form
+    /// or a value past u32 is malformed, so every value has one encoding.
+    pub fn varint(&mut self, what: &'static str) -> Result<u32, Malformed> {
+        let mut v = 0u32;
+        for i in 0..5 {
+            let b = self.u8(what)?;
+            let bits = u32::from(b & 0x7f);
+            if i == 4 && bits > 0x0f {
+                return Err(Malformed(what));
+            }
+            v |= bits << (7 * i);
+            if b & 0x80 == 0 {
+                if i > 0 && b == 0 {
+                    return Err(Malformed(what));
+                }
+                return Ok(v);
+            }
+        }
+        Err(Malformed(what))
+    }
+
+    /// A varint length and that many bytes, the length at most `max`.
+    pub fn bytes_varint(&mut self, max: usize, what: &'static str) -> Result<&'a [u8], Malformed> {
+        let n = self.varint(what)? as usize;
+        if n > max {
+            return Err(Malformed(what));
+        }
+        self.take(n, what)
+    }
+
     /// A u32 length and that many bytes, the length at most `max`.
     pub fn bytes32(&mut self, max: usize, what: &'static str) -> Result<&'a [u8], Malformed> {
         let n = self.u32(what)? as usize;
@@ -166,6 +224,22 @@ mod tests {
         let mut r = Reader::new(&out[..5]);
         r.u32("a").unwrap();
         assert_eq!(r.bytes16(10, "b"), Err(Malformed("b")));
+    }
+
+    #[test]
+    fn varints_round_trip_in_their_shortest_form_only() {
+        for v in [0u32, 1, 127, 128, 300, 16_383, 16_384, 2_097_151, 2_097_152, u32::MAX] {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            assert_eq!(out.len(), varint_len(v), "{v}");
+            let mut r = Reader::new(&out);
+            assert_eq!(r.varint("v"), Ok(v));
+            assert!(r.is_empty());
+            assert_eq!(Reader::new(&out[..out.len() - 1]).varint("v"), Err(Malformed("v")), "cut {v}");
+        }
+        assert_eq!(Reader::new(&[0x81, 0x00]).varint("v"), Err(Malformed("v")), "a longer form of 1");
+        assert_eq!(Reader::new(&[0xff, 0xff, 0xff, 0xff, 0x1f]).varint("v"), Err(Malformed("v")), "past u32");
+        assert_eq!(Reader::new(&[0x80; 6]).varint("v"), Err(Malformed("v")));
     }
 
     #[test]

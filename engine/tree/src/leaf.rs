@@ -5,10 +5,17 @@
 //! lookup is a binary search without decoding. Leaves change only by whole
 //! batches (a flush from the parent), which rebuild the bytes in one pass.
 //!
-//! Entry encoding (see FORMAT.md, "Leaf"): `[key len: u16][key][flags: u8]`,
-//! then the value: inline `[len: u32][bytes]` or an extent reference (24
-//! bytes), then, when flag bit 1 is set, `[count: u32]` merges waiting for
-//! their out-of-line base to be read.
+//! Entry encoding in memory: `[key len: u16][key][flags: u8]`, then the
+//! value: inline `[len: u32][bytes]` or an extent reference (24 bytes), then,
+//! when flag bit 1 is set, `[count: u32]` merges waiting for their
+//! out-of-line base to be read. Fixed-size lengths and whole keys let a
+//! lookup read any entry's key at its offset. On disk (`disk.rs`, FORMAT.md
+//! "Leaf payload") the keys' shared prefix is written once and lengths are
+//! varints, so a leaf is re-encoded when it is written and when it is read.
+
+mod disk;
+
+pub(crate) use disk::{find_in_run, layout, RunFind};
 
 use crate::buffer::{Base, BaseRef, ChildBuffer, PendingRef};
 use crate::codec::{put_bytes16, put_bytes32, put_u32, put_u8, Malformed, Reader};
@@ -49,14 +56,32 @@ pub(crate) struct Entry<'a> {
 fn parse_entry(data: &[u8], pos: usize) -> Result<(Entry<'_>, usize), Malformed> {
     let mut r = Reader::new(data.get(pos..).ok_or(Malformed("leaf entry offset"))?);
     let key = r.bytes16(KEY_BYTES_MAX, "leaf key")?;
+    let (value, merges) = parse_value(&mut r, InlineLength::U32)?;
+    let end = pos + r.position();
+    Ok((Entry { key, value, merges }, end))
+}
+
+/// How an inline value's length is written: fixed in memory, a varint on
+/// disk (`disk.rs`).
+#[derive(Clone, Copy)]
+enum InlineLength {
+    U32,
+    Varint,
+}
+
+/// The flags, value and merges of an entry, after its key.
+fn parse_value<'a>(r: &mut Reader<'a>, length: InlineLength) -> Result<(ValueRef<'a>, Vec<MergeOp>), Malformed> {
     let flags = r.u8("leaf entry flags")?;
     if flags & !(FLAG_EXTENT | FLAG_MERGES) != 0 || flags == FLAG_MERGES {
         return Err(Malformed("leaf entry flags"));
     }
     let value = if flags & FLAG_EXTENT != 0 {
-        ValueRef::Extent(ExtentRef::decode(&mut r)?)
+        ValueRef::Extent(ExtentRef::decode(r)?)
     } else {
-        ValueRef::Inline(r.bytes32(VALUE_BYTES_MAX, "leaf inline value")?)
+        ValueRef::Inline(match length {
+            InlineLength::U32 => r.bytes32(VALUE_BYTES_MAX, "leaf inline value")?,
+            InlineLength::Varint => r.bytes_varint(VALUE_BYTES_MAX, "leaf inline value")?,
+        })
     };
     let mut merges = Vec::new();
     if flags & FLAG_MERGES != 0 {
@@ -65,11 +90,10 @@ fn parse_entry(data: &[u8], pos: usize) -> Result<(Entry<'_>, usize), Malformed>
             return Err(Malformed("leaf merge count"));
         }
         for _ in 0..count {
-            merges.push(MergeOp::decode(&mut r)?);
+            merges.push(MergeOp::decode(r)?);
         }
     }
-    let end = pos + r.position();
-    Ok((Entry { key, value, merges }, end))
+    Ok((value, merges))
 }
 
 fn encode_entry(out: &mut Vec<u8>, key: &[u8], value: ValueRef<'_>, merges: &[MergeOp]) {
@@ -95,60 +119,21 @@ fn encode_entry(out: &mut Vec<u8>, key: &[u8], value: ValueRef<'_>, merges: &[Me
     }
 }
 
-/// What a search of a run of entries (part of a leaf, read by pages) found.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum RunFind<'a> {
-    Found(Entry<'a>),
-    Absent,
-    /// The key may be the run's last entry, which goes on past the bytes
-    /// read: read the rest.
-    CutOff,
-}
-
-/// Looks `key` up in `run`, consecutive entries of one leaf of which the
-/// first `whole_len` bytes are whole entries and the rest (if any) is the
-/// beginning of one more. The run comes from a page checked against a
-/// verified image, but is decoded as carefully as any device bytes.
-pub(crate) fn find_in_run<'a>(run: &'a [u8], whole_len: usize, key: &[u8]) -> Result<RunFind<'a>, Malformed> {
-    let whole = run.get(..whole_len).ok_or(Malformed("leaf page run length"))?;
-    let mut pos = 0usize;
-    let mut last: Option<&[u8]> = None;
-    while pos < whole.len() {
-        let (entry, next) = parse_entry(whole, pos)?;
-        if last.is_some_and(|l| l >= entry.key) {
-            return Err(Malformed("leaf key order"));
-        }
-        match entry.key.cmp(key) {
-            std::cmp::Ordering::Less => {}
-            std::cmp::Ordering::Equal => return Ok(RunFind::Found(entry)),
-            std::cmp::Ordering::Greater => return Ok(RunFind::Absent),
-        }
-        last = Some(entry.key);
-        pos = next;
-    }
-    if run.len() == whole_len {
-        return Ok(RunFind::Absent);
-    }
-    // The last entry continues in the next page: its key decides whether
-    // that page is needed (when the key itself is cut, it is).
-    let rest = &run[whole_len..];
-    let head_key = rest.get(..2).and_then(|l| {
-        let len = usize::from(u16::from_le_bytes([l[0], l[1]]));
-        rest.get(2..2 + len)
-    });
-    match head_key {
-        Some(k) if k != key => Ok(RunFind::Absent),
-        _ => Ok(RunFind::CutOff),
-    }
-}
-
 /// Sorted entries in serialized form.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Leaf {
     data: Vec<u8>,
     offsets: Vec<u32>,
     /// Search aid derived from the keys (see `heads.rs`).
     heads: KeyHeads,
+    /// Size of the on-disk payload (`disk.rs`), derived from the entries.
+    disk_bytes: usize,
+}
+
+impl Default for Leaf {
+    fn default() -> Self {
+        Leaf::with_heads(Vec::new(), Vec::new())
+    }
 }
 
 /// What a flush into a leaf produced.
@@ -161,32 +146,10 @@ pub(crate) struct Applied {
 }
 
 impl Leaf {
-    /// Decodes and checks a leaf's entries (from a verified node payload).
-    pub fn decode(data: Vec<u8>, count: usize) -> Result<Leaf, Malformed> {
-        let mut offsets = Vec::with_capacity(count);
-        let mut pos = 0usize;
-        let mut last: Option<&[u8]> = None;
-        while pos < data.len() {
-            if offsets.len() == count {
-                return Err(Malformed("leaf entry count"));
-            }
-            let (entry, next) = parse_entry(&data, pos)?;
-            if last.is_some_and(|l| l >= entry.key) {
-                return Err(Malformed("leaf key order"));
-            }
-            last = Some(entry.key);
-            offsets.push(pos as u32);
-            pos = next;
-        }
-        if offsets.len() != count {
-            return Err(Malformed("leaf entry count"));
-        }
-        Ok(Leaf::with_heads(data, offsets))
-    }
-
     fn with_heads(data: Vec<u8>, offsets: Vec<u32>) -> Leaf {
-        let mut leaf = Leaf { data, offsets, heads: KeyHeads::default() };
+        let mut leaf = Leaf { data, offsets, heads: KeyHeads::default(), disk_bytes: 0 };
         leaf.heads = KeyHeads::build(leaf.len(), |i| leaf.key(i));
+        leaf.disk_bytes = leaf.compute_disk_bytes();
         leaf
     }
 
@@ -198,13 +161,9 @@ impl Leaf {
         self.offsets.is_empty()
     }
 
-    /// The serialized entries (the node payload).
-    pub fn payload(&self) -> &[u8] {
-        &self.data
-    }
-
+    /// Size of the node payload on disk (what node sizes are measured in).
     pub fn encoded_bytes(&self) -> usize {
-        self.data.len()
+        self.disk_bytes
     }
 
     pub fn mem_bytes(&self) -> usize {
@@ -215,15 +174,6 @@ impl Leaf {
         let start = self.offsets[i] as usize;
         let end = self.offsets.get(i + 1).map_or(self.data.len(), |&o| o as usize);
         (start, end)
-    }
-
-    /// Where entry `i` starts and ends in the payload.
-    pub fn entry_start(&self, i: usize) -> usize {
-        self.span(i).0
-    }
-
-    pub fn entry_end(&self, i: usize) -> usize {
-        self.span(i).1
     }
 
     pub fn entry(&self, i: usize) -> Entry<'_> {
@@ -327,25 +277,33 @@ impl Leaf {
         out.finish()
     }
 
-    /// Splits into pieces of at most `target_bytes` each (a single entry
-    /// larger than that gets a piece of its own). Returns the pieces and, for
-    /// every piece after the first, the pivot separating it from the previous.
+    /// Splits into pieces of at most `target_bytes` on disk each (a single
+    /// entry larger than that gets a piece of its own). Returns the pieces
+    /// and, for every piece after the first, the pivot separating it from
+    /// the previous. Sizes are counted with this leaf's shared prefix: a
+    /// piece's own prefix is at least as long, and each of its entries
+    /// saves what its longer prefix field costs, so a piece is no larger.
     pub fn split(&self, target_bytes: usize) -> (Vec<Leaf>, Vec<Vec<u8>>) {
-        let total = self.data.len();
+        let prefix_bytes = self.shared_prefix_len();
+        let fixed_bytes = disk::PREFIX_LEN_BYTES + prefix_bytes;
+        let total = self.disk_bytes;
         let pieces_wanted = total.div_ceil(target_bytes.max(1)).max(1);
         let soft_bytes = total.div_ceil(pieces_wanted);
+        let mem_capacity = self.data.len() / pieces_wanted + 256;
         let mut pieces = Vec::with_capacity(pieces_wanted + 1);
         let mut pivots = Vec::with_capacity(pieces_wanted);
-        let mut current = LeafBuilder::with_capacity(soft_bytes + 256);
+        let mut current = LeafBuilder::with_capacity(mem_capacity);
+        let mut used = fixed_bytes;
         for i in 0..self.len() {
             let (s, e) = self.span(i);
-            let size = e - s;
-            let used = current.data.len();
+            let size = self.disk_entry_bytes(i, prefix_bytes);
             if !current.is_empty() && (used + size > target_bytes || used >= soft_bytes) {
                 pivots.push(separator(self.key(i - 1), self.key(i)));
-                pieces.push(std::mem::replace(&mut current, LeafBuilder::with_capacity(soft_bytes + 256)).finish());
+                pieces.push(std::mem::replace(&mut current, LeafBuilder::with_capacity(mem_capacity)).finish());
+                used = fixed_bytes;
             }
             current.push_raw(&self.data[s..e]);
+            used += size;
         }
         pieces.push(current.finish());
         (pieces, pivots)
@@ -485,6 +443,12 @@ mod tests {
     use super::*;
     use crate::message::Message;
 
+    fn round_trip(leaf: &Leaf) -> Leaf {
+        let mut out = Vec::new();
+        leaf.encode(&mut out);
+        Leaf::decode(&out, leaf.len()).unwrap()
+    }
+
     fn inline(v: &[u8]) -> Value {
         Value::Inline(v.to_vec())
     }
@@ -526,7 +490,7 @@ mod tests {
                 (b"g".to_vec(), ValueRef::Inline(b"y")),
             ]
         );
-        assert_eq!(Leaf::decode(out.payload().to_vec(), out.len()).unwrap(), out);
+        assert_eq!(round_trip(&out), out);
     }
 
     #[test]
@@ -550,7 +514,7 @@ mod tests {
         assert!(applied.needs_materialize);
         let entry = applied.leaf.get(b"a").unwrap();
         assert_eq!(entry.merges, vec![MergeOp::AddI64(1)]);
-        assert!(Leaf::decode(applied.leaf.payload().to_vec(), 1).is_ok());
+        assert_eq!(round_trip(&applied.leaf), applied.leaf);
     }
 
     #[test]
@@ -570,16 +534,5 @@ mod tests {
         assert_eq!(total, 100);
         let joined = pieces.iter().skip(1).fold(pieces[0].clone(), |acc, p| Leaf::concat(&acc, p));
         assert_eq!(joined, leaf);
-    }
-
-    #[test]
-    fn corrupt_entries_are_errors() {
-        let leaf = leaf_from(&[(b"a", inline(b"1")), (b"b", inline(b"2"))]);
-        let mut bytes = leaf.payload().to_vec();
-        assert!(Leaf::decode(bytes.clone(), 3).is_err());
-        bytes[3] = 0x7f;
-        assert!(Leaf::decode(bytes, 2).is_err());
-        let swapped = leaf_from(&[(b"b", inline(b"1")), (b"a", inline(b"2"))]);
-        assert!(Leaf::decode(swapped.payload().to_vec(), 2).is_err());
     }
 }

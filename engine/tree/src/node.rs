@@ -2,7 +2,7 @@
 //! header every node carries on disk.
 //!
 //! Header (32 bytes, little-endian): magic `KTND`, kind (1 leaf, 2 internal),
-//! format version (1), height, reserved byte, node id (u64), generation
+//! format version (2), height, reserved byte, node id (u64), generation
 //! (u64), payload length (u32), item count (u32: entries of a leaf, children
 //! of an internal node). The indirection-table entry that points to a node
 //! carries the CRC-32C of header + payload, the length, and the generation;
@@ -15,7 +15,9 @@ use crate::leaf::Leaf;
 use crate::table::Location;
 
 pub(crate) const NODE_MAGIC: [u8; 4] = *b"KTND";
-pub(crate) const NODE_VERSION: u8 = 1;
+/// 2: leaves written with their keys' shared prefix once and varint
+/// lengths (`leaf/disk.rs`).
+pub(crate) const NODE_VERSION: u8 = 2;
 pub(crate) const NODE_HEADER_BYTES: usize = 32;
 const KIND_LEAF: u8 = 1;
 const KIND_INTERNAL: u8 = 2;
@@ -86,7 +88,7 @@ impl Node {
         out.extend_from_slice(&[0u8; NODE_HEADER_BYTES]);
         let (kind, count) = match self {
             Node::Leaf(l) => {
-                out.extend_from_slice(l.payload());
+                l.encode(&mut out);
                 (KIND_LEAF, l.len())
             }
             Node::Internal(n) => {
@@ -144,7 +146,7 @@ impl Node {
         let height = bytes[6];
         match kind_byte {
             KIND_LEAF if height == 0 => {
-                Leaf::decode(payload.to_vec(), count).map(Node::Leaf).map_err(|m| corrupt(CorruptReason::Malformed(m)))
+                Leaf::decode(payload, count).map(Node::Leaf).map_err(|m| corrupt(CorruptReason::Malformed(m)))
             }
             KIND_INTERNAL => Internal::decode(height, payload, count)
                 .map(Node::Internal)

@@ -5,8 +5,9 @@
 //! checks the whole image, so a leaf read from the device is first read
 //! whole and verified. From that verified image the cache keeps a small
 //! map: for every page its CRC-32C, where the first entry starting in it
-//! begins, that entry's key, and where an entry running on into the next
-//! page begins. Later, when the leaf is no longer cached, a get reads only
+//! begins, that entry's key (without the prefix all the leaf's keys
+//! share, kept once), and where an entry running on into the next page
+//! begins. Later, when the leaf is no longer cached, a get reads only
 //! the page whose key range holds its key and compares the page with the
 //! CRC of the same page of the verified image. The map names the table
 //! entry it was taken from and is used only while that entry is still the
@@ -25,7 +26,7 @@
 //! map: only while the table entry it was taken from is still the leaf's.
 
 use crate::filter::{key_hash, KeyFilter};
-use crate::leaf::Leaf;
+use crate::leaf::{layout, Leaf};
 use crate::limits::PAGE_BYTES;
 use crate::node::NODE_HEADER_BYTES;
 use crate::table::Location;
@@ -46,7 +47,7 @@ struct PageInfo {
     /// at once instead of finding its entry cut off after one page (2-3%
     /// of the random benchmark's page reads were such second reads).
     straddle_tag: u32,
-    /// End of this page's first key in `keys`.
+    /// End of this page's first key (less the prefix) in `keys`.
     key_end: u32,
 }
 
@@ -56,6 +57,9 @@ pub(crate) struct LeafPages {
     /// The table entry of the image the map was taken from.
     pub at: Location,
     pages: Vec<PageInfo>,
+    /// What every key of the leaf starts with (written once in its image).
+    prefix: Vec<u8>,
+    /// The pages' first keys without the prefix.
     keys: Vec<u8>,
     /// Every key of the leaf version `at` names.
     filter: KeyFilter,
@@ -69,7 +73,9 @@ pub(crate) enum Plan {
     /// Read pages `first_page..first_page + pages`; the entries from image
     /// offset `start` up to `whole_end` are complete in them, and the bytes
     /// after `whole_end` (up to the end of the read) begin one more entry.
-    Read { first_page: usize, pages: usize, start: usize, whole_end: usize },
+    /// Keys in the image are stored without their first `prefix_bytes`
+    /// bytes, which the key asked for has.
+    Read { first_page: usize, pages: usize, start: usize, whole_end: usize, prefix_bytes: usize },
 }
 
 impl LeafPages {
@@ -85,14 +91,18 @@ impl LeafPages {
         for (p, page) in image.chunks(PAGE_BYTES).enumerate() {
             pages[p].crc32c = crc32c::crc32c(page);
         }
+        let layout = layout(image.get(NODE_HEADER_BYTES..)?).ok()?;
+        if layout.spans.len() != leaf.len() {
+            return None;
+        }
         let mut keys = Vec::new();
-        for i in 0..leaf.len() {
-            let start = NODE_HEADER_BYTES + leaf.entry_start(i);
-            let end = leaf.entry_end(i) + NODE_HEADER_BYTES;
+        for (i, &(entry_start, entry_end)) in layout.spans.iter().enumerate() {
+            let start = NODE_HEADER_BYTES + entry_start;
+            let end = NODE_HEADER_BYTES + entry_end;
             let p = start / PAGE_BYTES;
             if pages[p].start == NONE {
                 pages[p].start = start as u32;
-                keys.extend_from_slice(leaf.key(i));
+                keys.extend_from_slice(leaf.key(i).get(layout.prefix.len()..)?);
                 pages[p].key_end = keys.len() as u32;
             }
             if (end - 1) / PAGE_BYTES != p {
@@ -101,12 +111,14 @@ impl LeafPages {
             }
         }
         let filter = KeyFilter::exact(leaf.len(), (0..leaf.len()).map(|i| key_hash(leaf.key(i))));
-        Some(LeafPages { at, pages, keys, filter })
+        let prefix = layout.prefix.to_vec();
+        Some(LeafPages { at, pages, prefix, keys, filter })
     }
 
     pub fn mem_bytes(&self) -> usize {
         MAP_MEM_OVERHEAD
             + self.pages.capacity() * std::mem::size_of::<PageInfo>()
+            + self.prefix.capacity()
             + self.keys.capacity()
             + self.filter.mem_bytes()
     }
@@ -129,10 +141,13 @@ impl LeafPages {
     /// The page to read for `key` (see [`Plan`]); `whole` asks for every
     /// page the key's run of entries touches, not only the first.
     pub fn plan(&self, key: &[u8], whole: bool) -> Plan {
+        // Every key of the leaf has the prefix: a key without it is not there.
+        let Some(suffix) = key.strip_prefix(self.prefix.as_slice()) else { return Plan::Absent };
+        let prefix_bytes = self.prefix.len();
         let mut chosen: Option<usize> = None;
         let mut next_start: Option<usize> = None;
         for (p, first) in self.starts() {
-            if first <= key {
+            if first <= suffix {
                 chosen = Some(p);
             } else {
                 next_start = Some(self.pages[p].start as usize);
@@ -147,9 +162,9 @@ impl LeafPages {
         let straddler = info.straddle != NONE && info.straddle_tag == key_tag(key);
         if info.straddle == NONE || whole || straddler {
             let last_page = (run_end - 1) / PAGE_BYTES;
-            return Plan::Read { first_page: p, pages: last_page - p + 1, start, whole_end: run_end };
+            return Plan::Read { first_page: p, pages: last_page - p + 1, start, whole_end: run_end, prefix_bytes };
         }
-        Plan::Read { first_page: p, pages: 1, start, whole_end: info.straddle as usize }
+        Plan::Read { first_page: p, pages: 1, start, whole_end: info.straddle as usize, prefix_bytes }
     }
 
     /// What a read of pages `first_page..first_page + pages` must find,
@@ -229,13 +244,15 @@ mod tests {
     fn read(map: &LeafPages, image: &[u8], key: &[u8]) -> (Option<Vec<u8>>, usize) {
         let mut whole = false;
         loop {
-            let Plan::Read { first_page, pages, start, whole_end } = map.plan(key, whole) else { return (None, 0) };
+            let Plan::Read { first_page, pages, start, whole_end, prefix_bytes } = map.plan(key, whole) else {
+                return (None, 0);
+            };
             assert!(!whole || key_tag(key) != map.pages[first_page].straddle_tag, "a straddling key read twice");
             let from = first_page * PAGE_BYTES;
             let to = ((first_page + pages) * PAGE_BYTES).min(image.len());
             let bytes = &image[from..to];
             assert!(map.expected(first_page, pages).unwrap().verify(bytes));
-            match find_in_run(&bytes[start - from..], whole_end - start, key).unwrap() {
+            match find_in_run(&bytes[start - from..], whole_end - start, &key[prefix_bytes..]).unwrap() {
                 RunFind::Found(e) => match e.value {
                     crate::leaf::ValueRef::Inline(v) => return (Some(v.to_vec()), pages),
                     crate::leaf::ValueRef::Extent(_) => unreachable!(),

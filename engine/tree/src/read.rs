@@ -160,13 +160,13 @@ impl Tree {
                 };
                 (at, plan, expected)
             };
-            let Plan::Read { first_page, start, whole_end, .. } = plan else {
+            let Plan::Read { first_page, start, whole_end, prefix_bytes, .. } = plan else {
                 return Ok(Some((PagedRead { id, at, entry: None }, true)));
             };
             let Some(expected) = expected else { return Ok(None) };
             let from = first_page * PAGE_BYTES;
             let len = expected.read_bytes();
-            let run = Run { id, at, from, start, whole_end };
+            let run = Run { id, at, from, start, whole_end, prefix_bytes };
             {
                 let mut st = self.sh.st.borrow_mut();
                 let st = &mut *st;
@@ -337,7 +337,8 @@ impl Tree {
 
 /// Where in a leaf image a read through its page map looks for a key: the
 /// bytes read start at image offset `from`; the entries from `start` up to
-/// `whole_end` are complete in them.
+/// `whole_end` are complete in them; their keys are stored without the
+/// `prefix_bytes` bytes all the leaf's keys (and the key sought) start with.
 #[derive(Debug, Clone, Copy)]
 struct Run {
     id: NodeId,
@@ -345,6 +346,7 @@ struct Run {
     from: usize,
     start: usize,
     whole_end: usize,
+    prefix_bytes: usize,
 }
 
 enum RunOutcome {
@@ -359,7 +361,8 @@ impl Run {
     fn search(&self, bytes: &[u8], key: &[u8]) -> RunOutcome {
         let run = bytes.get(self.start.saturating_sub(self.from)..).unwrap_or_default();
         let (id, at) = (self.id, self.at);
-        match find_in_run(run, self.whole_end.saturating_sub(self.start), key) {
+        let Some(suffix) = key.get(self.prefix_bytes..) else { return RunOutcome::Bad };
+        match find_in_run(run, self.whole_end.saturating_sub(self.start), suffix) {
             Ok(RunFind::Found(e)) => {
                 RunOutcome::Found(PagedRead { id, at, entry: Some((e.value.to_value(), e.merges)) })
             }
