@@ -171,7 +171,9 @@ impl Transaction {
     /// in flight together (one task each on their shard's reactor) rather
     /// than one after the other: a 1 MiB NFS WRITE is 16 chunks. On an
     /// error the values already written are given back when the transaction
-    /// drops; the first error is returned.
+    /// drops; the first error is returned. Every value written is either
+    /// recorded in the transaction or given back, also when this future is
+    /// dropped midway ([`Claim`]).
     pub async fn put_bufs(&mut self, values: Vec<(Vec<u8>, DmaBuf)>) -> Result<(), EngineError> {
         let inline_max = self.engine.shared.config.tree.inline_value_max_bytes;
         let mut by_shard: BTreeMap<u32, Vec<(Vec<u8>, DmaBuf)>> = BTreeMap::new();
@@ -186,21 +188,25 @@ impl Transaction {
         }
         let mut first_error = None;
         for (s, items) in by_shard {
-            let written = self.engine.on_shard(s, move |shard| write_extents_together(shard, items)).await;
+            let engine = self.engine.clone();
+            let written = self.engine.on_shard(s, move |shard| write_extents_together(engine, shard, items)).await;
             let results = match written {
                 Ok(results) => results,
                 Err(e) => vec![Err(e)],
             };
+            // Every extent is recorded before anything fallible: one
+            // recorded is given back if the transaction does not commit.
+            let mut claimed = Vec::with_capacity(results.len());
             for result in results {
                 match result {
-                    Ok((key, extent)) => {
-                        self.extents.push((s, extent));
-                        self.push_write(&key, Message::Put(Value::Extent(extent)))?;
-                    }
+                    Ok((key, claim)) => claimed.push((key, claim.take(&mut self.extents))),
                     Err(e) => {
                         first_error.get_or_insert(e);
                     }
                 }
+            }
+            for (key, extent) in claimed {
+                self.ops.push(Op::Write { shard: s, key, message: Message::Put(Value::Extent(extent)) });
             }
         }
         first_error.map_or(Ok(()), Err)
@@ -236,8 +242,7 @@ impl Transaction {
             self.finished = true;
             return Ok(self.engine.lsn_durable());
         }
-        let extents = self.externalize().await?;
-        self.extents.extend(extents);
+        self.externalize().await?;
         let result = self.commit_prepared(!self.extents.is_empty()).await;
         if result.is_err() {
             forget_extents(&self.engine, std::mem::take(&mut self.extents)).await;
@@ -257,9 +262,7 @@ impl Transaction {
     /// transaction does not commit; reading such a key through this
     /// transaction afterwards is an error.
     pub async fn write_values_now(&mut self) -> Result<(), EngineError> {
-        let extents = self.externalize().await?;
-        self.extents.extend(extents);
-        Ok(())
+        self.externalize().await
     }
 
     async fn commit_prepared(&mut self, after_data: bool) -> Result<Lsn, EngineError> {
@@ -279,11 +282,14 @@ impl Transaction {
     }
 
     /// Writes large values out of line on their shards and checks every write
-    /// against the tree's limits. Returns the extents written.
-    async fn externalize(&mut self) -> Result<Vec<(u32, ExtentRef)>, EngineError> {
+    /// against the tree's limits. Each extent is recorded in `self.extents`
+    /// as soon as it is written (so that a drop of this future midway gives
+    /// back what was written); on an error the ones written here are given
+    /// back at once.
+    async fn externalize(&mut self) -> Result<(), EngineError> {
         let ops = std::mem::take(&mut self.ops);
         let mut out = Vec::with_capacity(ops.len());
-        let mut extents = Vec::new();
+        let first_new = self.extents.len();
         let mut failure = None;
         for op in ops {
             // Values written earlier (write_values_now) were checked then.
@@ -296,7 +302,7 @@ impl Transaction {
             match self.engine.on_shard(s, move |shard| async move { engine.externalize(&shard, op).await }).await {
                 Ok(Ok(op)) => {
                     if let Some(e) = op.extent() {
-                        extents.push((s, e));
+                        self.extents.push((s, e));
                     }
                     out.push(op);
                 }
@@ -306,10 +312,11 @@ impl Transaction {
         self.ops = out;
         match failure {
             Some(e) => {
-                forget_extents(&self.engine, extents).await;
+                let written = self.extents.split_off(first_new);
+                forget_extents(&self.engine, written).await;
                 Err(e)
             }
-            None => Ok(extents),
+            None => Ok(()),
         }
     }
 
@@ -431,30 +438,77 @@ impl Transaction {
     }
 }
 
+/// An extent written for a transaction and not yet recorded in it: given
+/// back when dropped, so a result nobody takes (its caller stopped waiting,
+/// or a write's task finished after its waiter was dropped) leaks no space.
+struct Claim {
+    engine: Engine,
+    shard: u32,
+    extent: ExtentRef,
+    taken: bool,
+}
+
+impl Claim {
+    /// Moves the extent into `extents` (the transaction's) and returns it.
+    fn take(mut self, extents: &mut Vec<(u32, ExtentRef)>) -> ExtentRef {
+        self.taken = true;
+        extents.push((self.shard, self.extent));
+        self.extent
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if !self.taken && keel_reactor::on_reactor() {
+            let engine = self.engine.clone();
+            let extents = vec![(self.shard, self.extent)];
+            keel_reactor::spawn(async move { forget_extents(&engine, extents).await }).detach();
+        }
+    }
+}
+
+/// Tasks writing extents; those still running when this is dropped are left
+/// to finish rather than cancelled (a cancelled device write would leave
+/// its pages allocated with nobody to give them back), and their [`Claim`]s,
+/// never taken, give the extents back.
+struct Detaching<T>(Vec<Option<keel_reactor::JoinHandle<T>>>);
+
+impl<T> Drop for Detaching<T> {
+    fn drop(&mut self) {
+        self.0.iter_mut().filter_map(Option::take).for_each(keel_reactor::JoinHandle::detach);
+    }
+}
+
 /// Writes each buffer out of line on `shard` (whose reactor this runs on),
 /// all in flight together; returns each key with its extent, or the error.
 async fn write_extents_together(
+    engine: Engine,
     shard: Rc<Shard>,
     items: Vec<(Vec<u8>, DmaBuf)>,
-) -> Vec<Result<(Vec<u8>, ExtentRef), EngineError>> {
-    let tasks: Vec<_> = items
+) -> Vec<Result<(Vec<u8>, Claim), EngineError>> {
+    let tasks = items
         .into_iter()
         .map(|(key, buf)| {
-            let shard = Rc::clone(&shard);
-            keel_reactor::spawn(async move {
+            let (shard, engine) = (Rc::clone(&shard), engine.clone());
+            Some(keel_reactor::spawn(async move {
                 let tree_error = |e| EngineError::from_tree(shard.id, e);
                 let extent = shard.tree.write_extent_buf(buf).await.map_err(tree_error)?;
                 if let Err(e) = shard.tree.check_message(&key, &Message::Put(Value::Extent(extent))) {
                     shard.tree.forget_extent(extent);
                     return Err(tree_error(e));
                 }
-                Ok((key, extent))
-            })
+                Ok((key, Claim { engine, shard: shard.id, extent, taken: false }))
+            }))
         })
         .collect();
-    let mut out = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        out.push(task.await);
+    let mut tasks = Detaching(tasks);
+    let mut out = Vec::with_capacity(tasks.0.len());
+    for task in &mut tasks.0 {
+        if let Some(handle) = task.as_mut() {
+            let result = handle.await;
+            *task = None;
+            out.push(result);
+        }
     }
     out
 }
