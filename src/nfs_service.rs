@@ -32,11 +32,15 @@ impl Service for NfsService {
         out
     }
 
-    fn stop(self: Box<Self>, _runtime: &Runtime, _deadline: Instant) -> Result<(), String> {
+    fn stop(self: Box<Self>, _runtime: &Runtime, deadline: Instant) -> Result<(), String> {
         // Connections are closed at once; calls already running finish on
-        // their own (each is one engine transaction, never half applied).
-        self.gateway.stop();
-        Ok(())
+        // their own (each is one engine transaction, never half applied);
+        // WRITEs answered before their commit are waited for until the
+        // deadline (one lost after it changes the next write verifier).
+        match self.gateway.stop_by(deadline) {
+            0 => Ok(()),
+            left => Err(format!("{left} WRITEs answered before their commit still in flight at the deadline")),
+        }
     }
 }
 

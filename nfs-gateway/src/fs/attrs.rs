@@ -119,7 +119,9 @@ impl Fs {
         set: &SetAttrs,
         guard: Option<Time>,
     ) -> FsResult<Done<Wcc>> {
-        // A truncation must come after the writes the client was answered.
+        // A truncation must come after the writes the client was answered,
+        // and no write is answered before it until it committed.
+        let _changing = super::behind::changing(self.shared.uid, r.ino);
         super::behind::settle(self.shared.uid, r.ino).await;
         let mut txn = self.shared.engine.transaction();
         txn.lock(&[&keys::attr(r.ino)]).await?;

@@ -91,7 +91,14 @@ pub struct WriteResult {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Writer {
     Reply,
-    Behind { reserved_bytes: u64 },
+    /// A write behind: its space reservation, its order among the file's
+    /// writes behind (it commits after the ones before it) and the time it
+    /// sets, chosen at its reply (`behind.rs`).
+    Behind {
+        reserved_bytes: u64,
+        seq: u64,
+        time: Time,
+    },
 }
 
 impl Writer {
@@ -106,7 +113,20 @@ impl Writer {
     fn reserved_bytes(self) -> u64 {
         match self {
             Writer::Reply => 0,
-            Writer::Behind { reserved_bytes } => reserved_bytes,
+            Writer::Behind { reserved_bytes, .. } => reserved_bytes,
+        }
+    }
+
+    /// The mtime and ctime a write sets on top of `before`: now, or a write
+    /// behind's time, with ctime kept from going back (a LINK or RENAME on
+    /// another reactor is not ordered with writes behind).
+    fn times(self, before: &Inode) -> (Time, Time) {
+        match self {
+            Writer::Reply => {
+                let now = Time::now();
+                (now, now)
+            }
+            Writer::Behind { time, .. } => (time, time.max(before.ctime)),
         }
     }
 }
@@ -218,9 +238,12 @@ impl Fs {
         } else {
             data
         };
-        // Earlier WRITEs answered before their commit come first.
+        // Earlier WRITEs answered before their commit come first, and none
+        // is answered until this one committed (not until it is durable).
+        let changing = behind::changing(self.shared.uid, r.ino);
         behind::settle(self.shared.uid, r.ino).await;
         let (wcc, lsn) = self.write_committed(cred, r, offset, end, data, Writer::Reply).await?;
+        drop(changing);
         let committed = if stable == StableHow::Unstable {
             self.note_unstable(r.ino, lsn);
             StableHow::Unstable
@@ -282,6 +305,9 @@ impl Fs {
             }
             txn.write_values_now().await?;
         }
+        if let Writer::Behind { seq, .. } = writer {
+            behind::wait_earlier(self.shared.uid, r.ino, seq).await;
+        }
         txn.lock(&[&keys::attr(r.ino)]).await?;
         let before = txn_load_ref(&mut txn, r).await?;
         writer.check_access(cred, &before)?;
@@ -295,9 +321,7 @@ impl Fs {
         }
         after.size = before.size.max(end);
         after.used_bytes = (after.used_bytes as i64 + used_delta).max(0) as u64;
-        let now = Time::now();
-        after.mtime = now;
-        after.ctime = now;
+        (after.mtime, after.ctime) = writer.times(&before);
         if !cred.is_root() && after.mode & 0o6000 != 0 {
             after.mode &= !0o6000;
         }

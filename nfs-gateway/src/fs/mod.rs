@@ -251,9 +251,39 @@ impl Fs {
     }
 
     /// The inode `ino`, if it exists, once the writes behind of it that
-    /// were answered before this call have committed (on its home reactor;
-    /// see `behind.rs`).
+    /// were answered before this call have committed (see `behind.rs`). On
+    /// any reactor: those writes are known on the inode's home reactor only
+    /// (a hard link or a renamed file can be named from a directory homed
+    /// elsewhere), so the whole load runs there, in place of the call to
+    /// that reactor the read of its attributes would make anyway.
     pub(crate) async fn load(&self, ino: u64) -> FsResult<Option<Inode>> {
+        if self.is_home_here(ino) {
+            return self.load_here(ino).await;
+        }
+        self.on_home(ino, move |fs| async move { fs.load_here(ino).await }).await
+    }
+
+    /// Waits, on any reactor, for the writes behind of `ino` answered
+    /// before this call to commit: for an operation that returns `ino`'s
+    /// attributes from a transaction on another inode's reactor (LINK).
+    pub(crate) async fn settle_anywhere(&self, ino: u64) -> FsResult<()> {
+        if self.is_home_here(ino) {
+            behind::settle(self.shared.uid, ino).await;
+            return Ok(());
+        }
+        self.on_home(ino, move |fs| async move {
+            behind::settle(fs.shared.uid, ino).await;
+            Ok(())
+        })
+        .await
+    }
+
+    fn is_home_here(&self, ino: u64) -> bool {
+        self.reactor_of(self.shard_of(ino)) == keel_reactor::reactor_id()
+    }
+
+    /// [`Fs::load`] on `ino`'s home reactor.
+    async fn load_here(&self, ino: u64) -> FsResult<Option<Inode>> {
         behind::settle(self.shared.uid, ino).await;
         self.load_unsettled(ino).await
     }

@@ -152,6 +152,9 @@ impl Fs {
         }
         if let Some(existing) = txn.get(&keys::entry_by_name(dir.ino, name)).await? {
             let entry = ByName::decode(&existing).ok_or_else(|| FsError::Io("bad directory entry".into()))?;
+            // Answered with the file's attributes: they count the writes
+            // answered (its writes behind lock only its own key).
+            self.settle_anywhere(entry.ino).await?;
             let child = txn_load(&mut txn, entry.ino).await?.ok_or(FsError::Exist)?;
             let same_exclusive = matches!(mode, CreateMode::Exclusive(v)
                 if child.flags & FLAG_HAS_CREATE_VERF != 0 && child.create_verf == v);
@@ -182,6 +185,8 @@ impl Fs {
     pub async fn link(&self, cred: Cred, file: InodeRef, dir: InodeRef, name: Vec<u8>) -> FsResult<Done<(Inode, Wcc)>> {
         check_new_name(&name)?;
         self.on_home(dir.ino, move |fs| async move {
+            // The file's attributes in the reply count the writes answered.
+            fs.settle_anywhere(file.ino).await?;
             let mut txn = fs.shared.engine.transaction();
             txn.lock(&[&keys::attr(dir.ino), &keys::attr(file.ino)]).await?;
             let before = txn_load_ref(&mut txn, dir).await?;

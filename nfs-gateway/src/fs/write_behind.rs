@@ -9,13 +9,14 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::fs::behind::{self, Limits, Ticket};
+use crate::fs::behind::{self, Effect, Limits, Ticket};
 use crate::fs::data::{check_data_access, StableHow, WriteData, WriteResult, Writer};
 use crate::fs::error::{FsError, FsResult};
+use crate::fs::inode::{Inode, Time};
 use crate::fs::keys::CHUNK_BYTES;
 use crate::fs::perm::{self, Cred};
 use crate::fs::space::{self, Reservation};
-use crate::fs::{Fs, InodeRef, Wcc};
+use crate::fs::{Fs, InodeRef, Wcc, WccAttr};
 
 /// Failures of writes behind one boot can have, and the bits of the write
 /// verifier that count them. Writes behind stop at the first failure
@@ -86,7 +87,9 @@ impl Fs {
     /// in a task of this (the file's home) reactor, after earlier writes
     /// behind of the same chunks. `Ok(Err(data))` hands the data back to be
     /// written before the reply: no room now, or a failure since. The
-    /// reply carries no attributes: the ones after the write do not exist yet.
+    /// reply's wcc has the attributes before this write (those the writes
+    /// behind answered before it leave, see `behind.rs`) and none after: the
+    /// space it takes is known only once it is written.
     pub(crate) async fn write_behind(
         &self,
         cred: &Cred,
@@ -99,10 +102,14 @@ impl Fs {
         let limits = self.shared.behind_limits;
         // An overwrite commits after the earlier writes of its chunks.
         behind::wait_file(self.shared.uid, r.ino, chunks.0, chunks.1).await;
-        let Some(ticket) = behind::try_register(self.shared.uid, r.ino, chunks, len, limits) else {
+        let effect = Effect { end_bytes: offset + len, time: Time::now() };
+        let Some(ticket) = behind::try_register(self.shared.uid, r.ino, chunks, len, limits, effect) else {
             return Ok(Err(data));
         };
         let Some(reservation) = space::reserve(&self.shared, len) else { return Ok(Err(data)) };
+        // Taken before the inode is read: a write behind that commits
+        // meanwhile is then in both, and one still in flight in this.
+        let earlier = behind::earlier_effect(self.shared.uid, r.ino, ticket.seq());
         // The answers a WRITE can get before anything is written, checked
         // once registered: a SETATTR from now on waits for this write (and
         // the task does not check access again: a change of mode since is
@@ -117,6 +124,8 @@ impl Fs {
         // Read after registering, with no wait since the check above: a
         // failure of this write (or any) from now on changes it.
         let verifier = self.write_verifier();
+        let before = attrs_before(&inode, earlier);
+        let writer = Writer::Behind { reserved_bytes: len, seq: ticket.seq(), time: effect.time };
         let pending = Pending {
             fs: self.clone(),
             ino: r.ino,
@@ -127,12 +136,23 @@ impl Fs {
         };
         let (fs, cred) = (self.clone(), cred.clone());
         keel_reactor::spawn(async move {
-            let writer = Writer::Behind { reserved_bytes: len };
             let written = fs.write_committed(&cred, r, offset, offset + len, data, writer).await;
             pending.finish(written.map(|(_, lsn)| lsn));
         })
         .detach();
-        Ok(Ok(WriteResult { wcc: Wcc::default(), count: len as u32, committed: StableHow::Unstable, verifier }))
+        let wcc = Wcc { before: Some(before), after: None };
+        Ok(Ok(WriteResult { wcc, count: len as u32, committed: StableHow::Unstable, verifier }))
+    }
+
+    /// Waits until the writes behind of this file system on this reactor
+    /// have committed (or failed), at most `within`; returns how many are
+    /// left. A gateway that stops calls it on every reactor once it stopped
+    /// taking calls, so that the WRITEs it answered reach the device before
+    /// the engine closes. (One left when the engine closes is lost, but not
+    /// silently: the next open changes the write verifier, and clients send
+    /// their uncommitted data again.)
+    pub async fn drain_writes_behind(&self, within: std::time::Duration) -> usize {
+        behind::drain(self.shared.uid, within).await
     }
 
     /// A write behind failed after its reply: the client must send its data
@@ -141,6 +161,18 @@ impl Fs {
     pub(crate) fn write_behind_failed(&self, ino: u64, offset: u64, e: &FsError) {
         let failures = self.shared.write_failures.fetch_add(1, Ordering::SeqCst) + 1;
         tracing::error!(ino, offset, failures, error = %e, "a WRITE answered before its commit failed; the write verifier changes");
+    }
+}
+
+/// The attributes `inode` (as stored) will have once the writes behind
+/// answered before (`earlier`) have committed, in order: each extends the
+/// size to its end and sets mtime and ctime to its time (ctime only
+/// forward: a LINK or RENAME on another reactor may have set it later).
+fn attrs_before(inode: &Inode, earlier: Option<Effect>) -> WccAttr {
+    let stored = WccAttr::of(inode);
+    match earlier {
+        None => stored,
+        Some(e) => WccAttr { size: stored.size.max(e.end_bytes), mtime: e.time, ctime: stored.ctime.max(e.time) },
     }
 }
 
@@ -180,7 +212,8 @@ mod engine_tests {
             .call_blocking(0, move || async move {
                 let fs = Fs::open(engine, FsOptions::default()).await.unwrap();
                 let (uid, ino, before) = (fs.shared.uid, 77, fs.write_verifier());
-                let ticket = behind::try_register(uid, ino, (0, 1), 10, fs.shared.behind_limits).unwrap();
+                let effect = Effect { end_bytes: CHUNK_BYTES, time: Time::now() };
+                let ticket = behind::try_register(uid, ino, (0, 1), 10, fs.shared.behind_limits, effect).unwrap();
                 let reservation = space::reserve(&fs.shared, 10).unwrap();
                 let pending = Pending {
                     fs: fs.clone(),

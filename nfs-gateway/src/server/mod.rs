@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use keel_engine::Engine;
 use keel_reactor::net::TcpListener;
@@ -91,6 +91,10 @@ pub enum GatewayError {
 
 static NEXT_GATEWAY_UID: AtomicU64 = AtomicU64::new(1);
 
+/// How long [`Gateway::stop`] waits for writes behind: a few device writes
+/// and commits each, far less unless the device is failing.
+pub const DRAIN_MAX: Duration = Duration::from_secs(10);
+
 thread_local! {
     /// Stop signals of the gateways with tasks on this reactor.
     static STOPS: RefCell<HashMap<u64, Rc<StopSignal>>> = RefCell::new(HashMap::new());
@@ -138,8 +142,15 @@ impl Gateway {
         &self.service
     }
 
-    /// Stops listening and closes every connection.
+    /// Stops listening, closes every connection and waits for the WRITEs
+    /// answered before their commit (at most [`DRAIN_MAX`]).
     pub fn stop(self) {
+        self.stop_by(Instant::now() + DRAIN_MAX);
+    }
+
+    /// [`Gateway::stop`], waiting for writes behind until `deadline`;
+    /// returns how many were still in flight then.
+    pub fn stop_by(self, deadline: Instant) -> usize {
         let uid = self.uid;
         for reactor in 0..self.runtime.reactor_count() {
             let _ = self.runtime.call_blocking(reactor, move || async move {
@@ -148,6 +159,22 @@ impl Gateway {
                 }
             });
         }
+        // No call starts a write behind now; those running finish first.
+        let mut left = 0;
+        for reactor in 0..self.runtime.reactor_count() {
+            let fs = self.service.fs.clone();
+            let within = deadline.saturating_duration_since(Instant::now());
+            let drained =
+                self.runtime.call_blocking(reactor, move || async move { fs.drain_writes_behind(within).await });
+            left += drained.unwrap_or(0);
+        }
+        if left > 0 {
+            tracing::warn!(
+                left,
+                "writes behind still in flight at the stop deadline; the next open changes the write verifier"
+            );
+        }
+        left
     }
 }
 
