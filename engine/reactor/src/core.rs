@@ -13,16 +13,35 @@ use crossbeam_queue::{ArrayQueue, SegQueue};
 
 use crate::io::Devices;
 use crate::net::Net;
+use crate::outbox::Outbox;
 use crate::runtime::{IdlePolicy, ReactorStats};
 use crate::time::Timers;
 
 /// A closure run on the reactor that receives it.
 pub(crate) type Message = Box<dyn FnOnce() + Send>;
 
+/// One mailbox entry: a message pushed on its own (from a thread that is not
+/// a reactor), or a reactor's outbox queue for this reactor, sent after a
+/// turn (see `outbox.rs`). Messages of a batch run in order.
+pub(crate) enum Envelope {
+    One(Message),
+    Batch(Vec<Message>),
+}
+
+impl Envelope {
+    pub fn into_batch(self) -> Vec<Message> {
+        match self {
+            Envelope::One(message) => vec![message],
+            Envelope::Batch(batch) => batch,
+        }
+    }
+}
+
 /// How many tasks one turn runs before it looks at devices and messages again,
 /// so that a busy executor cannot starve I/O completions.
 const TASKS_PER_TURN_MAX: usize = 256;
-/// How many messages one turn drains.
+/// How many messages one turn drains (whole entries: a batch is run whole, so
+/// a turn may run up to `MESSAGES_PER_TURN_MAX + OUTBOX_QUEUE_MESSAGES_MAX - 1`).
 const MESSAGES_PER_TURN_MAX: usize = 256;
 
 static NEXT_UID: AtomicU64 = AtomicU64::new(1);
@@ -36,7 +55,7 @@ pub(crate) struct Shared {
     /// same index in another runtime" (tests run many runtimes at once).
     pub uid: u64,
     pub injector: SegQueue<Runnable>,
-    pub mailbox: ArrayQueue<Message>,
+    pub mailbox: ArrayQueue<Envelope>,
     pub waker: mio::Waker,
     sleeping: AtomicBool,
     /// Set by the thread that writes the waker while the reactor sleeps and
@@ -81,6 +100,30 @@ impl Shared {
         }
     }
 
+    /// Pushes `envelope` into the mailbox and wakes the reactor if it sleeps;
+    /// gives it back when the mailbox is full. An envelope that arrives after
+    /// the reactor exited is dropped here, on the sender's thread, so that
+    /// its calls are cancelled now rather than when the runtime is freed.
+    pub fn deliver(&self, envelope: Envelope) -> Result<(), Envelope> {
+        self.mailbox.push(envelope)?;
+        // `notify` fences (SeqCst) between the push and the `exited` load;
+        // `Core::mark_exited` fences between its store and its last drain:
+        // either that drain sees this push or this load sees `exited`.
+        self.notify();
+        if self.has_exited() {
+            self.drop_mailbox();
+        }
+        Ok(())
+    }
+
+    /// Drops every entry in the mailbox (on whichever thread calls it; the
+    /// messages are `Send`).
+    pub fn drop_mailbox(&self) {
+        while let Some(envelope) = self.mailbox.pop() {
+            drop(envelope);
+        }
+    }
+
     /// How many times another thread wrote the waker to end this reactor's sleep.
     pub fn wakes_written(&self) -> u64 {
         self.wakes_written.load(Ordering::Relaxed)
@@ -96,7 +139,12 @@ impl Shared {
     }
 
     pub fn has_exited(&self) -> bool {
-        self.exited.load(Ordering::Acquire)
+        self.exited.load(Ordering::SeqCst)
+    }
+
+    fn mark_exited(&self) {
+        self.exited.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
     }
 }
 
@@ -118,6 +166,7 @@ pub(crate) struct Counters {
     pub sleeps: Cell<u64>,
     pub tasks_run: Cell<u64>,
     pub messages: Cell<u64>,
+    pub mailbox_entries: Cell<u64>,
     pub io_submitted: Cell<u64>,
     pub io_completed: Cell<u64>,
     pub busy_ns: Cell<u64>,
@@ -135,6 +184,7 @@ impl Counters {
             sleeps: self.sleeps.get(),
             tasks_run: self.tasks_run.get(),
             messages: self.messages.get(),
+            mailbox_entries: self.mailbox_entries.get(),
             io_submitted: self.io_submitted.get(),
             io_completed: self.io_completed.get(),
             busy_ns: self.busy_ns.get(),
@@ -150,6 +200,7 @@ pub(crate) struct Core {
     pub shared: Arc<Shared>,
     pub peers: Arc<[Arc<Shared>]>,
     pub local: RefCell<VecDeque<Runnable>>,
+    pub outbox: Outbox,
     pub devices: Devices,
     pub timers: RefCell<Timers>,
     pub net: Net,
@@ -211,10 +262,16 @@ impl Core {
     fn turn_at(&self, now: Instant) -> bool {
         Counters::bump(&self.stats.turns, 1);
         let mut worked = self.run_tasks();
+        // The turn's messages leave before the device system calls, so their
+        // destinations can start on them meanwhile.
+        self.outbox.flush(&self.peers);
         worked |= self.devices.poll(&self.stats);
         worked |= self.drain_mailbox();
         worked |= self.timers.borrow_mut().fire(now);
         worked |= self.net.poll(Some(Duration::ZERO), &self.devices);
+        // Whatever is left (a full mailbox at a destination) is retried here
+        // and every turn after; a reactor with messages unsent never sleeps.
+        worked |= self.outbox.flush(&self.peers) > 0;
         worked
     }
 
@@ -231,20 +288,37 @@ impl Core {
     }
 
     fn drain_mailbox(&self) -> bool {
-        let mut n = 0usize;
-        while n < MESSAGES_PER_TURN_MAX {
-            let Some(message) = self.shared.mailbox.pop() else {
+        let mut messages = 0usize;
+        let mut entries = 0u64;
+        while messages < MESSAGES_PER_TURN_MAX {
+            let Some(envelope) = self.shared.mailbox.pop() else {
                 break;
             };
-            message();
-            n += 1;
+            entries += 1;
+            match envelope {
+                Envelope::One(message) => {
+                    message();
+                    messages += 1;
+                }
+                Envelope::Batch(mut batch) => {
+                    messages += batch.len();
+                    for message in batch.drain(..) {
+                        message();
+                    }
+                    self.outbox.recycle(batch);
+                }
+            }
         }
-        Counters::bump(&self.stats.messages, n as u64);
-        n > 0
+        Counters::bump(&self.stats.messages, messages as u64);
+        Counters::bump(&self.stats.mailbox_entries, entries);
+        entries > 0
     }
 
     fn has_queued_work(&self) -> bool {
-        !self.local.borrow().is_empty() || !self.shared.injector.is_empty() || !self.shared.mailbox.is_empty()
+        !self.local.borrow().is_empty()
+            || !self.shared.injector.is_empty()
+            || !self.shared.mailbox.is_empty()
+            || !self.outbox.is_empty()
     }
 
     /// Sleeps until a socket, the mailbox, a device or a timer needs us — if it
@@ -316,7 +390,11 @@ impl Core {
     /// hold I/O or sockets), then devices and sockets.
     fn shutdown_drop(&self) {
         self.drain_io();
-        self.shared.exited.store(true, Ordering::Release);
+        // Messages still waiting for room go out if their destinations are
+        // alive; the rest are dropped with this reactor's tasks (cancelling
+        // their calls).
+        self.outbox.flush(&self.peers);
+        self.shared.mark_exited();
         self.drop_queued();
         self.timers.borrow_mut().clear();
         self.net.clear_wakers();
@@ -326,14 +404,24 @@ impl Core {
         self.devices.close();
     }
 
+    /// Drops queued tasks and messages until none is left: dropping one may
+    /// wake a task (a failed one-shot) and so queue another.
     fn drop_queued(&self) {
         loop {
             let next = self.local.borrow_mut().pop_front().or_else(|| self.shared.injector.pop());
-            let Some(runnable) = next else { break };
-            drop(runnable);
-        }
-        while let Some(message) = self.shared.mailbox.pop() {
-            drop(message);
+            if let Some(runnable) = next {
+                drop(runnable);
+                continue;
+            }
+            if !self.shared.mailbox.is_empty() {
+                self.shared.drop_mailbox();
+                continue;
+            }
+            if !self.outbox.is_empty() {
+                self.outbox.drop_all();
+                continue;
+            }
+            break;
         }
     }
 }

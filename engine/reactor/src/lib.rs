@@ -6,7 +6,9 @@
 //! 1. run the tasks that are ready (a local executor of futures, `async-task`);
 //! 2. poll every device queue pair: submit what tasks queued (one batch per
 //!    device), reap completions, wake the tasks that wait for them;
-//! 3. drain its mailbox: messages (closures) other reactors sent it;
+//! 3. drain its mailbox: messages (closures) other threads sent it, one by
+//!    one from threads that are not reactors, in batches from reactors (a
+//!    reactor's messages wait in its outbox until its tasks have run);
 //! 4. fire due timers;
 //! 5. poll network readiness (epoll through `mio`).
 //!
@@ -33,6 +35,7 @@ pub mod io;
 mod mailbox;
 pub mod net;
 mod oneshot;
+mod outbox;
 mod runtime;
 pub mod time;
 

@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use keel_drivers::{BlockDevice, DeviceError};
 
-use crate::core::{enter, Core, Counters, Message, Shared};
+use crate::core::{enter, Core, Counters, Envelope, Message, Shared};
 use crate::executor::{spawn, spawn_detached_logged};
 use crate::io::Devices;
 use crate::mailbox::{answered_call, CallError};
 use crate::net::Net;
 use crate::oneshot::oneshot;
+use crate::outbox::Outbox;
 use crate::time::Timers;
 
 /// What a reactor does when a turn finds no work.
@@ -83,7 +84,11 @@ pub struct ReactorStats {
     pub turns: u64,
     pub sleeps: u64,
     pub tasks_run: u64,
+    /// Messages run (calls, replies, `send_to` closures).
     pub messages: u64,
+    /// Mailbox entries those messages came in: one per message pushed from a
+    /// thread that is not a reactor, one per outbox batch from a reactor.
+    pub mailbox_entries: u64,
     pub io_submitted: u64,
     pub io_completed: u64,
     pub busy_ns: u64,
@@ -132,11 +137,13 @@ fn build_core(
     let pools = devices.iter().map(|d| Arc::clone(d.dma_pool())).collect();
     let devices = Devices::new(queue_pairs, pools);
     let net = Net::new(poll, &devices).map_err(|source| RuntimeError::Poller { reactor: id, source })?;
+    let outbox = Outbox::new(peers.len());
     Ok(Rc::new(Core {
         id,
         shared,
         peers,
         local: RefCell::new(VecDeque::new()),
+        outbox,
         devices,
         timers: RefCell::new(Timers::default()),
         net,
@@ -260,19 +267,19 @@ impl RuntimeHandle {
         self.peers.len()
     }
 
-    fn push_blocking(&self, target: usize, mut message: Message) -> Result<(), CallError> {
+    /// The direct path, for threads that are not reactors: the message is
+    /// one mailbox entry of its own.
+    fn push_blocking(&self, target: usize, message: Message) -> Result<(), CallError> {
         let peer = self.peers.get(target).ok_or(CallError::NoSuchReactor(target))?;
+        let mut envelope = Envelope::One(message);
         loop {
             if peer.has_exited() {
                 return Err(CallError::Stopped(target));
             }
-            match peer.mailbox.push(message) {
-                Ok(()) => {
-                    peer.notify();
-                    return Ok(());
-                }
+            match peer.deliver(envelope) {
+                Ok(()) => return Ok(()),
                 Err(back) => {
-                    message = back;
+                    envelope = back;
                     std::thread::sleep(Duration::from_micros(50));
                 }
             }
@@ -296,7 +303,7 @@ impl RuntimeHandle {
         T: Send + 'static,
     {
         let (tx, rx) = oneshot();
-        self.push_blocking(target, answered_call(target, f, tx))?;
+        self.push_blocking(target, answered_call(target, f, tx, None))?;
         rx.recv_blocking().map_err(|_| CallError::Cancelled)?
     }
 
@@ -305,6 +312,13 @@ impl RuntimeHandle {
         for peer in self.peers.iter() {
             peer.request_stop();
         }
+    }
+
+    /// Asks one reactor to stop, leaving the others running (tests of what
+    /// its callers see).
+    #[cfg(test)]
+    pub(crate) fn request_stop_of(&self, reactor: usize) {
+        self.peers[reactor].request_stop();
     }
 }
 

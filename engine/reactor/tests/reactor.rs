@@ -329,3 +329,173 @@ fn block_on_re_raises_a_panic_instead_of_hanging() {
     let result = std::panic::catch_unwind(|| block_on(&[], async { panic!("deliberate test panic") }));
     assert!(result.is_err());
 }
+
+/// Blocks reactor `reactor`'s thread until the returned sender is dropped or
+/// sent to; returns once the reactor is blocked, so nothing it receives
+/// meanwhile is run.
+fn block_reactor(runtime: &Runtime, reactor: usize) -> std::sync::mpsc::Sender<()> {
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let (blocked_tx, blocked_rx) = std::sync::mpsc::channel::<()>();
+    runtime
+        .spawn_on(reactor, move || async move {
+            blocked_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+        })
+        .unwrap();
+    blocked_rx.recv_timeout(Duration::from_secs(10)).expect("the reactor took the blocking task");
+    release_tx
+}
+
+/// The calls that a turn's tasks make to one reactor leave as one mailbox
+/// entry, and their replies, made in one turn there, come back as one.
+#[test]
+fn a_turns_calls_to_another_reactor_arrive_as_one_mailbox_entry() {
+    let config = RuntimeConfig { reactors: 2, ..RuntimeConfig::default() };
+    let runtime = Runtime::start(&config, &[]).unwrap();
+    let before = [0, 1].map(|r| runtime.call_blocking(r, || async { keel_reactor::stats() }).unwrap());
+    // Reactor 1 is held still while reactor 0's 100 calls are made, so they
+    // are certainly in its mailbox together when it runs them.
+    let release = block_reactor(&runtime, 1);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    runtime
+        .spawn_on(0, move || async move {
+            let calls: Vec<_> =
+                (0..100u64).map(|i| spawn(async move { call_on(1, move || async move { i * 2 }).await })).collect();
+            let mut sum = 0;
+            for call in calls {
+                sum += call.await.unwrap();
+            }
+            done_tx.send(sum).unwrap();
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    drop(release);
+    assert_eq!(done_rx.recv_timeout(Duration::from_secs(10)).unwrap(), (0..100u64).map(|i| i * 2).sum::<u64>());
+    let after = [0, 1].map(|r| runtime.call_blocking(r, || async { keel_reactor::stats() }).unwrap());
+    let entries = |r: usize| after[r].mailbox_entries - before[r].mailbox_entries;
+    let messages = |r: usize| after[r].messages - before[r].messages;
+    // Reactor 1: the blocking task, the batch of 100 calls, the stats call.
+    assert_eq!(messages(1), 102, "{:?}", after[1]);
+    assert_eq!(entries(1), 3, "the calls came one entry each: {:?}", after[1]);
+    // Reactor 0: the spawn_on, the batch of 100 replies, the stats call.
+    assert_eq!(messages(0), 102, "{:?}", after[0]);
+    assert_eq!(entries(0), 3, "the replies came one entry each: {:?}", after[0]);
+}
+
+/// Messages from one reactor to another run in the order they were sent;
+/// when the destination does not drain its mailbox, a sender waits once its
+/// outbox queue (256) and the mailbox (here 1 entry) are full, and goes on
+/// when the destination drains.
+#[test]
+fn messages_between_two_reactors_keep_their_order_and_senders_wait_at_the_bound() {
+    let config = RuntimeConfig { reactors: 2, mailbox_capacity: 1, ..RuntimeConfig::default() };
+    let runtime = Runtime::start(&config, &[]).unwrap();
+    let release = block_reactor(&runtime, 1);
+    let sent = Arc::new(AtomicUsize::new(0));
+    let received = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    runtime
+        .spawn_on(0, {
+            let sent = Arc::clone(&sent);
+            let received = Arc::clone(&received);
+            move || async move {
+                for i in 0..2000usize {
+                    let received = Arc::clone(&received);
+                    keel_reactor::send_to(1, move || received.lock().unwrap().push(i)).await.unwrap();
+                    sent.store(i + 1, Ordering::SeqCst);
+                }
+                let last = call_on(1, || async { 0usize }).await.unwrap();
+                done_tx.send(last).unwrap();
+            }
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // One full queue in the mailbox, another in the outbox; the 513th waits.
+    assert_eq!(sent.load(Ordering::SeqCst), 2 * 256, "back-pressure at the bound");
+    drop(release);
+    done_rx.recv_timeout(Duration::from_secs(10)).expect("the sender went on once the mailbox drained");
+    assert_eq!(sent.load(Ordering::SeqCst), 2000);
+    assert_eq!(*received.lock().unwrap(), (0..2000).collect::<Vec<_>>(), "in the order sent");
+}
+
+/// A panic in one call of a batch fails that call only; the others in the
+/// same batch, and the replies batched with its error, arrive.
+#[test]
+fn a_panicking_call_in_a_batch_fails_alone() {
+    let config = RuntimeConfig { reactors: 2, ..RuntimeConfig::default() };
+    let runtime = Runtime::start(&config, &[]).unwrap();
+    let release = block_reactor(&runtime, 1);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    runtime
+        .spawn_on(0, move || async move {
+            let calls: Vec<_> = (0..20u64)
+                .map(|i| {
+                    spawn(async move {
+                        call_on(1, move || async move {
+                            assert!(i != 7, "deliberate test panic");
+                            i
+                        })
+                        .await
+                    })
+                })
+                .collect();
+            let mut outcomes = Vec::new();
+            for call in calls {
+                outcomes.push(call.await);
+            }
+            done_tx.send(outcomes).unwrap();
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    drop(release);
+    let outcomes = done_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        let expected = if i == 7 { Err(CallError::Panicked(1)) } else { Ok(i as u64) };
+        assert_eq!(outcome, expected, "call {i}");
+    }
+}
+
+/// Stopping a runtime while messages wait in outboxes and mailboxes loses
+/// none silently: each is run or dropped, once.
+#[test]
+fn stopping_with_messages_queued_runs_or_drops_each_once() {
+    struct Token {
+        dropped: Arc<AtomicUsize>,
+    }
+    impl Drop for Token {
+        fn drop(&mut self) {
+            self.dropped.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let config = RuntimeConfig { reactors: 2, mailbox_capacity: 1, ..RuntimeConfig::default() };
+    let runtime = Runtime::start(&config, &[]).unwrap();
+    let release = block_reactor(&runtime, 1);
+    let created = Arc::new(AtomicUsize::new(0));
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let ran = Arc::new(AtomicUsize::new(0));
+    runtime
+        .spawn_on(0, {
+            let (created, dropped, ran) = (Arc::clone(&created), Arc::clone(&dropped), Arc::clone(&ran));
+            move || async move {
+                for _ in 0..1000 {
+                    let token = Token { dropped: Arc::clone(&dropped) };
+                    created.fetch_add(1, Ordering::SeqCst);
+                    let ran = Arc::clone(&ran);
+                    let _ = keel_reactor::send_to(1, move || {
+                        let _token = token;
+                        ran.fetch_add(1, Ordering::SeqCst);
+                    })
+                    .await;
+                }
+            }
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    runtime.handle().request_stop();
+    drop(release);
+    runtime.stop();
+    let created = created.load(Ordering::SeqCst);
+    assert!(created > 2 * 256, "the sender was waiting at the bound: {created}");
+    assert_eq!(dropped.load(Ordering::SeqCst), created, "every message run or dropped");
+    assert!(ran.load(Ordering::SeqCst) <= created);
+}

@@ -82,10 +82,11 @@ impl KeelSample {
         let r = &self.fill_reactors;
         let per = |n: u64| n as f64 / inserts.max(1) as f64;
         format!(
-            "{:.2} us CPU per insert (all threads); per insert: {:.3} mailbox messages, {:.3} reactor sleeps, \
-             {:.3} waker writes, {:.3} device requests",
+            "{:.2} us CPU per insert (all threads); per insert: {:.3} mailbox messages in {:.3} mailbox entries, \
+             {:.3} reactor sleeps, {:.3} waker writes, {:.3} device requests",
             self.fill_cpu_us_per_op,
             per(r.messages),
+            per(r.mailbox_entries),
             per(r.sleeps),
             per(r.wakes_written),
             per(r.io_submitted),
@@ -233,6 +234,7 @@ fn reactor_stats(runtime: &Runtime) -> Result<ReactorStats, String> {
         sum.turns += s.turns;
         sum.sleeps += s.sleeps;
         sum.messages += s.messages;
+        sum.mailbox_entries += s.mailbox_entries;
         sum.wakes_written += s.wakes_written;
         sum.io_submitted += s.io_submitted;
     }
