@@ -86,7 +86,11 @@ impl Server {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                self.seen.extend(self.lines.try_iter());
+                // The reader thread may not have passed on the last lines
+                // yet: take them until it sees the end of stdout.
+                while let Ok(line) = self.lines.recv_timeout(START_TIMEOUT) {
+                    self.seen.push(line);
+                }
                 return (status, self.seen);
             }
             if Instant::now() > deadline {
