@@ -20,6 +20,7 @@ use keel_reactor::call_on;
 use keel_reactor::io::{self, DeviceId};
 use keel_tree::{MergeOp, Message, Value};
 
+use crate::claim::externalize_claimed;
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::layout::PAGE_BYTES;
@@ -191,15 +192,23 @@ impl Engine {
         let op = Op::Write { shard: self.shard_of(key), key: key.to_vec(), message };
         let engine = self.clone();
         self.on_shard(op.shard(), move |shard| async move {
-            let op = engine.externalize(&shard, op).await?;
-            let extent = op.extent();
-            let result = engine.write_on_shard(&shard, op).await;
-            if let (Err(_), Some(e)) = (&result, extent) {
-                shard.tree.forget_extent(e);
+            // The claim gives the value's pages back unless the record that
+            // names them is committed: on an error, and when this future is
+            // dropped while it waits (its caller went away).
+            let (op, claim) = externalize_claimed(engine.clone(), Rc::clone(&shard), op).await?;
+            let lsn = engine.write_on_shard(&shard, op).await?;
+            if let Some(claim) = claim {
+                claim.committed();
             }
-            result
+            Ok(lsn)
         })
         .await?
+    }
+
+    /// Whether [`Engine::externalize`] writes `op`'s value out of line.
+    pub(crate) fn goes_out_of_line(&self, op: &Op) -> bool {
+        let inline_max = self.shared.config.tree.inline_value_max_bytes;
+        matches!(op, Op::Write { message: Message::Put(Value::Inline(v)), .. } if v.len() > inline_max)
     }
 
     /// Moves a put's value out of line when it is above the inline limit

@@ -6,6 +6,7 @@
 
 pub mod check;
 mod checkpoint;
+mod claim;
 mod config;
 mod engine;
 mod error;

@@ -24,6 +24,7 @@ use keel_drivers::DmaBuf;
 use keel_tree::merge::apply_merge;
 use keel_tree::{ExtentRef, MergeOp, Message, Value};
 
+use crate::claim::{externalize_claimed, forget_extents, Claim, Detaching};
 use crate::engine::{commit_record, Engine, Lsn};
 use crate::error::EngineError;
 use crate::locks::TxnId;
@@ -248,8 +249,7 @@ impl Transaction {
             forget_extents(&self.engine, std::mem::take(&mut self.extents)).await;
         }
         let lsn = result?;
-        // The committed record names the extents now.
-        self.extents.clear();
+        debug_assert!(self.extents.is_empty(), "a commit leaves no extent to give back");
         self.finished = true;
         Ok(lsn)
     }
@@ -299,10 +299,10 @@ impl Transaction {
             }
             let engine = self.engine.clone();
             let s = op.shard();
-            match self.engine.on_shard(s, move |shard| async move { engine.externalize(&shard, op).await }).await {
-                Ok(Ok(op)) => {
-                    if let Some(e) = op.extent() {
-                        self.extents.push((s, e));
+            match self.engine.on_shard(s, move |shard| externalize_claimed(engine, shard, op)).await {
+                Ok(Ok((op, claim))) => {
+                    if let Some(claim) = claim {
+                        claim.take(&mut self.extents);
                     }
                     out.push(op);
                 }
@@ -375,6 +375,8 @@ impl Transaction {
                 continue;
             }
             let lsn = commit_record(reservation, payload, after_data)?;
+            // The record names the extents: no longer ours to give back.
+            self.extents.clear();
             let shards: Vec<Rc<Shard>> = shards.into_iter().map(|(_, shard)| shard).collect();
             // The record is written: the ops go to the trees, taken, in order.
             for op in std::mem::take(&mut self.ops) {
@@ -404,6 +406,11 @@ impl Transaction {
         let reservation = self.engine.shared.journal.reserve(payload.len()).await?;
         let gates = GateSet::acquire(&self.engine, self.id, &self.ops, shards).await?;
         let lsn = commit_record(reservation, payload, after_data)?;
+        // The record names the extents: no longer ours to give back, and
+        // before the next await, or a commit dropped while it waits for the
+        // apply below would give back (`Drop`) pages a committed record
+        // names, racing the apply that attaches them.
+        self.extents.clear();
         // From here the changes must reach every shard whatever happens to us.
         let ops = std::mem::take(&mut self.ops);
         let locked = std::mem::take(&mut self.locked);
@@ -438,47 +445,6 @@ impl Transaction {
     }
 }
 
-/// An extent written for a transaction and not yet recorded in it: given
-/// back when dropped, so a result nobody takes (its caller stopped waiting,
-/// or a write's task finished after its waiter was dropped) leaks no space.
-struct Claim {
-    engine: Engine,
-    shard: u32,
-    extent: ExtentRef,
-    taken: bool,
-}
-
-impl Claim {
-    /// Moves the extent into `extents` (the transaction's) and returns it.
-    fn take(mut self, extents: &mut Vec<(u32, ExtentRef)>) -> ExtentRef {
-        self.taken = true;
-        extents.push((self.shard, self.extent));
-        self.extent
-    }
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        if !self.taken && keel_reactor::on_reactor() {
-            let engine = self.engine.clone();
-            let extents = vec![(self.shard, self.extent)];
-            keel_reactor::spawn(async move { forget_extents(&engine, extents).await }).detach();
-        }
-    }
-}
-
-/// Tasks writing extents; those still running when this is dropped are left
-/// to finish rather than cancelled (a cancelled device write would leave
-/// its pages allocated with nobody to give them back), and their [`Claim`]s,
-/// never taken, give the extents back.
-struct Detaching<T>(Vec<Option<keel_reactor::JoinHandle<T>>>);
-
-impl<T> Drop for Detaching<T> {
-    fn drop(&mut self) {
-        self.0.iter_mut().filter_map(Option::take).for_each(keel_reactor::JoinHandle::detach);
-    }
-}
-
 /// Writes each buffer out of line on `shard` (whose reactor this runs on),
 /// all in flight together; returns each key with its extent, or the error.
 async fn write_extents_together(
@@ -497,7 +463,7 @@ async fn write_extents_together(
                     shard.tree.forget_extent(extent);
                     return Err(tree_error(e));
                 }
-                Ok((key, Claim { engine, shard: shard.id, extent, taken: false }))
+                Ok((key, Claim::new(engine, shard.id, extent)))
             }))
         })
         .collect();
@@ -523,13 +489,6 @@ impl Drop for Transaction {
                 keel_reactor::spawn(async move { forget_extents(&engine, extents).await }).detach();
             }
         }
-    }
-}
-
-/// Gives back extents written for a transaction that did not commit.
-async fn forget_extents(engine: &Engine, extents: Vec<(u32, ExtentRef)>) {
-    for (s, e) in extents {
-        let _ = engine.on_shard(s, move |shard| async move { shard.tree.forget_extent(e) }).await;
     }
 }
 

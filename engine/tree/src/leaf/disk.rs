@@ -59,11 +59,8 @@ impl Leaf {
         let (start, end) = self.span(i);
         let key_bytes = self.key(i).len();
         let flags_at = start + 2 + key_bytes;
-        let value_saved = if self.data[flags_at] & FLAG_EXTENT == 0 {
-            4 - varint_len(get_u32(&self.data, flags_at + 1))
-        } else {
-            0
-        };
+        let value_saved =
+            if self.data[flags_at] & FLAG_EXTENT == 0 { 4 - varint_len(get_u32(&self.data, flags_at + 1)) } else { 0 };
         let suffix_bytes = key_bytes - prefix_bytes;
         (end - start) - 2 - prefix_bytes + varint_len(suffix_bytes as u32) - value_saved
     }
