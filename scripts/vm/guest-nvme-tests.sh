@@ -41,6 +41,10 @@ check "setup --config binds $DEV" setup_config
 check "mkfs on $DEV" /host/keel mkfs --force --config /tmp/keel.toml
 CONF=/tmp/keel.toml
 serve() { # BOOT: starts keel serve on $CONF, waits for Ready and checks the boot counter
+  # Empty the log first: the background shell truncates it only when it gets to run, and
+  # the wait below must not find the Ready of an earlier server that used the same name
+  # (the striped set's serve 2 once read the single controller's log and went on early).
+  : > /tmp/serve$1.log
   /host/keel serve --config $CONF > /tmp/serve$1.log 2>&1 &
   pid=$!
   i=0; while ! grep -q '^Ready' /tmp/serve$1.log && [ $i -lt 600 ] && kill -0 $pid 2>/dev/null; do sleep 0.1; i=$((i+1)); done
