@@ -74,7 +74,10 @@ impl Tree {
                 Step::Load(id) => {
                     loads += 1;
                     self.check_loads(loads)?;
-                    pins.push(self.load(id).await?);
+                    match self.load_for_read(id, false).await? {
+                        Some(pin) => pins.push(pin),
+                        None => self.count_restart(),
+                    }
                     continue;
                 }
             };
@@ -125,7 +128,10 @@ impl Tree {
                         }
                         None => {
                             device_reads += 1;
-                            pins.push(self.load_with(id, true).await?);
+                            match self.load_for_read(id, true).await? {
+                                Some(pin) => pins.push(pin),
+                                None => self.count_restart(),
+                            }
                         }
                     }
                 }
@@ -234,6 +240,12 @@ impl Tree {
         }
     }
 
+    /// A walk found the node it meant to load merged away: it walks again
+    /// from the root (bounded by [`LOADS_PER_READ_MAX`] with its loads).
+    fn count_restart(&self) {
+        self.sh.st.borrow_mut().counters.reads_restarted += 1;
+    }
+
     fn check_loads(&self, loads: usize) -> Result<()> {
         if loads > LOADS_PER_READ_MAX {
             let budget_bytes = self.sh.config.cache_bytes;
@@ -282,55 +294,76 @@ impl Tree {
     }
 
     /// Makes node `id` resident and pins it. Reads and verifies it against
-    /// its table entry when it is not cached.
+    /// its table entry when it is not cached. For maintenance (which holds
+    /// the maintenance lock, so nothing it needs is merged away under it)
+    /// and opening: a node they reach that has no location is corruption.
     pub(crate) async fn load(&self, id: NodeId) -> Result<PinGuard> {
-        self.load_with(id, false).await
+        self.load_for_read(id, false).await?.ok_or_else(|| {
+            TreeError::corrupt(
+                BlockKind::Node,
+                0,
+                crate::error::CorruptReason::Invariant("a referenced node has no location"),
+            )
+        })
     }
 
-    /// [`Tree::load`]; `keep_map` also keeps the page map of a leaf of
-    /// several pages (gets do: their later reads of it read one page).
-    async fn load_with(&self, id: NodeId, keep_map: bool) -> Result<PinGuard> {
+    /// [`Tree::load`] for a walk that takes no maintenance lock: None when
+    /// the node is gone (merged away since the walk named it, maybe while
+    /// this read waited), and the walk must start again from the root, which
+    /// no longer leads to it. `keep_map` also keeps the page map of a leaf
+    /// of several pages (gets do: their later reads of it read one page).
+    async fn load_for_read(&self, id: NodeId, keep_map: bool) -> Result<Option<PinGuard>> {
         loop {
             let at = {
                 let st = self.sh.st.borrow();
                 if st.cache.contains(id) {
-                    return Ok(PinGuard::new(&self.sh, id));
+                    return Ok(Some(PinGuard::new(&self.sh, id)));
                 }
                 st.table.get(id)
             };
             if at.is_none() {
-                return Err(TreeError::corrupt(
-                    BlockKind::Node,
-                    0,
-                    crate::error::CorruptReason::Invariant("a referenced node has no location"),
-                ));
+                return Ok(None);
             }
             self.ensure_cache_room(at.length as usize * 2).await?;
             let bytes = self.sh.region.read(BlockKind::Node, at.address, at.length as usize).await?;
-            let node = Node::verify_and_decode(&bytes, id, &at)?;
+            let node = match Node::verify_and_decode(&bytes, id, &at) {
+                Ok(node) => node,
+                // The node moved while we read and its old place was reused:
+                // the bytes were not its own. Only bytes at the place the
+                // table still names are corrupt.
+                Err(_) if self.sh.st.borrow().table.get(id) != at => continue,
+                Err(e) => return Err(e),
+            };
             let map = match &node {
                 Node::Leaf(leaf) if keep_map => LeafPages::build(&bytes, leaf, at),
                 _ => None,
             };
             let mut st = self.sh.st.borrow_mut();
             if st.cache.contains(id) || st.table.get(id) != at {
-                // Loaded by another task, or rewritten while we read: look again.
+                // Loaded by another task, or rewritten or merged away while
+                // we read: look again.
                 continue;
             }
-            st.counters.node_reads += 1;
-            // Whole pages: what the device transferred.
-            let device_bytes = crate::limits::pages_for(bytes.len()) * crate::limits::PAGE_BYTES as u64;
-            st.counters.node_read_bytes += device_bytes;
-            if node.is_leaf() {
-                st.counters.leaf_reads += 1;
-                st.counters.leaf_read_bytes += device_bytes;
-            }
-            st.cache.insert(id, node, false);
-            st.cache.forget_leaf_pages(id, crate::limits::pages_for(at.length as usize) as u32);
-            if let Some(map) = map {
-                st.cache.keep_page_map(id, map, self.sh.config.cache_bytes / PAGE_MAP_SHARE);
-            }
-            return Ok(PinGuard::new(&self.sh, id));
+            self.keep_loaded(&mut st, id, at, node, &bytes, map);
+            return Ok(Some(PinGuard::new(&self.sh, id)));
+        }
+    }
+
+    /// Counts a verified read of node `id` from `at` and caches the node
+    /// (and its page map, when one was built).
+    fn keep_loaded(&self, st: &mut State, id: NodeId, at: Location, node: Node, bytes: &[u8], map: Option<LeafPages>) {
+        st.counters.node_reads += 1;
+        // Whole pages: what the device transferred.
+        let device_bytes = crate::limits::pages_for(bytes.len()) * crate::limits::PAGE_BYTES as u64;
+        st.counters.node_read_bytes += device_bytes;
+        if node.is_leaf() {
+            st.counters.leaf_reads += 1;
+            st.counters.leaf_read_bytes += device_bytes;
+        }
+        st.cache.insert(id, node, false);
+        st.cache.forget_leaf_pages(id, crate::limits::pages_for(at.length as usize) as u32);
+        if let Some(map) = map {
+            st.cache.keep_page_map(id, map, self.sh.config.cache_bytes / PAGE_MAP_SHARE);
         }
     }
 }

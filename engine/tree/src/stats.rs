@@ -65,6 +65,9 @@ pub struct Counters {
     pub checkpoints: u64,
     /// Passes that pushed buffered deletes down to free space.
     pub reclaims: u64,
+    /// Times a get or scan found a node it meant to load merged away (it
+    /// walked again from the root).
+    pub reads_restarted: u64,
 }
 
 impl Counters {
@@ -123,7 +126,8 @@ impl Counters {
             evictions_dirty,
             materializations,
             checkpoints,
-            reclaims
+            reclaims,
+            reads_restarted
         );
     }
 
