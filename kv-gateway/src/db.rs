@@ -17,7 +17,7 @@ use keel_engine::{Engine, EngineError, Lsn, MergeOp, Transaction};
 
 use crate::keys::{self, Anchors};
 use crate::meta::{Kind, Meta};
-use crate::meta_cache::{Lookup, MetaCache, Ticket};
+use crate::meta_cache::{Claim, Lookup, MetaCache};
 use crate::resp::Reply;
 
 /// Results of commands: an error is the reply to send.
@@ -188,6 +188,8 @@ impl Staged {
 #[derive(Debug)]
 pub struct KeyTx<'a> {
     db: &'a Db,
+    /// Declared before `txn`, so the slots are given back before the locks.
+    claims: CacheClaims<'a>,
     txn: Transaction,
     staged: Vec<Staged>,
     now_ms: u64,
@@ -219,16 +221,29 @@ impl<'a> KeyTx<'a> {
         let refs: Vec<&[u8]> = meta_keys.iter().map(Vec::as_slice).collect();
         let mut txn = db.engine.transaction();
         txn.lock(&refs).await?;
-        let mut tx = KeyTx { db, txn, staged: Vec::with_capacity(unique.len()), now_ms };
-        for (key, meta_key) in unique.iter().zip(meta_keys) {
+        // Locked: no other writer of these keys can come in between the
+        // read and the commit, so the read claims the cache slots with it.
+        let shards: Vec<u32> = meta_keys.iter().map(|k| db.engine.shard_of(k)).collect();
+        let shard_keys: Vec<(u32, &[u8])> = shards.iter().copied().zip(unique.iter().copied()).collect();
+        let (claims, lookups): (Vec<Option<Claim>>, Vec<Lookup>) =
+            db.cache.claim_all(&shard_keys, values).into_iter().unzip();
+        let claims = CacheClaims { cache: &db.cache, claims, committing: false };
+        let mut tx = KeyTx { db, claims, txn, staged: Vec::with_capacity(unique.len()), now_ms };
+        for (i, ((key, meta_key), lookup)) in unique.iter().zip(meta_keys).zip(lookups).enumerate() {
             // The transaction has written nothing yet, and the range deletes
             // of expired keys staged so far cover only their own records: the
             // stored meta is what the transaction sees.
-            let shard = db.engine.shard_of(&meta_key);
-            let stored = db.stored_meta(key, shard, values).await?;
+            let stored = match lookup {
+                Lookup::Hit(meta) => meta,
+                Lookup::Miss(_) => {
+                    let meta = decode_meta(key, db.engine.get(&meta_key).await?)?;
+                    tx.claims.note_read(i, &meta);
+                    meta
+                }
+            };
             let expired = stored.as_ref().is_some_and(|m| m.is_expired(now_ms));
             let current = if expired { None } else { stored.clone() };
-            tx.staged.push(Staged { meta_key, shard, stored, current, meta_changed: false });
+            tx.staged.push(Staged { meta_key, shard: shards[i], stored, current, meta_changed: false });
             if expired {
                 let (start, end) = keys::all_records(key);
                 tx.txn.delete_range(&start, Some(&end))?;
@@ -325,11 +340,12 @@ impl<'a> KeyTx<'a> {
             }
         }
         if self.txn.is_empty() {
+            // Dropping `self` releases the claims: nothing was written.
             return Ok(None);
         }
-        let claims = CacheClaims::begin(&self.db.cache, staged);
+        self.claims.committing = true;
         let lsn = self.txn.commit().await?;
-        claims.end();
+        self.claims.end(staged);
         Ok(Some(lsn))
     }
 
@@ -360,34 +376,50 @@ impl<'a> KeyTx<'a> {
     }
 }
 
-/// The meta cache slots a committing [`KeyTx`] claimed, one per staged
-/// key; released as unknown if the commit fails or its future is dropped.
+/// The meta cache slots a [`KeyTx`] claimed as it read its keys, one per
+/// staged key (in the same order). Dropped before the commit, they are
+/// released (nothing was written); dropped once the commit began (it
+/// failed, or its future was dropped), they are abandoned as unknown.
+#[derive(Debug)]
 struct CacheClaims<'a> {
     cache: &'a MetaCache,
-    staged: Vec<Staged>,
-    tickets: Vec<Option<Ticket>>,
+    claims: Vec<Option<Claim>>,
+    committing: bool,
 }
 
-impl<'a> CacheClaims<'a> {
-    fn begin(cache: &'a MetaCache, staged: Vec<Staged>) -> CacheClaims<'a> {
-        let tickets = staged.iter().map(|s| cache.begin_write(s.shard, s.key())).collect();
-        CacheClaims { cache, staged, tickets }
+impl CacheClaims<'_> {
+    fn note_read(&self, i: usize, meta: &Option<Meta>) {
+        if let Some(claim) = &self.claims[i] {
+            self.cache.note_read(claim, meta);
+        }
     }
 
-    /// The commit was applied: each key's meta is what the transaction left.
-    fn end(mut self) {
-        let tickets = std::mem::take(&mut self.tickets);
-        for (s, ticket) in std::mem::take(&mut self.staged).into_iter().zip(tickets) {
-            let left = s.current.filter(|m| m.kind == Kind::String || m.len > 0);
-            self.cache.end_write(s.shard, &s.meta_key[11..s.meta_key.len() - 1], ticket, left);
+    /// The commit was applied: each key's meta is what the transaction
+    /// left. A key whose meta record it left alone gets its record back as
+    /// read (which, for [`KeyTx::begin_for_overwrite`], the staged meta may
+    /// hold without its value).
+    fn end(&mut self, staged: Vec<Staged>) {
+        for (s, claim) in staged.into_iter().zip(self.claims.drain(..)) {
+            let Some(claim) = claim else { continue };
+            let untouched = !s.meta_changed && (s.current.is_some() || s.stored.is_none());
+            if untouched {
+                self.cache.release(claim);
+            } else {
+                let left = s.current.filter(|m| m.kind == Kind::String || m.len > 0);
+                self.cache.end_claim(claim, left);
+            }
         }
     }
 }
 
 impl Drop for CacheClaims<'_> {
     fn drop(&mut self) {
-        for (s, ticket) in self.staged.iter().zip(self.tickets.drain(..)) {
-            self.cache.abandon_write(s.shard, s.key(), ticket);
+        for claim in self.claims.drain(..).flatten() {
+            if self.committing {
+                self.cache.abandon(claim);
+            } else {
+                self.cache.release(claim);
+            }
         }
     }
 }

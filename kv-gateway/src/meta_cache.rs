@@ -9,12 +9,21 @@
 //!   and stores its result only if its ticket is still there. Any write of
 //!   the key in between replaced the ticket, so a read that raced a write
 //!   never caches what the write replaced.
-//! - A write marks the slot `Writing` (its own ticket) before it commits and,
-//!   once the commit has been applied, stores the meta it left — only if its
-//!   ticket is still there (a later writer of the same key took over) — or
-//!   empties the slot when the outcome is unknown (an error). While a slot is
+//! - A write claims the slot (`Writing`, its own ticket) as it reads the key,
+//!   once it holds the key's lock: [`MetaCache::claim_all`] reads and claims
+//!   every key of a `KeyTx` in one pass, one mutex acquisition per shard and
+//!   one hash per key (kept in the [`Claim`] for the end). Once the commit
+//!   has been applied the write stores the meta it left — only if its ticket
+//!   is still there (a later writer of the same key took over) — or empties
+//!   the slot when the outcome is unknown (an error). While a slot is
 //!   `Writing` readers go to the tree, which each shard updates in LSN order,
 //!   so no reader sees the new value and then the old one.
+//! - A claim whose holder writes nothing to the key (SET NX of an existing
+//!   key, MGET, an error before the commit) is released: the slot gets back
+//!   the record as stored when it was claimed (the hit's entry, kept in the
+//!   slot, or what the holder read from the tree), which no one else can
+//!   have changed while the key was locked — unless FLUSHDB ran, and then
+//!   the slot is emptied.
 //!
 //! Writers of a key are serialized by the engine's key locks (every gateway
 //! write goes through `KeyTx`); FLUSHDB, which deletes without key locks,
@@ -59,9 +68,12 @@ enum Slot {
     Filling(Ticket),
     /// `flushed`: FLUSHDB ran while the write was under way, so what the
     /// write left may be gone already; its end empties the slot instead.
+    /// `before`: the record as stored when the write claimed the slot, if
+    /// known (a string's value stays in the entry's bytes), for a release.
     Writing {
         ticket: Ticket,
         flushed: bool,
+        before: Option<Option<Head>>,
     },
 }
 
@@ -110,6 +122,16 @@ struct ShardCache {
     next_ticket: Ticket,
 }
 
+/// A write's claim on one key's slot, from its read to its end. The slot is
+/// found again by hash and ticket (tickets are unique per shard), so the
+/// key is neither hashed nor compared again.
+#[derive(Debug)]
+pub struct Claim {
+    shard: u32,
+    hash: u64,
+    ticket: Ticket,
+}
+
 /// What a lookup found.
 #[derive(Debug)]
 pub enum Lookup {
@@ -134,6 +156,10 @@ fn value_of(meta: &Option<Meta>) -> &[u8] {
         Some(m) if m.kind == Kind::String => &m.value,
         _ => &[],
     }
+}
+
+fn is_claimed_by(slot: &Slot, claim: &Claim) -> bool {
+    matches!(slot, Slot::Writing { ticket, .. } if *ticket == claim.ticket)
 }
 
 impl MetaCache {
@@ -200,45 +226,63 @@ impl MetaCache {
         }
     }
 
-    /// Marks `key` as being written; readers bypass the cache until
-    /// [`MetaCache::end_write`] or [`MetaCache::abandon_write`].
-    pub fn begin_write(&self, shard: u32, key: &[u8]) -> Option<Ticket> {
+    /// Reads and claims the slots of `keys` (`(shard, key)`, no duplicates)
+    /// for a write that holds their key locks: each key's cached meta
+    /// (`Hit`; a string's value only if `with_value`) or `Miss(None)` (read
+    /// the tree and give the result to [`MetaCache::note_read`]), and its
+    /// claim (none: the cache is disabled). One mutex acquisition per shard.
+    pub fn claim_all(&self, keys: &[(u32, &[u8])], with_value: bool) -> Vec<(Option<Claim>, Lookup)> {
+        let mut out: Vec<(Option<Claim>, Lookup)> = keys.iter().map(|_| (None, Lookup::Miss(None))).collect();
         if !self.enabled() {
-            return None;
+            return out;
         }
-        let hash = self.hash(key);
-        let mut c = self.shard(shard);
-        let ticket = c.take_ticket();
-        c.put(hash, key, Slot::Writing { ticket, flushed: false }, &[], self.bytes_max_per_shard);
-        Some(ticket)
+        let mut by_shard: Vec<usize> = (0..keys.len()).collect();
+        by_shard.sort_by_key(|&i| keys[i].0);
+        for run in by_shard.chunk_by(|&a, &b| keys[a].0 == keys[b].0) {
+            let shard = keys[run[0]].0;
+            let mut c = self.shard(shard);
+            for &i in run {
+                let key = keys[i].1;
+                let hash = self.hash(key);
+                let (ticket, lookup) = c.claim(hash, key, with_value, self.bytes_max_per_shard);
+                out[i] = (Some(Claim { shard, hash, ticket }), lookup);
+            }
+        }
+        out
     }
 
-    /// The write's commit was applied and left `meta` (`None`: no meta record).
-    pub fn end_write(&self, shard: u32, key: &[u8], ticket: Option<Ticket>, meta: Option<Meta>) {
-        let Some(ticket) = ticket else { return };
-        let hash = self.hash(key);
-        let mut c = self.shard(shard);
-        let flushed = match c.find_mut(hash, key) {
-            Some(Entry { slot: Slot::Writing { ticket: t, flushed }, .. }) if *t == ticket => *flushed,
-            _ => return,
-        };
-        if flushed {
-            c.remove(hash, key);
-        } else {
-            let slot = Slot::Known { head: meta.as_ref().map(Head::of), used: false };
-            c.put(hash, key, slot, value_of(&meta), self.bytes_max_per_shard);
-        }
+    /// Notes what the holder of `claim` read from the tree after a miss, so
+    /// that a release can cache it.
+    pub fn note_read(&self, claim: &Claim, meta: &Option<Meta>) {
+        let mut c = self.shard(claim.shard);
+        let slot = |flushed| Slot::Writing { ticket: claim.ticket, flushed, before: Some(meta.as_ref().map(Head::of)) };
+        c.set_claimed(claim, slot, value_of(meta), self.bytes_max_per_shard);
     }
 
-    /// The write failed or was abandoned: what the tree holds is not known
-    /// here, so the slot is emptied (if the write still owns it).
-    pub fn abandon_write(&self, shard: u32, key: &[u8], ticket: Option<Ticket>) {
-        let Some(ticket) = ticket else { return };
-        let hash = self.hash(key);
-        let mut c = self.shard(shard);
-        if matches!(c.find_mut(hash, key), Some(Entry { slot: Slot::Writing { ticket: t, .. }, .. }) if *t == ticket) {
-            c.remove(hash, key);
+    /// The claim holder's commit was applied and left `meta` (`None`: no
+    /// meta record).
+    pub fn end_claim(&self, claim: Claim, meta: Option<Meta>) {
+        let mut c = self.shard(claim.shard);
+        let slot = |_| Slot::Known { head: meta.as_ref().map(Head::of), used: false };
+        c.set_claimed(&claim, slot, value_of(&meta), self.bytes_max_per_shard);
+    }
+
+    /// The claim holder wrote nothing to the key: the slot gets back the
+    /// record as stored when it was claimed, if known.
+    pub fn release(&self, claim: Claim) {
+        let mut c = self.shard(claim.shard);
+        let Some(e) = c.find_claimed(&claim) else { return };
+        if let Slot::Writing { flushed: false, before: Some(head), .. } = e.slot {
+            e.slot = Slot::Known { head, used: true };
+            return;
         }
+        c.remove_claimed(&claim);
+    }
+
+    /// The claim holder's commit failed or was abandoned: what the tree
+    /// holds is not known here, so the slot is emptied.
+    pub fn abandon(&self, claim: Claim) {
+        self.shard(claim.shard).remove_claimed(&claim);
     }
 
     /// Empties every shard's cache. Writes under way keep their claims but
@@ -276,11 +320,52 @@ impl ShardCache {
         self.table.find_mut(hash, |e| e.hash == hash && e.key() == key)
     }
 
-    fn remove(&mut self, hash: u64, key: &[u8]) {
-        if let Ok(found) = self.table.find_entry(hash, |e| e.hash == hash && e.key() == key) {
+    /// The slot `claim` still holds (a later writer of the key may have
+    /// taken it over).
+    fn find_claimed(&mut self, claim: &Claim) -> Option<&mut Entry> {
+        self.table.find_mut(claim.hash, |e| e.hash == claim.hash && is_claimed_by(&e.slot, claim))
+    }
+
+    fn remove_claimed(&mut self, claim: &Claim) {
+        if let Ok(found) = self.table.find_entry(claim.hash, |e| e.hash == claim.hash && is_claimed_by(&e.slot, claim))
+        {
             let (old, _) = found.remove();
             self.bytes -= old.cost_bytes();
         }
+    }
+
+    /// Replaces the slot `claim` still holds with `slot(flushed)` and
+    /// `value`, or empties it if FLUSHDB ran since the claim.
+    fn set_claimed(&mut self, claim: &Claim, slot: impl FnOnce(bool) -> Slot, value: &[u8], bytes_max: usize) {
+        let Some(e) = self.find_claimed(claim) else { return };
+        let flushed = matches!(e.slot, Slot::Writing { flushed: true, .. });
+        let new = slot(flushed);
+        if flushed && !matches!(new, Slot::Writing { .. }) {
+            self.remove_claimed(claim);
+            return;
+        }
+        let old_bytes = e.cost_bytes();
+        e.set(new, value);
+        let new_bytes = e.cost_bytes();
+        self.bytes = self.bytes - old_bytes + new_bytes;
+        if self.bytes > bytes_max {
+            self.evict(bytes_max - bytes_max / 4);
+        }
+    }
+
+    /// Claims `key`'s slot with a new ticket; a known entry's record (and
+    /// value bytes) stay in the slot for a release.
+    fn claim(&mut self, hash: u64, key: &[u8], with_value: bool, bytes_max: usize) -> (Ticket, Lookup) {
+        let ticket = self.take_ticket();
+        if let Some(e) = self.find_mut(hash, key) {
+            if let Slot::Known { head, .. } = e.slot {
+                let meta = e.meta(head, with_value);
+                e.slot = Slot::Writing { ticket, flushed: false, before: Some(head) };
+                return (ticket, Lookup::Hit(meta));
+            }
+        }
+        self.put(hash, key, Slot::Writing { ticket, flushed: false, before: None }, &[], bytes_max);
+        (ticket, Lookup::Miss(None))
     }
 
     fn put(&mut self, hash: u64, key: &[u8], slot: Slot, value: &[u8], bytes_max: usize) {
@@ -377,51 +462,118 @@ mod tests {
         assert_eq!(hit(&c, b"k"), Some(Some(m)), "the value is still there for a full lookup");
     }
 
+    /// Claims one key of shard 0, with its value.
+    fn claim(c: &MetaCache, key: &[u8]) -> (Claim, Lookup) {
+        let (claim, lookup) = c.claim_all(&[(0, key)], true).pop().expect("one key claimed");
+        (claim.expect("cache enabled"), lookup)
+    }
+
+    fn fill(c: &MetaCache, shard: u32, key: &[u8], meta: &Option<Meta>) {
+        let Lookup::Miss(t) = c.lookup(shard, key) else { panic!("hit") };
+        c.fill(shard, key, t, meta);
+    }
+
+    #[test]
+    fn claim_all_reads_and_claims_every_key() {
+        let c = MetaCache::new(2, 1 << 20);
+        fill(&c, 0, b"a", &string(b"va"));
+        fill(&c, 1, b"b", &None);
+        let keys: [(u32, &[u8]); 3] = [(1, b"b"), (0, b"a"), (0, b"c")];
+        let claimed = c.claim_all(&keys, true);
+        assert!(matches!(&claimed[0].1, Lookup::Hit(None)));
+        assert!(matches!(&claimed[1].1, Lookup::Hit(m) if *m == string(b"va")));
+        assert!(matches!(&claimed[2].1, Lookup::Miss(None)), "a miss gets no fill ticket");
+        for (shard, key) in keys {
+            assert!(matches!(c.lookup(shard, key), Lookup::Miss(None)), "readers bypass claimed slots");
+        }
+        let mut claims = claimed.into_iter().map(|(claim, _)| claim.expect("cache enabled"));
+        c.end_claim(claims.next().expect("b"), string(b"vb"));
+        c.abandon(claims.next().expect("a"));
+        c.end_claim(claims.next().expect("c"), None);
+        assert!(matches!(c.lookup(1, b"b"), Lookup::Hit(m) if m == string(b"vb")));
+        assert!(matches!(c.lookup(0, b"a"), Lookup::Miss(Some(_))), "abandoned: emptied");
+        assert!(matches!(c.lookup(0, b"c"), Lookup::Hit(None)));
+    }
+
     #[test]
     fn a_fill_that_raced_a_write_is_dropped() {
         let c = MetaCache::new(1, 1 << 20);
         let Lookup::Miss(read) = c.lookup(0, b"k") else { panic!("hit") };
-        let write = c.begin_write(0, b"k");
+        let (write, _) = claim(&c, b"k");
         assert!(matches!(c.lookup(0, b"k"), Lookup::Miss(None)), "readers bypass a slot being written");
         c.fill(0, b"k", read, &string(b"old"));
-        c.end_write(0, b"k", write, string(b"new"));
+        c.end_claim(write, string(b"new"));
         assert_eq!(hit(&c, b"k"), Some(string(b"new")));
     }
 
     #[test]
     fn a_late_writer_does_not_overwrite_a_later_one() {
         let c = MetaCache::new(1, 1 << 20);
-        let first = c.begin_write(0, b"k");
-        let second = c.begin_write(0, b"k");
-        c.end_write(0, b"k", second, string(b"second"));
-        c.end_write(0, b"k", first, string(b"first"));
-        c.abandon_write(0, b"k", first);
-        assert_eq!(hit(&c, b"k"), Some(string(b"second")));
+        let first = c.claim_all(&[(0, b"k")], true);
+        let (second, _) = claim(&c, b"k");
+        c.end_claim(second, string(b"second"));
+        for (claim, _) in first {
+            c.release(claim.expect("cache enabled"));
+        }
+        let (stale, _) = claim(&c, b"k");
+        let (latest, _) = claim(&c, b"k");
+        c.abandon(stale);
+        c.end_claim(latest, string(b"latest"));
+        assert_eq!(hit(&c, b"k"), Some(string(b"latest")));
     }
 
     #[test]
     fn a_write_under_way_during_a_flush_leaves_nothing_cached() {
         let c = MetaCache::new(1, 1 << 20);
-        let w = c.begin_write(0, b"k");
+        fill(&c, 0, b"hit", &string(b"v"));
+        let (ended, _) = claim(&c, b"k");
+        let (released, _) = claim(&c, b"hit");
+        let (read, _) = claim(&c, b"read");
         c.clear();
-        c.end_write(0, b"k", w, string(b"maybe flushed"));
+        c.note_read(&read, &string(b"maybe flushed"));
+        c.end_claim(ended, string(b"maybe flushed"));
+        c.release(released);
+        c.release(read);
+        assert_eq!(c.usage(), (0, 0));
         assert!(matches!(c.lookup(0, b"k"), Lookup::Miss(Some(_))));
     }
 
     #[test]
     fn an_abandoned_write_empties_its_slot() {
         let c = MetaCache::new(1, 1 << 20);
-        let w = c.begin_write(0, b"k");
-        c.abandon_write(0, b"k", w);
+        fill(&c, 0, b"k", &string(b"v"));
+        let (w, _) = claim(&c, b"k");
+        c.abandon(w);
         assert_eq!(c.usage().0, 0);
         assert!(matches!(c.lookup(0, b"k"), Lookup::Miss(Some(_))));
+    }
+
+    #[test]
+    fn a_release_gives_back_the_record_as_read() {
+        let c = MetaCache::new(1, 1 << 20);
+        fill(&c, 0, b"hit", &string(b"value"));
+        // Claimed without the value (an overwrite): the entry keeps it.
+        let (w, lookup) = c.claim_all(&[(0, b"hit")], false).pop().expect("one key");
+        assert!(matches!(lookup, Lookup::Hit(Some(m)) if m.value.is_empty()));
+        c.release(w.expect("cache enabled"));
+        assert_eq!(hit(&c, b"hit"), Some(string(b"value")));
+        let (w, lookup) = claim(&c, b"read");
+        assert!(matches!(lookup, Lookup::Miss(None)));
+        c.note_read(&w, &string(b"from the tree"));
+        c.release(w);
+        assert_eq!(hit(&c, b"read"), Some(string(b"from the tree")));
+        let (w, _) = claim(&c, b"unread");
+        c.release(w);
+        assert!(matches!(c.lookup(0, b"unread"), Lookup::Miss(Some(_))), "nothing known: emptied");
     }
 
     #[test]
     fn the_cache_stays_within_its_budget_and_keeps_writes_claims() {
         let budget = 64 << 10;
         let c = MetaCache::new(1, budget);
-        let w = c.begin_write(0, b"claimed");
+        let (w, _) = claim(&c, b"claimed");
+        let (r, _) = claim(&c, b"read");
+        c.note_read(&r, &string(&[1; 1000]));
         for i in 0..10_000u32 {
             let key = i.to_le_bytes();
             if let Lookup::Miss(t) = c.lookup(0, &key) {
@@ -429,8 +581,10 @@ mod tests {
             }
             assert!(c.usage().1 <= budget, "{} bytes held", c.usage().1);
         }
-        c.end_write(0, b"claimed", w, string(b"kept"));
+        c.end_claim(w, string(b"kept"));
+        c.release(r);
         assert_eq!(hit(&c, b"claimed"), Some(string(b"kept")));
+        assert_eq!(hit(&c, b"read"), Some(string(&[1; 1000])));
         c.clear();
         assert_eq!(c.usage(), (0, 0));
     }
@@ -439,7 +593,8 @@ mod tests {
     fn a_disabled_cache_holds_nothing() {
         let c = MetaCache::new(2, 0);
         assert!(matches!(c.lookup(1, b"k"), Lookup::Miss(None)));
-        assert_eq!(c.begin_write(1, b"k"), None);
+        let claimed = c.claim_all(&[(1, b"k")], true);
+        assert!(matches!(claimed.as_slice(), [(None, Lookup::Miss(None))]));
         assert_eq!(c.usage(), (0, 0));
     }
 }
