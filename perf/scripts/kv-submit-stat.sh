@@ -25,8 +25,9 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/keel-kv-submit-stat.XXXXXX")
 pid=
 trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
 dd if=/dev/zero of="$work/keel.img" bs=4M count=256 oflag=direct status=none
-awk -v n=100000 'BEGIN { v = sprintf("%0100d", 0); gsub(/0/, "x", v)
-  for (i = 0; i < n; i++) printf "*3\r\n$3\r\nSET\r\n$16\r\nkey:%012d\r\n$100\r\n%s\r\n", i, v }' >"$work/preload.resp"
+# shellcheck source=perf/scripts/kv-preload.sh
+source "$(dirname "$0")/kv-preload.sh"
+kv_preload_resp "$work/preload.resp"
 journal_counters() {
     redis-cli -p "$port" INFO keel | tr -d '\r' |
         awk -F: '$1 == "journal_records" {r = $2} $1 == "journal_batches" {b = $2} END {print r + 0, b + 0}'
