@@ -8,7 +8,8 @@
 //!    device), reap completions, wake the tasks that wait for them;
 //! 3. drain its mailbox: messages (closures) other threads sent it, one by
 //!    one from threads that are not reactors, in batches from reactors (a
-//!    reactor's messages wait in its outbox until its tasks have run);
+//!    reactor's messages wait in its outbox until eight are queued for one
+//!    destination or its tasks have run);
 //! 4. fire due timers;
 //! 5. poll network readiness (epoll through `mio`).
 //!

@@ -346,8 +346,10 @@ fn block_reactor(runtime: &Runtime, reactor: usize) -> std::sync::mpsc::Sender<(
     release_tx
 }
 
-/// The calls that a turn's tasks make to one reactor leave as one mailbox
-/// entry, and their replies, made in one turn there, come back as one.
+/// The calls that a turn's tasks make to one reactor leave in mailbox
+/// entries of 8 (the outbox sends a queue each time it holds a multiple of
+/// 8, and the rest at the end of the turn), and their replies, made in one
+/// turn there, come back the same way.
 #[test]
 fn a_turns_calls_to_another_reactor_arrive_as_one_mailbox_entry() {
     let config = RuntimeConfig { reactors: 2, ..RuntimeConfig::default() };
@@ -374,18 +376,20 @@ fn a_turns_calls_to_another_reactor_arrive_as_one_mailbox_entry() {
     let after = [0, 1].map(|r| runtime.call_blocking(r, || async { keel_reactor::stats() }).unwrap());
     let entries = |r: usize| after[r].mailbox_entries - before[r].mailbox_entries;
     let messages = |r: usize| after[r].messages - before[r].messages;
-    // Reactor 1: the blocking task, the batch of 100 calls, the stats call.
+    // 100 messages in entries of 8: twelve full ones and one of 4.
+    let batches = 100usize.div_ceil(8) as u64;
+    // Reactor 1: the blocking task, the batches of 100 calls, the stats call.
     assert_eq!(messages(1), 102, "{:?}", after[1]);
-    assert_eq!(entries(1), 3, "the calls came one entry each: {:?}", after[1]);
-    // Reactor 0: the spawn_on, the batch of 100 replies, the stats call.
+    assert_eq!(entries(1), 2 + batches, "the calls came in entries of 8: {:?}", after[1]);
+    // Reactor 0: the spawn_on, the batches of 100 replies, the stats call.
     assert_eq!(messages(0), 102, "{:?}", after[0]);
-    assert_eq!(entries(0), 3, "the replies came one entry each: {:?}", after[0]);
+    assert_eq!(entries(0), 2 + batches, "the replies came in entries of 8: {:?}", after[0]);
 }
 
 /// Messages from one reactor to another run in the order they were sent;
-/// when the destination does not drain its mailbox, a sender waits once its
-/// outbox queue (256) and the mailbox (here 1 entry) are full, and goes on
-/// when the destination drains.
+/// when the destination does not drain its mailbox, a sender waits once the
+/// mailbox (here 1 entry, taken by the first 8 messages) and its outbox
+/// queue (256) are full, and goes on when the destination drains.
 #[test]
 fn messages_between_two_reactors_keep_their_order_and_senders_wait_at_the_bound() {
     let config = RuntimeConfig { reactors: 2, mailbox_capacity: 1, ..RuntimeConfig::default() };
@@ -410,8 +414,8 @@ fn messages_between_two_reactors_keep_their_order_and_senders_wait_at_the_bound(
         })
         .unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    // One full queue in the mailbox, another in the outbox; the 513th waits.
-    assert_eq!(sent.load(Ordering::SeqCst), 2 * 256, "back-pressure at the bound");
+    // The first 8 in the mailbox, a full queue in the outbox; the 265th waits.
+    assert_eq!(sent.load(Ordering::SeqCst), 8 + 256, "back-pressure at the bound");
     drop(release);
     done_rx.recv_timeout(Duration::from_secs(10)).expect("the sender went on once the mailbox drained");
     assert_eq!(sent.load(Ordering::SeqCst), 2000);
