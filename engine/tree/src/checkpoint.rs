@@ -17,6 +17,7 @@
 //! reserved (u32 each), then the locations (24 bytes each) of the table
 //! pages and of the space-map pages.
 
+use keel_drivers::checksum;
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
@@ -242,7 +243,7 @@ impl Tree {
                     }
                 };
                 let generation = crate::codec::get_u64(&bytes, 16);
-                let at = self.alloc_for_image(&mut st, bytes.len(), generation, crc32c::crc32c(&bytes))?;
+                let at = self.alloc_for_image(&mut st, bytes.len(), generation, checksum::crc32c(&bytes))?;
                 jobs.push((id, version, at, bytes));
             }
         }
@@ -309,7 +310,7 @@ impl Tree {
                 }
                 let generation = st.generation();
                 let bytes = encode_page(page, i as u32, generation);
-                let at = self.alloc_for_image(&mut st, bytes.len(), generation, crc32c::crc32c(&bytes))?;
+                let at = self.alloc_for_image(&mut st, bytes.len(), generation, checksum::crc32c(&bytes))?;
                 self.replace_metadata(&mut st, prev.map(|(_, l)| l), at);
                 locs.push(at);
                 writes.push((at, bytes));

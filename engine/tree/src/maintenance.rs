@@ -5,6 +5,7 @@
 //! fresh places to keep the cache within its budget. One task at a time does
 //! this work (the maintenance lock); reads go on meanwhile.
 
+use keel_drivers::checksum;
 use keel_drivers::DmaBuf;
 
 use crate::config::TreeConfig;
@@ -492,7 +493,7 @@ impl Tree {
                 }
                 break;
             };
-            let crc32c = crc32c::crc32c(&bytes);
+            let crc32c = checksum::crc32c(&bytes);
             let at = Location { address, length: bytes.len() as u32, crc32c, generation };
             st.cache.slot_mut(id).expect("still cached").evicting = true;
             jobs.push(WriteJob { id, kind, version, at, bytes });

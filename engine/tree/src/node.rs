@@ -13,6 +13,7 @@ use crate::error::{BlockKind, CorruptReason, TreeError};
 use crate::internal::{Internal, NodeId};
 use crate::leaf::Leaf;
 use crate::table::Location;
+use keel_drivers::checksum;
 
 pub(crate) const NODE_MAGIC: [u8; 4] = *b"KTND";
 /// 2: leaves written with their keys' shared prefix once and varint
@@ -118,7 +119,7 @@ impl Node {
             return Err(corrupt(CorruptReason::Invariant("node length in its table entry")));
         }
         let bytes = &bytes[..len];
-        let found = crc32c::crc32c(bytes);
+        let found = checksum::crc32c(bytes);
         if found != at.crc32c {
             return Err(corrupt(classify_mismatch(bytes, id, at, found)));
         }
