@@ -351,7 +351,7 @@ fn block_reactor(runtime: &Runtime, reactor: usize) -> std::sync::mpsc::Sender<(
 /// 8, and the rest at the end of the turn), and their replies, made in one
 /// turn there, come back the same way.
 #[test]
-fn a_turns_calls_to_another_reactor_arrive_as_one_mailbox_entry() {
+fn a_turns_calls_to_another_reactor_arrive_in_mailbox_entries_of_eight() {
     let config = RuntimeConfig { reactors: 2, ..RuntimeConfig::default() };
     let runtime = Runtime::start(&config, &[]).unwrap();
     let before = [0, 1].map(|r| runtime.call_blocking(r, || async { keel_reactor::stats() }).unwrap());
