@@ -26,6 +26,10 @@ fn committed_records_become_durable_and_recover_in_order() {
         }
         journal.wait_durable(last).await.unwrap();
         assert!(journal.lsn_durable() >= last);
+        // Batches of at most 32 KiB in pieces of the device's 1 MiB transfer:
+        // every write is under a quarter piece, and counted so.
+        let stats = journal.stats();
+        assert!(stats.writes > 0 && stats.writes_under_quarter_piece == stats.writes, "{stats:?}");
         journal.close().await;
         assert!(matches!(journal.reserve(1).await, Err(JournalError::Closed)));
         let (records, outcome) = replay(region(64), &config, 1, (1, 0)).await.unwrap();

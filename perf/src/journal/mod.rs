@@ -376,6 +376,7 @@ fn measure(
         flushes: end_stats.flushes - start_stats.flushes,
         batches_without_fua: end_stats.batches_without_fua - start_stats.batches_without_fua,
         reserve_waits: end_stats.reserve_waits - start_stats.reserve_waits,
+        writes_under_quarter_piece: end_stats.writes_under_quarter_piece - start_stats.writes_under_quarter_piece,
     };
     Ok(Sample { commits_per_sec: n / secs, bytes_per_sec: n * record_bytes as f64 / secs, cpu_cores, stats })
 }

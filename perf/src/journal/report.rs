@@ -35,6 +35,14 @@ pub fn journal_line(name: &str, journal: &[Sample], metric: impl Fn(&Sample) -> 
         "journal {name}: median {median:.1} (min {min:.1}, max {max:.1}); records/batch {per_batch:.1}, KiB/batch {batch_kib:.0}, KiB/write {write_kib:.0}, records/flush {per_flush:.1}, reserve waits {}",
         mid.reserve_waits
     );
+    // How many device writes were slivers (tails of batches that end just
+    // past a piece boundary, or small batches): each takes a write slot like
+    // a whole piece, so they cut the bytes the slots keep at the device.
+    let short_percent = 100.0 * mid.writes_under_quarter_piece as f64 / mid.writes.max(1) as f64;
+    println!(
+        "  writes: {} in {} batches, {} ({short_percent:.1}%) under a quarter piece",
+        mid.writes, mid.batches, mid.writes_under_quarter_piece
+    );
 }
 
 /// Prints CPU seconds per GB written: the journal's (median of its runs)
