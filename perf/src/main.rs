@@ -50,6 +50,11 @@ enum Command {
     Tree(tree::TreeArgs),
 }
 
+/// The `keel` binary's allocator (see `src/main.rs`), so that the engine
+/// measured in process here allocates as it does in `keel serve`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
