@@ -36,8 +36,16 @@ use hashbrown::HashTable;
 
 use crate::meta::{Kind, Meta};
 
-/// Bytes an entry costs beyond its key and value (table slot, headers).
-const ENTRY_OVERHEAD_BYTES: usize = 96;
+/// Most key and value bytes an entry holds inside itself: an entry whose
+/// key and string value fit is read from the table's bucket alone (no heap
+/// block, so a hit costs one dependent cache miss less); a longer one keeps
+/// them in one heap block. Sized so that an entry is 192 bytes, three cache
+/// lines (checked by a test).
+const INLINE_BYTES: usize = 134;
+
+/// Bytes an entry costs beyond its heap block, if any: its bucket (the
+/// table keeps at most 7 entries in 8 buckets) and control byte.
+const ENTRY_OVERHEAD_BYTES: usize = std::mem::size_of::<Entry>() * 8 / 7 + 1;
 
 /// A ticket naming one reader's or writer's claim on a slot.
 pub type Ticket = u64;
@@ -77,40 +85,103 @@ enum Slot {
     },
 }
 
-/// One key's slot. The key and a known string's value share one heap block,
-/// and the table compares the full hash before the key: a hit over many keys
-/// (which miss the CPU cache) reads the table and that one block.
+/// A key, then a known string's value: inside the entry when both fit
+/// [`INLINE_BYTES`], else in one heap block.
+#[derive(Debug)]
+enum Bytes {
+    Inline { len: u8, buf: [u8; INLINE_BYTES] },
+    Heap(Vec<u8>),
+}
+
+impl Bytes {
+    fn new(key: &[u8], value: &[u8]) -> Bytes {
+        let len = key.len() + value.len();
+        match u8::try_from(len) {
+            Ok(short) if len <= INLINE_BYTES => {
+                let mut buf = [0; INLINE_BYTES];
+                buf[..key.len()].copy_from_slice(key);
+                buf[key.len()..len].copy_from_slice(value);
+                Bytes::Inline { len: short, buf }
+            }
+            _ => {
+                let mut block = Vec::with_capacity(len);
+                block.extend_from_slice(key);
+                block.extend_from_slice(value);
+                Bytes::Heap(block)
+            }
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Inline { len, buf } => &buf[..usize::from(*len)],
+            Bytes::Heap(block) => block,
+        }
+    }
+
+    /// Bytes held on the heap.
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Bytes::Inline { .. } => 0,
+            Bytes::Heap(block) => block.len(),
+        }
+    }
+
+    /// Keeps the first `key_len` bytes (the key) and puts `value` after
+    /// them. A heap block is reused for a value that still needs one (one of
+    /// the old one's size costs no allocation).
+    fn set_value(&mut self, key_len: usize, value: &[u8]) {
+        let len = key_len + value.len();
+        match self {
+            Bytes::Inline { len: held, buf } if len <= INLINE_BYTES => {
+                buf[key_len..len].copy_from_slice(value);
+                *held = u8::try_from(len).expect("inline bytes fit a u8");
+            }
+            Bytes::Heap(block) if len > INLINE_BYTES => {
+                block.truncate(key_len);
+                block.extend_from_slice(value);
+            }
+            _ => *self = Bytes::new(&self.as_slice()[..key_len], value),
+        }
+    }
+}
+
+/// One key's slot. Short keys and values live in the entry itself (a hit
+/// reads the table alone), longer ones in one heap block; the table compares
+/// the full hash before the key.
 #[derive(Debug)]
 struct Entry {
     hash: u64,
     key_len: usize,
     /// The key, then the value of a known string.
-    bytes: Vec<u8>,
+    bytes: Bytes,
     slot: Slot,
 }
 
 impl Entry {
     fn key(&self) -> &[u8] {
-        &self.bytes[..self.key_len]
+        &self.bytes.as_slice()[..self.key_len]
     }
 
     fn cost_bytes(&self) -> usize {
-        self.bytes.len() + ENTRY_OVERHEAD_BYTES
+        self.bytes.heap_bytes() + ENTRY_OVERHEAD_BYTES
     }
 
     /// The cached meta of a known slot; a string's value only if
     /// `with_value` (else empty).
     fn meta(&self, head: Option<Head>, with_value: bool) -> Option<Meta> {
         let h = head?;
-        let value = if with_value && h.kind == Kind::String { self.bytes[self.key_len..].to_vec() } else { Vec::new() };
+        let value = if with_value && h.kind == Kind::String {
+            self.bytes.as_slice()[self.key_len..].to_vec()
+        } else {
+            Vec::new()
+        };
         Some(Meta { kind: h.kind, expire_at_ms: h.expire_at_ms, value, len: h.len })
     }
 
-    /// Replaces the slot; `value` (a known string's) follows the key. The
-    /// block is reused: a value of the old one's size costs no allocation.
+    /// Replaces the slot; `value` (a known string's) follows the key.
     fn set(&mut self, slot: Slot, value: &[u8]) {
-        self.bytes.truncate(self.key_len);
-        self.bytes.extend_from_slice(value);
+        self.bytes.set_value(self.key_len, value);
         self.slot = slot;
     }
 }
@@ -378,10 +449,7 @@ impl ShardCache {
                 new
             }
             None => {
-                let mut bytes = Vec::with_capacity(key.len() + value.len());
-                bytes.extend_from_slice(key);
-                bytes.extend_from_slice(value);
-                let e = Entry { hash, key_len: key.len(), bytes, slot };
+                let e = Entry { hash, key_len: key.len(), bytes: Bytes::new(key, value), slot };
                 let cost = e.cost_bytes();
                 self.table.insert_unique(hash, e, |e| e.hash);
                 cost
@@ -587,6 +655,57 @@ mod tests {
         assert_eq!(hit(&c, b"read"), Some(string(&[1; 1000])));
         c.clear();
         assert_eq!(c.usage(), (0, 0));
+    }
+
+    #[test]
+    fn an_entry_is_three_cache_lines() {
+        assert_eq!(std::mem::size_of::<Entry>(), 192);
+    }
+
+    #[test]
+    fn short_entries_are_inline_and_long_ones_on_the_heap() {
+        let c = MetaCache::new(1, 1 << 20);
+        let short = vec![b's'; INLINE_BYTES - 1];
+        let long = vec![b'l'; INLINE_BYTES];
+        fill(&c, 0, b"a", &string(&short));
+        assert_eq!(c.usage(), (1, ENTRY_OVERHEAD_BYTES), "key and value inside the entry");
+        fill(&c, 0, b"b", &string(&long));
+        assert_eq!(c.usage(), (2, 2 * ENTRY_OVERHEAD_BYTES + 1 + INLINE_BYTES), "one heap block");
+        assert_eq!(hit(&c, b"a"), Some(string(&short)));
+        assert_eq!(hit(&c, b"b"), Some(string(&long)));
+        // Writes move a value between the entry and a heap block, keeping the key.
+        let (wa, _) = claim(&c, b"a");
+        let (wb, _) = claim(&c, b"b");
+        c.end_claim(wa, string(&long));
+        c.end_claim(wb, string(b"short again"));
+        assert_eq!(hit(&c, b"a"), Some(string(&long)));
+        assert_eq!(hit(&c, b"b"), Some(string(b"short again")));
+        assert_eq!(c.usage(), (2, 2 * ENTRY_OVERHEAD_BYTES + 1 + INLINE_BYTES));
+        // A long key: on the heap even without a value.
+        let long_key = vec![b'k'; 300];
+        fill(&c, 0, &long_key, &None);
+        assert_eq!(hit(&c, &long_key), Some(None));
+        assert_eq!(hit(&c, &long_key[..299]), None, "a prefix of a key is another key");
+    }
+
+    #[test]
+    fn entries_whose_hashes_collide_are_told_apart_by_key() {
+        let mut c = ShardCache::default();
+        let hash = 0x5eed;
+        let known = |v: &[u8]| Slot::Known { head: Some(Head::of(&Meta::string(v.to_vec()))), used: false };
+        c.put(hash, b"one", known(b"1"), b"1", 1 << 20);
+        c.put(hash, b"two", known(b"22"), b"22", 1 << 20);
+        c.put(hash, &[b'x'; 200], known(b"3"), b"3", 1 << 20);
+        assert_eq!(c.table.len(), 3);
+        let value = |c: &mut ShardCache, key: &[u8]| {
+            let e = c.find_mut(hash, key)?;
+            let Slot::Known { head, .. } = e.slot else { return None };
+            e.meta(head, true).map(|m| m.value)
+        };
+        assert_eq!(value(&mut c, b"one"), Some(b"1".to_vec()));
+        assert_eq!(value(&mut c, b"two"), Some(b"22".to_vec()));
+        assert_eq!(value(&mut c, &[b'x'; 200]), Some(b"3".to_vec()));
+        assert_eq!(value(&mut c, b"three"), None, "same hash, no such key");
     }
 
     #[test]
