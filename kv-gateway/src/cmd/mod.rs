@@ -178,6 +178,13 @@ const SET_RUN_BYTES_MAX: usize = 256 << 10;
 /// committed as one transaction each, with one reply per SET; what they
 /// change and reply is what running them one by one would.
 pub async fn execute_group(db: &Db, group: &[Vec<Vec<u8>>], resp3: bool, limits: ExecLimits) -> Vec<Outcome> {
+    if group.len() > 1 {
+        // The first argument of a grouped command is its (first) key, or for
+        // a few (SCAN) not a key, which only costs a lookup that misses.
+        let keys: Vec<(u32, &[u8])> =
+            group.iter().filter_map(|a| a.get(1)).map(|k| (db.shard_of_key(k), k.as_slice())).collect();
+        db.cache.warm(&keys);
+    }
     let mut outcomes = Vec::with_capacity(group.len());
     let mut i = 0;
     while i < group.len() {
