@@ -16,6 +16,8 @@
 #   WORK_DIR=/path (default /tmp): where the data files live.
 #   LARGEFILE_ARGS: extra `keel-perf nfs largefile` arguments for both
 #   (e.g. '--write-kib 1024', the Linux client's WRITE size).
+#   LARGEFILE_ARGS_A, LARGEFILE_ARGS_B: the same for A or B only (default
+#   LARGEFILE_ARGS), so one binary can be compared at two WRITE sizes.
 #   DEVICE_A, DEVICE_B: extra `[device]` lines for A's or B's configuration
 #   (e.g. DEVICE_B='submit_write_batch_max = 0'), so one binary can be
 #   compared with itself under two settings.
@@ -87,12 +89,15 @@ wait_port 23049
 wait_port 24049
 TICKS=$(getconf CLK_TCK)
 
-# measure PID NFS_PORT MOUNT_PORT: "MB/s core-s/GB" of one largefile run.
+ARGS_A=${LARGEFILE_ARGS_A-${LARGEFILE_ARGS:-}}
+ARGS_B=${LARGEFILE_ARGS_B-${LARGEFILE_ARGS:-}}
+
+# measure PID NFS_PORT MOUNT_PORT ARGS: "MB/s core-s/GB" of one largefile run.
 measure() {
     local before after mbs
     before=$(cpu_ticks "$1")
-    # shellcheck disable=SC2086 # LARGEFILE_ARGS is a list of arguments
-    mbs=$("$PERF" nfs largefile --size-mib "$MIB" --nfs-port "$2" --mount-port "$3" --export /export ${LARGEFILE_ARGS:-} |
+    # shellcheck disable=SC2086 # $4 is a list of arguments
+    mbs=$("$PERF" nfs largefile --size-mib "$MIB" --nfs-port "$2" --mount-port "$3" --export /export $4 |
         awk '/^run 1:/ {print $3}')
     after=$(cpu_ticks "$1")
     awk -v mbs="$mbs" -v t=$((after - before)) -v hz="$TICKS" -v mib="$MIB" \
@@ -101,9 +106,9 @@ measure() {
 
 declare -a RA_MBS RA_CPU RB_MBS RB_CPU
 for round in $(seq 1 "$ROUNDS"); do
-    read -r m c < <(measure "$PID_A" 23049 23048)
+    read -r m c < <(measure "$PID_A" 23049 23048 "$ARGS_A")
     RA_MBS+=("$m") RA_CPU+=("$c")
-    read -r m c < <(measure "$PID_B" 24049 24048)
+    read -r m c < <(measure "$PID_B" 24049 24048 "$ARGS_B")
     RB_MBS+=("$m") RB_CPU+=("$c")
     echo "round $round (load $(cut -d' ' -f1 /proc/loadavg)): A ${RA_MBS[-1]} MB/s ${RA_CPU[-1]} core-s/GB;" \
         "B ${RB_MBS[-1]} MB/s ${RB_CPU[-1]} core-s/GB" >&2
@@ -112,6 +117,6 @@ done
 median_spread() {
     printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {m = (NR % 2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2; printf "%.3f (%.3f..%.3f)", m, v[1], v[NR]}'
 }
-echo "largefile ${MIB} MiB ${LARGEFILE_ARGS:-}, ${ROUNDS} rounds alternating; A = $A ${DEVICE_A:-}, B = $B ${DEVICE_B:-}"
+echo "largefile ${MIB} MiB, ${ROUNDS} rounds alternating; A = $A $ARGS_A ${DEVICE_A:-}, B = $B $ARGS_B ${DEVICE_B:-}"
 echo "A: MB/s $(median_spread "${RA_MBS[@]}"); Keel CPU core-s/GB $(median_spread "${RA_CPU[@]}")"
 echo "B: MB/s $(median_spread "${RB_MBS[@]}"); Keel CPU core-s/GB $(median_spread "${RB_CPU[@]}")"
