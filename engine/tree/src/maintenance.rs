@@ -21,7 +21,7 @@ use crate::shape::{flush_step, underflow_step, Pick};
 use crate::sync::join_all;
 use crate::table::Location;
 use crate::tree::{PinGuard, State, Tree};
-use crate::write_runs::{contiguous_runs, run_bytes};
+use crate::write_runs::contiguous_runs;
 
 /// The most buffers one flush of an over-full node empties (and children
 /// it reads at once).
@@ -452,8 +452,8 @@ impl Tree {
         if run.len() == 1 {
             return self.sh.region.write(first.kind, first.at.address, &first.bytes).await;
         }
-        let bytes = run_bytes(run.iter().map(|j| j.bytes.as_slice()));
-        self.sh.region.write(first.kind, first.at.address, &bytes).await
+        let parts: Vec<&[u8]> = run.iter().map(|j| j.bytes.as_slice()).collect();
+        self.sh.region.write_parts(first.kind, first.at.address, &parts).await
     }
 
     /// Chooses victims; drops the clean ones and serializes the dirty ones
