@@ -121,7 +121,8 @@ impl Tree {
             Urgency::Writer => 0,
             Urgency::Background => cfg.cache_bytes / 16,
         };
-        let headroom = root.mem_bytes() + 2 * (cfg.internal_bytes + cfg.leaf_bytes) + early;
+        let (root_mem, root_bytes) = root.mem_and_buffer_bytes();
+        let headroom = root_mem + 2 * (cfg.internal_bytes + cfg.leaf_bytes) + early;
         let used = st.cache.used_bytes();
         if used + bytes + headroom > cfg.cache_bytes {
             return Action::Evict(used + bytes + headroom + cfg.cache_bytes / 16 - cfg.cache_bytes);
@@ -129,7 +130,6 @@ impl Tree {
         if let Some((id, key)) = due_overfull(&st, cfg, urgency) {
             return Action::Flush(id, key.clone(), false);
         }
-        let root_bytes = root.buffer_bytes();
         if root_bytes > 0 && root_bytes + bytes > cfg.internal_bytes {
             return Action::Flush(st.root, Vec::new(), true);
         }
