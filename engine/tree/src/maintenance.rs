@@ -75,11 +75,27 @@ impl Tree {
     /// when the region is full (for `Admission::Write`, before the reserve),
     /// or with the error of a node it could not read or write.
     pub async fn make_room(&self, bytes: usize, admission: Admission) -> Result<()> {
-        if !self.has_room(bytes, admission) {
+        if !self.room_now(bytes, admission) {
             self.make_room_locked(bytes, admission).await?;
+            self.kick_background();
         }
-        self.kick_background();
         Ok(())
+    }
+
+    /// [`Tree::make_room`] without waiting: true when a write of about
+    /// `bytes` can be applied now (and then the background task is started
+    /// if its work is due, as `make_room` does); false when `make_room` has
+    /// work to do first. A writer that gets true and applies before its
+    /// next await needs no second [`Tree::has_room`]: nothing ran in
+    /// between. That saves one of the three budget checks (`decide`) a
+    /// buffered insert made (BENCHMARKS.md, "Fill CPU (session 16, helper
+    /// tree16)").
+    pub fn room_now(&self, bytes: usize, admission: Admission) -> bool {
+        let room = self.has_room(bytes, admission);
+        if room {
+            self.kick_background();
+        }
+        room
     }
 
     async fn make_room_locked(&self, bytes: usize, admission: Admission) -> Result<()> {
