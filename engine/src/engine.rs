@@ -247,8 +247,15 @@ impl Engine {
         loop {
             shard.locks.wait_unlocked(key).await;
             shard.gate.wait_free().await;
-            shard.make_room(ops).await?;
-            if !shard.gate.is_free() || shard.locks.locked_by_other(key, None) || !shard.has_room(ops) {
+            // Room found without waiting still holds at the commit below:
+            // nothing awaits in between. Only after `make_room` waited must
+            // the budget be checked again (the lock and the gate always are:
+            // `wait_free` may have waited after `wait_unlocked` returned).
+            let waited = !shard.room_now(ops);
+            if waited {
+                shard.make_room(ops).await?;
+            }
+            if !shard.gate.is_free() || shard.locks.locked_by_other(key, None) || (waited && !shard.has_room(ops)) {
                 continue;
             }
             let lsn = commit_record(reservation, &payload, op.extent().is_some())?;

@@ -91,6 +91,13 @@ impl Shard {
         self.tree.make_room(bytes, admission).await.map_err(|e| EngineError::from_tree(self.id, e))
     }
 
+    /// [`keel_tree::Tree::room_now`] for `ops`: true when they can be
+    /// applied now, without waiting for maintenance.
+    pub fn room_now(&self, ops: &[Op]) -> bool {
+        let (bytes, admission) = Self::admission(ops, self.id);
+        self.tree.room_now(bytes, admission)
+    }
+
     pub fn has_room(&self, ops: &[Op]) -> bool {
         let (bytes, admission) = Self::admission(ops, self.id);
         self.tree.has_room(bytes, admission)

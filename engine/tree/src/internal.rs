@@ -96,6 +96,23 @@ impl Internal {
             + self.buffers.iter().map(ChildBuffer::mem_bytes).sum::<usize>()
     }
 
+    /// `(self.mem_bytes(), self.buffer_bytes())` in one pass over the
+    /// buffers: the budget check before every write reads both of the root
+    /// (`maintenance::decide`).
+    pub fn mem_and_buffer_bytes(&self) -> (usize, usize) {
+        let (mut mem, mut buffered) = (0usize, 0usize);
+        for b in &self.buffers {
+            mem += b.mem_bytes();
+            buffered += b.encoded_bytes();
+        }
+        let mem = INTERNAL_MEM_OVERHEAD
+            + self.children.len() * CHILD_MEM_OVERHEAD
+            + self.pivots.iter().map(Vec::len).sum::<usize>()
+            + self.pivot_heads.mem_bytes()
+            + mem;
+        (mem, buffered)
+    }
+
     /// The child with the most buffered bytes, and how many.
     pub fn heaviest_child(&self) -> (usize, usize) {
         let mut best = (0usize, 0usize);
@@ -300,6 +317,7 @@ mod tests {
         let mut out = Vec::new();
         n.encode(&mut out);
         assert_eq!(out.len(), n.encoded_bytes());
+        assert_eq!(n.mem_and_buffer_bytes(), (n.mem_bytes(), n.buffer_bytes()));
         let back = Internal::decode(1, &out, 3).unwrap();
         assert_eq!(back, n);
         let mut left = back.clone();

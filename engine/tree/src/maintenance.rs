@@ -21,7 +21,7 @@ use crate::shape::{flush_step, underflow_step, Pick};
 use crate::sync::join_all;
 use crate::table::Location;
 use crate::tree::{PinGuard, State, Tree};
-use crate::write_runs::{contiguous_runs, run_bytes};
+use crate::write_runs::contiguous_runs;
 
 /// The most buffers one flush of an over-full node empties (and children
 /// it reads at once).
@@ -75,11 +75,27 @@ impl Tree {
     /// when the region is full (for `Admission::Write`, before the reserve),
     /// or with the error of a node it could not read or write.
     pub async fn make_room(&self, bytes: usize, admission: Admission) -> Result<()> {
-        if !self.has_room(bytes, admission) {
+        if !self.room_now(bytes, admission) {
             self.make_room_locked(bytes, admission).await?;
+            self.kick_background();
         }
-        self.kick_background();
         Ok(())
+    }
+
+    /// [`Tree::make_room`] without waiting: true when a write of about
+    /// `bytes` can be applied now (and then the background task is started
+    /// if its work is due, as `make_room` does); false when `make_room` has
+    /// work to do first. A writer that gets true and applies before its
+    /// next await needs no second [`Tree::has_room`]: nothing ran in
+    /// between. That saves one of the three budget checks (`decide`) a
+    /// buffered insert made (BENCHMARKS.md, "Fill CPU (session 16, helper
+    /// tree16)").
+    pub fn room_now(&self, bytes: usize, admission: Admission) -> bool {
+        let room = self.has_room(bytes, admission);
+        if room {
+            self.kick_background();
+        }
+        room
     }
 
     async fn make_room_locked(&self, bytes: usize, admission: Admission) -> Result<()> {
@@ -121,7 +137,8 @@ impl Tree {
             Urgency::Writer => 0,
             Urgency::Background => cfg.cache_bytes / 16,
         };
-        let headroom = root.mem_bytes() + 2 * (cfg.internal_bytes + cfg.leaf_bytes) + early;
+        let (root_mem, root_bytes) = root.mem_and_buffer_bytes();
+        let headroom = root_mem + 2 * (cfg.internal_bytes + cfg.leaf_bytes) + early;
         let used = st.cache.used_bytes();
         if used + bytes + headroom > cfg.cache_bytes {
             return Action::Evict(used + bytes + headroom + cfg.cache_bytes / 16 - cfg.cache_bytes);
@@ -129,7 +146,6 @@ impl Tree {
         if let Some((id, key)) = due_overfull(&st, cfg, urgency) {
             return Action::Flush(id, key.clone(), false);
         }
-        let root_bytes = root.buffer_bytes();
         if root_bytes > 0 && root_bytes + bytes > cfg.internal_bytes {
             return Action::Flush(st.root, Vec::new(), true);
         }
@@ -452,8 +468,8 @@ impl Tree {
         if run.len() == 1 {
             return self.sh.region.write(first.kind, first.at.address, &first.bytes).await;
         }
-        let bytes = run_bytes(run.iter().map(|j| j.bytes.as_slice()));
-        self.sh.region.write(first.kind, first.at.address, &bytes).await
+        let parts: Vec<&[u8]> = run.iter().map(|j| j.bytes.as_slice()).collect();
+        self.sh.region.write_parts(first.kind, first.at.address, &parts).await
     }
 
     /// Chooses victims; drops the clean ones and serializes the dirty ones

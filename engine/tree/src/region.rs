@@ -122,6 +122,31 @@ impl Region {
         result.map_err(|source| TreeError::Io { what, address, source })
     }
 
+    /// Writes `parts` from page `address` on, each starting on its own page
+    /// (`pages_for(len).max(1)` pages each, zeros after each part's bytes):
+    /// the nodes of one run (`write_runs.rs`). When they fit one transfer,
+    /// they are copied once, straight into one DMA buffer; gathering them
+    /// into a `Vec` first cost a second copy of every byte, the `Vec`'s
+    /// regrowth copies, and fresh pages for a buffer of up to 512 KiB per
+    /// run (BENCHMARKS.md, "Fill CPU (session 16, helper tree16)").
+    pub async fn write_parts(&self, what: BlockKind, address: u64, parts: &[&[u8]]) -> Result<(), TreeError> {
+        let pages: u64 = parts.iter().map(|p| pages_for(p.len()).max(1)).sum::<u64>().max(1);
+        if pages > self.chunk_pages {
+            return self.write(what, address, &crate::write_runs::run_bytes(parts.iter().copied())).await;
+        }
+        self.check(what, address, pages)?;
+        let mut buf = io::alloc_buf(self.device, pages as usize * PAGE_BYTES).await.map_err(TreeError::Dma)?;
+        let mut at = 0;
+        for part in parts {
+            let end = at + pages_for(part.len()).max(1) as usize * PAGE_BYTES;
+            buf[at..at + part.len()].copy_from_slice(part);
+            buf[at + part.len()..end].fill(0);
+            at = end;
+        }
+        let (_, result) = io::write(self.device, self.lba(address), buf, false).await;
+        result.map_err(|source| TreeError::Io { what, address, source })
+    }
+
     async fn write_chunk(&self, page: u64, part: &[u8]) -> Result<(), ChunkError> {
         let len = pages_for(part.len()).max(1) as usize * PAGE_BYTES;
         let mut buf = io::alloc_buf(self.device, len).await.map_err(ChunkError::Dma)?;
