@@ -171,3 +171,61 @@ impl ChunkError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use keel_drivers::memory::{MemoryDevice, MemoryDeviceConfig, MemoryStore};
+    use keel_drivers::{BlockDevice, DmaPool};
+
+    use super::*;
+    use crate::write_runs::run_bytes;
+
+    const DEV: DeviceId = DeviceId(0);
+
+    /// Writes `parts` with `write_parts` at page 2 and gathered by
+    /// `run_bytes` through `write` at page 40 of a fresh memory device, and
+    /// returns the device's bytes of each, `pages` pages long.
+    fn both_ways(parts: Vec<Vec<u8>>, max_transfer_bytes: u32, pages: usize) -> (Vec<u8>, Vec<u8>) {
+        let store = Arc::new(MemoryStore::new());
+        let config = MemoryDeviceConfig { capacity_bytes: 64 << 20, max_transfer_bytes, ..Default::default() };
+        let pool = Arc::new(DmaPool::for_tests(16 << 20));
+        let device: Arc<dyn BlockDevice> = Arc::new(MemoryDevice::with_store(&config, pool, Arc::clone(&store)));
+        // Old contents, so that padding left unwritten would show.
+        let old = vec![0xEE; 100 * PAGE_BYTES];
+        keel_reactor::block_on(&[device], async move {
+            let region = Region::new(DEV, 1, 1000).unwrap();
+            region.write(BlockKind::Node, 0, &old).await.unwrap();
+            let slices: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+            region.write_parts(BlockKind::Leaf, 2, &slices).await.unwrap();
+            region.write(BlockKind::Leaf, 40, &run_bytes(slices.iter().copied())).await.unwrap();
+        })
+        .unwrap();
+        let read = |page: u64| {
+            let mut out = vec![0; pages * PAGE_BYTES];
+            store.read((1 + page) * PAGE_BYTES as u64, &mut out);
+            out
+        };
+        (read(2), read(40))
+    }
+
+    #[test]
+    fn a_run_written_in_parts_is_the_run_gathered_and_written() {
+        let parts = vec![vec![1u8; PAGE_BYTES + 5], vec![2u8; 7], vec![3u8; 3 * PAGE_BYTES]];
+        let (parts_way, gathered_way) = both_ways(parts.clone(), 2 << 20, 6);
+        assert_eq!(parts_way, gathered_way);
+        assert_eq!(&parts_way[..PAGE_BYTES + 5], parts[0].as_slice());
+        assert!(parts_way[PAGE_BYTES + 5..2 * PAGE_BYTES].iter().all(|&b| b == 0), "padded with zeros");
+        assert_eq!(&parts_way[2 * PAGE_BYTES..2 * PAGE_BYTES + 7], parts[1].as_slice());
+        assert_eq!(&parts_way[3 * PAGE_BYTES..], parts[2].as_slice());
+    }
+
+    #[test]
+    fn a_run_larger_than_one_transfer_is_written_the_same() {
+        // 3 pages of transfer: the 5-page run takes the gathering path.
+        let parts = vec![vec![4u8; 2 * PAGE_BYTES + 1], vec![5u8; 2 * PAGE_BYTES - 3]];
+        let (parts_way, gathered_way) = both_ways(parts, 3 * PAGE_BYTES as u32, 6);
+        assert_eq!(parts_way, gathered_way);
+    }
+}
