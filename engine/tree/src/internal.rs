@@ -89,11 +89,15 @@ impl Internal {
     }
 
     pub fn mem_bytes(&self) -> usize {
+        self.mem_bytes_but_buffers() + self.buffers.iter().map(ChildBuffer::mem_bytes).sum::<usize>()
+    }
+
+    /// What the node holds in memory besides its child buffers.
+    fn mem_bytes_but_buffers(&self) -> usize {
         INTERNAL_MEM_OVERHEAD
             + self.children.len() * CHILD_MEM_OVERHEAD
             + self.pivots.iter().map(Vec::len).sum::<usize>()
             + self.pivot_heads.mem_bytes()
-            + self.buffers.iter().map(ChildBuffer::mem_bytes).sum::<usize>()
     }
 
     /// `(self.mem_bytes(), self.buffer_bytes())` in one pass over the
@@ -105,12 +109,7 @@ impl Internal {
             mem += b.mem_bytes();
             buffered += b.encoded_bytes();
         }
-        let mem = INTERNAL_MEM_OVERHEAD
-            + self.children.len() * CHILD_MEM_OVERHEAD
-            + self.pivots.iter().map(Vec::len).sum::<usize>()
-            + self.pivot_heads.mem_bytes()
-            + mem;
-        (mem, buffered)
+        (self.mem_bytes_but_buffers() + mem, buffered)
     }
 
     /// The child with the most buffered bytes, and how many.

@@ -93,10 +93,11 @@ impl Region {
         let pages = pages_for(data.len()).max(1);
         self.check(what, address, pages)?;
         let chunk_bytes = self.chunk_pages as usize * PAGE_BYTES;
-        let parts: Vec<_> = data
-            .chunks(chunk_bytes)
+        let chunks: Vec<&[u8]> = data.chunks(chunk_bytes).collect();
+        let parts: Vec<_> = chunks
+            .iter()
             .enumerate()
-            .map(|(i, part)| self.write_chunk(address + i as u64 * self.chunk_pages, part))
+            .map(|(i, part)| self.write_chunk(address + i as u64 * self.chunk_pages, std::slice::from_ref(part)))
             .collect();
         for r in join_all(parts).await {
             r.map_err(|e| e.into_tree_error(what, address))?;
@@ -135,23 +136,24 @@ impl Region {
             return self.write(what, address, &crate::write_runs::run_bytes(parts.iter().copied())).await;
         }
         self.check(what, address, pages)?;
-        let mut buf = io::alloc_buf(self.device, pages as usize * PAGE_BYTES).await.map_err(TreeError::Dma)?;
+        self.write_chunk(address, parts).await.map_err(|e| e.into_tree_error(what, address))
+    }
+
+    /// One device write at `page` of `parts`, each from a page boundary and
+    /// padded with zeros to whole pages (`pages_for(len).max(1)` each),
+    /// copied once into one DMA buffer; the caller keeps it within one
+    /// transfer.
+    async fn write_chunk(&self, page: u64, parts: &[&[u8]]) -> Result<(), ChunkError> {
+        let padded = |part: &[u8]| pages_for(part.len()).max(1) as usize * PAGE_BYTES;
+        let len = parts.iter().map(|p| padded(p)).sum::<usize>();
+        let mut buf = io::alloc_buf(self.device, len).await.map_err(ChunkError::Dma)?;
         let mut at = 0;
         for part in parts {
-            let end = at + pages_for(part.len()).max(1) as usize * PAGE_BYTES;
+            let end = at + padded(part);
             buf[at..at + part.len()].copy_from_slice(part);
             buf[at + part.len()..end].fill(0);
             at = end;
         }
-        let (_, result) = io::write(self.device, self.lba(address), buf, false).await;
-        result.map_err(|source| TreeError::Io { what, address, source })
-    }
-
-    async fn write_chunk(&self, page: u64, part: &[u8]) -> Result<(), ChunkError> {
-        let len = pages_for(part.len()).max(1) as usize * PAGE_BYTES;
-        let mut buf = io::alloc_buf(self.device, len).await.map_err(ChunkError::Dma)?;
-        buf[..part.len()].copy_from_slice(part);
-        buf[part.len()..].fill(0);
         let (_, result) = io::write(self.device, self.lba(page), buf, false).await;
         result.map_err(ChunkError::Io)
     }
