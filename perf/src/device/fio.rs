@@ -2,7 +2,7 @@
 //! through fio's io_uring engine with O_DIRECT, in the same invocation.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -29,6 +29,9 @@ pub fn ensure_installed() -> Result<String, PerfError> {
     let status = Command::new("apt-get")
         .args(["install", "-y", "-q", "fio"])
         .env("DEBIAN_FRONTEND", "noninteractive")
+        // apt-get talks on stdout; keep ours for the report (`--json` is read
+        // by programs, and a fresh machine's first run used to corrupt it).
+        .stdout(Stdio::from(std::io::stderr()))
         .status()
         .map_err(|e| PerfError::Fio(format!("cannot run apt-get to install fio: {e}")))?;
     if !status.success() {
